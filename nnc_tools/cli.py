@@ -1,0 +1,86 @@
+"""The `nnc-tl` command: argument parsing and printing only; each subcommand calls one library function."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from typing import List, Optional
+
+# NNabla logs INFO lines ("Initializing CPU extension...") on import; keep the console for our output.
+logging.getLogger("nnabla").setLevel(os.environ.get("NNC_TL_NNABLA_LOG", "WARNING"))
+
+from . import __version__  # noqa: E402
+from .errors import NncToolsError  # noqa: E402
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    from .info import describe, format_description
+
+    info = describe(args.project, args.params)
+    print(json.dumps(info, indent=2) if args.json else format_description(info))
+    return 0
+
+
+def _cmd_convert(args: argparse.Namespace) -> int:
+    from .nnp import load_project, save_project
+
+    project = load_project(args.src, args.params)
+    written = save_project(project, args.dst, parameter_format=args.param_format, inputs=[args.src, *args.params])
+    for path in written:
+        print(f"wrote {path}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="nnc-tl",
+        description="Transfer learning for NNabla and Neural Network Console projects.",
+    )
+    parser.add_argument("--version", action="version", version=f"nnc-tl {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    p = sub.add_parser("info", help="show networks, parameters, datasets and learning-rate multipliers of a project")
+    p.add_argument("project", help="a .nnp, .nntxt, .prototxt or .protobuf project")
+    p.add_argument("--params", action="append", default=[], metavar="FILE", help="extra parameter file (.h5/.protobuf)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    p.set_defaults(func=_cmd_info)
+
+    p = sub.add_parser(
+        "convert",
+        help="convert between .nnp, .nntxt/.prototxt (+ .h5/.protobuf parameters beside it) and .protobuf",
+        description="Convert a project. A text output gets its parameters in <stem>.h5 (or --param-format) beside it.",
+    )
+    p.add_argument("src")
+    p.add_argument("dst")
+    p.add_argument("--params", action="append", default=[], metavar="FILE", help="extra parameter file (.h5/.protobuf)")
+    p.add_argument(
+        "--param-format",
+        choices=[".h5", ".protobuf", "inline"],
+        default=None,
+        help="parameter format: .h5 (default) or .protobuf beside a text output / inside an .nnp, or inline in the text",
+    )
+    p.set_defaults(func=_cmd_convert)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except NncToolsError as e:
+        print("nnc-tl: error: " + " ".join(str(e).split()), file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("nnc-tl: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

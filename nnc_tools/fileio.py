@@ -1,0 +1,53 @@
+"""Atomic output: write to a temporary name in the target folder, rename into place only on success."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterator, List, Sequence, Union
+
+PathLike = Union[str, os.PathLike]
+
+
+def _temp_beside(target: Path) -> Path:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(name, 0o666 & ~umask)
+    return Path(name)
+
+
+@contextlib.contextmanager
+def atomic_outputs(targets: Sequence[PathLike]) -> Iterator[List[Path]]:
+    """Yield temporary paths beside each target; rename them all into place when the block succeeds, else delete them."""
+    finals = [Path(t) for t in targets]
+    temps: List[Path] = []
+    try:
+        for final in finals:
+            temps.append(_temp_beside(final))
+        yield temps
+        for temp, final in zip(temps, finals):
+            os.replace(temp, final)
+    finally:
+        for temp in temps:
+            with contextlib.suppress(FileNotFoundError):
+                temp.unlink()
+
+
+@contextlib.contextmanager
+def atomic_output(target: PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``target``; rename it onto ``target`` when the block succeeds, else delete it."""
+    with atomic_outputs([target]) as temps:
+        yield temps[0]
+
+
+def same_file(a: PathLike, b: PathLike) -> bool:
+    """True when both paths name the same existing file (or the same path)."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return os.path.abspath(a) == os.path.abspath(b)

@@ -1,0 +1,96 @@
+"""What `nnc-tl info` shows: networks, parameters, datasets and each optimizer's learning-rate multipliers."""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Sequence
+
+import numpy as np
+
+from .fileio import PathLike
+from .nnp import Project, load_project, multipliers, solver_learning_rate
+
+
+def describe_project(project: Project) -> Dict[str, Any]:
+    """A JSON-ready summary of an NNabla project (parameters read for their shapes only where they are stored)."""
+    proto = project.proto
+    networks = []
+    declared: Dict[str, List[int]] = {}
+    for net in proto.network:
+        for var in net.variable:
+            if var.type == "Parameter":
+                declared.setdefault(var.name, list(var.shape.dim))
+        networks.append(
+            {
+                "name": net.name,
+                "batch_size": net.batch_size,
+                "functions": [
+                    {"name": f.name, "type": f.type, "inputs": list(f.input), "outputs": list(f.output)} for f in net.function
+                ],
+            }
+        )
+    stored = project.parameters
+    parameters = []
+    for name, p in stored.items():
+        parameters.append({"name": name, "shape": list(p.data.shape), "size": int(p.data.size), "need_grad": p.need_grad, "stored": True})
+    for name, shape in declared.items():
+        if name not in stored:
+            parameters.append({"name": name, "shape": shape, "size": int(np.prod(shape, dtype=np.int64)), "stored": False})
+    return {
+        "file": str(project.path) if project.path else None,
+        "format": project.path.suffix.lower() if project.path else None,
+        "parameter_sources": project.parameter_sources,
+        "networks": networks,
+        "parameters": parameters,
+        "datasets": [
+            {"name": d.name, "uri": d.uri, "batch_size": d.batch_size, "shuffle": d.shuffle, "variables": list(d.variable)}
+            for d in proto.dataset
+        ],
+        "optimizers": [
+            {
+                "name": o.name,
+                "network": o.network_name,
+                "datasets": list(o.dataset_name),
+                "solver": o.solver.type,
+                "learning_rate": solver_learning_rate(o.solver),
+                "multipliers": multipliers(o),
+            }
+            for o in proto.optimizer
+        ],
+        "monitors": [{"name": m.name, "network": m.network_name, "datasets": list(m.dataset_name)} for m in proto.monitor],
+        "executors": [{"name": e.name, "network": e.network_name} for e in proto.executor],
+    }
+
+
+def describe(path: PathLike, parameter_files: Sequence[PathLike] = ()) -> Dict[str, Any]:
+    """Summarise any project file `nnc-tl info` accepts."""
+    return describe_project(load_project(path, parameter_files))
+
+
+def format_description(info: Dict[str, Any]) -> str:
+    """The human-readable form of :func:`describe`."""
+    lines = [f"{info['file']}"]
+    if info["parameter_sources"]:
+        lines.append(f"  parameters from: {', '.join(info['parameter_sources'])}")
+    for net in info["networks"]:
+        lines.append(f"network {net['name']} (batch {net['batch_size']}, {len(net['functions'])} functions)")
+        for f in net["functions"]:
+            lines.append(f"  {f['name']:<32} {f['type']}")
+    params = info["parameters"]
+    total = sum(p["size"] for p in params)
+    lines.append(f"parameters: {len(params)} ({total:,} values)")
+    for p in params:
+        shape = "x".join(str(d) for d in p["shape"]) or "scalar"
+        note = "" if p.get("stored") else "  (declared, no data)"
+        lines.append(f"  {p['name']:<40} {shape:<18} {p['size']:>12,}{note}")
+    for d in info["datasets"]:
+        lines.append(f"dataset {d['name']}: {d['uri']} (batch {d['batch_size']}, shuffle {str(d['shuffle']).lower()})")
+    for o in info["optimizers"]:
+        lr = "" if o["learning_rate"] is None else f", lr {o['learning_rate']:g}"
+        lines.append(f"optimizer {o['name']}: network {o['network']}, {o['solver']}{lr}")
+        for name, m in o["multipliers"].items():
+            lines.append(f"  {name:<40} x{m:g}{'  (frozen)' if m == 0 else ''}")
+    for m in info["monitors"]:
+        lines.append(f"monitor {m['name']}: network {m['network']}")
+    for e in info["executors"]:
+        lines.append(f"executor {e['name']}: network {e['network']}")
+    return "\n".join(lines)

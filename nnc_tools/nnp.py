@@ -1,0 +1,493 @@
+"""NNabla project files: ``.nnp`` (zip), ``.nntxt``/``.prototxt`` (text), ``.protobuf`` (binary), parameters in ``.h5``/``.protobuf``.
+
+A :class:`Project` is the ``NNablaProtoBuf`` message without parameter data, plus the parameters, decoded lazily:
+nothing reads parameter data until ``project.parameters`` is used, so an edit of an ``.nnp``'s network text copies
+every other member byte for byte. No computation graph is built.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import shutil
+import zipfile
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Union
+
+import h5py
+import numpy as np
+from google.protobuf import text_format
+from google.protobuf.message import DecodeError
+from nnabla.utils import nnabla_pb2
+
+from .errors import NncToolsError
+from .fileio import PathLike, atomic_outputs, same_file
+
+TEXT_EXTS = (".nntxt", ".prototxt")
+PROJECT_EXTS = (".nnp",) + TEXT_EXTS + (".protobuf",)
+PARAMETER_EXTS = (".h5", ".protobuf")
+NNP_VERSION = "0.1\n"
+
+# Zip safety bounds. A member is refused when it declares more than MAX_MEMBER_BYTES, or when it is larger than
+# RATIO_CHECK_BYTES and inflates more than MAX_RATIO times its stored size (zip bombs); text is read whole, so smaller.
+MAX_MEMBER_BYTES = 32 << 30
+MAX_TEXT_BYTES = 1 << 30
+RATIO_CHECK_BYTES = 16 << 20
+MAX_RATIO = 200
+_COPY_CHUNK = 1 << 20
+_FIXED_DATE = (1980, 1, 1, 0, 0, 0)
+
+Parameters = "OrderedDict[str, Parameter]"
+
+
+@dataclass
+class Parameter:
+    """One parameter array as stored, with NNabla's ``need_grad`` flag."""
+
+    name: str
+    data: np.ndarray
+    need_grad: bool = True
+
+
+@dataclass
+class NnpMember:
+    """A member of the ``.nnp`` a project was read from, in archive order, with what we do with it on save."""
+
+    name: str
+    role: str  # "network" (text or binary network definition), "parameters", or "carry" (copied unchanged)
+
+
+class Project:
+    """An NNabla project: the proto (no parameter data) and its parameters, decoded on first use."""
+
+    def __init__(
+        self,
+        proto: nnabla_pb2.NNablaProtoBuf,
+        parameters: Optional[Parameters] = None,
+        *,
+        path: Optional[PathLike] = None,
+        nnp_members: Sequence[NnpMember] = (),
+        parameter_sources: Sequence[str] = (),
+        parameter_loader: Optional[Callable[[], Parameters]] = None,
+    ):
+        self.proto = proto
+        self.path = None if path is None else Path(path)
+        self.nnp_members = list(nnp_members)
+        self.parameter_sources = list(parameter_sources)
+        self._parameters = parameters
+        self._parameter_loader = parameter_loader
+        if parameters is None and parameter_loader is None:
+            self._parameters = OrderedDict()
+
+    @property
+    def parameters_decoded(self) -> bool:
+        """False while the parameters still sit undecoded in the source file."""
+        return self._parameters is not None
+
+    @property
+    def parameters(self) -> Parameters:
+        if self._parameters is None:
+            self._parameters = self._parameter_loader()
+        return self._parameters
+
+    @parameters.setter
+    def parameters(self, value: Parameters) -> None:
+        self._parameters = OrderedDict(value)
+
+
+# ---------------------------------------------------------------------------------------------------------------- load
+
+
+def load_project(path: PathLike, parameter_files: Sequence[PathLike] = ()) -> Project:
+    """Read a project file; ``parameter_files`` (``.h5``/``.protobuf``) add parameters.
+
+    A text project with no parameter file given takes ``<stem>.h5`` or ``<stem>.protobuf`` beside it when present.
+    """
+    path = Path(path)
+    ext = path.suffix.lower()
+    if ext not in PROJECT_EXTS:
+        raise NncToolsError(path, f"unknown project file extension '{path.suffix}' (expected one of {', '.join(PROJECT_EXTS)})")
+    if not path.is_file():
+        raise NncToolsError(path, "no such file")
+    if ext == ".nnp":
+        project = _load_nnp(path)
+    else:
+        proto = nnabla_pb2.NNablaProtoBuf()
+        if ext in TEXT_EXTS:
+            _merge_text(proto, _read_bytes(path), path)
+        else:
+            _merge_binary(proto, _read_bytes(path), path)
+        inline = _take_inline_parameters(proto)
+        project = Project(proto, inline, path=path, parameter_sources=[str(path)] if inline else [])
+        if ext in TEXT_EXTS and not parameter_files:
+            parameter_files = [p for p in (path.with_suffix(".h5"), path.with_suffix(".protobuf")) if p.is_file()][:1]
+    if parameter_files:
+        extra = OrderedDict(project.parameters)
+        for parameter_file in parameter_files:
+            extra.update(load_parameters(parameter_file))
+            project.parameter_sources.append(str(parameter_file))
+        project.parameters = extra
+    return project
+
+
+def load_parameters(path: PathLike) -> Parameters:
+    """Read a parameter file (``.h5`` as NNabla saves it, or a ``.protobuf`` holding ``parameter`` entries)."""
+    path = Path(path)
+    ext = path.suffix.lower()
+    if ext not in PARAMETER_EXTS:
+        raise NncToolsError(path, f"unknown parameter file extension '{path.suffix}' (expected .h5 or .protobuf)")
+    if not path.is_file():
+        raise NncToolsError(path, "no such file")
+    return _decode_parameters(_read_bytes(path), ext, str(path))
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as e:
+        raise NncToolsError(path, f"cannot read: {e.strerror or e}") from None
+
+
+def _merge_text(proto: nnabla_pb2.NNablaProtoBuf, raw: bytes, where: Union[str, Path]) -> None:
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise NncToolsError(where, f"network text is not UTF-8 (byte {e.start})") from None
+    try:
+        text_format.Merge(text, proto)
+    except text_format.ParseError as e:
+        raise NncToolsError(where, f"malformed protobuf text format: {e}") from None
+
+
+def _merge_binary(proto: nnabla_pb2.NNablaProtoBuf, raw: bytes, where: Union[str, Path]) -> None:
+    try:
+        proto.MergeFromString(raw)
+    except (DecodeError, RuntimeError, ValueError) as e:
+        raise NncToolsError(where, f"malformed binary protobuf: {e}") from None
+
+
+def _take_inline_parameters(proto: nnabla_pb2.NNablaProtoBuf) -> Parameters:
+    """Move ``proto.parameter`` entries out of the proto into a parameter dict."""
+    params = OrderedDict()
+    for p in proto.parameter:
+        shape = tuple(p.shape.dim)
+        data = np.array(p.data, dtype=np.float32)
+        if data.size != int(np.prod(shape, dtype=np.int64)):
+            raise NncToolsError(None, f"parameter {p.variable_name}: {data.size} values for shape {shape}")
+        params[p.variable_name] = Parameter(p.variable_name, data.reshape(shape), bool(p.need_grad))
+    del proto.parameter[:]
+    return params
+
+
+def _decode_parameters(raw: bytes, ext: str, where: str) -> Parameters:
+    if ext == ".protobuf":
+        proto = nnabla_pb2.NNablaProtoBuf()
+        _merge_binary(proto, raw, where)
+        try:
+            return _take_inline_parameters(proto)
+        except NncToolsError as e:
+            raise NncToolsError(where, e.problem) from None
+    try:
+        with h5py.File(io.BytesIO(raw), "r") as h5:
+            found = []
+            h5.visititems(lambda name, obj: found.append((obj.attrs.get("index", 0), name)) if isinstance(obj, h5py.Dataset) else None)
+            params = OrderedDict()
+            for _, name in sorted(found, key=lambda item: (int(item[0]), item[1])):
+                ds = h5[name]
+                params[name] = Parameter(name, np.asarray(ds[...]), bool(ds.attrs.get("need_grad", True)))
+            return params
+    except (OSError, KeyError, ValueError) as e:
+        raise NncToolsError(where, f"not a readable HDF5 parameter file: {e}") from None
+
+
+# -------------------------------------------------------------------------------------------------------------- .nnp
+
+
+def open_nnp(path: PathLike) -> zipfile.ZipFile:
+    """Open an ``.nnp`` and refuse unsafe archives (path traversal, zip bombs, damaged zips) before reading anything."""
+    path = Path(path)
+    try:
+        zf = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, EOFError, ValueError) as e:
+        raise NncToolsError(path, f"not a readable .nnp (zip) archive: {e}") from None
+    except OSError as e:
+        raise NncToolsError(path, f"cannot read: {e.strerror or e}") from None
+    try:
+        for info in zf.infolist():
+            _check_member(path, info)
+    except NncToolsError:
+        zf.close()
+        raise
+    return zf
+
+
+def _check_member(path: Path, info: zipfile.ZipInfo) -> None:
+    name = info.filename
+    parts = PurePosixPath(name.replace("\\", "/")).parts
+    if name.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", name) or ".." in parts:
+        raise NncToolsError(path, f"unsafe member name '{name}' (absolute or containing '..')")
+    if info.file_size > MAX_MEMBER_BYTES or (
+        info.file_size > RATIO_CHECK_BYTES and info.file_size > MAX_RATIO * max(info.compress_size, 1)
+    ):
+        raise NncToolsError(
+            path, f"member '{name}' inflates to {info.file_size} bytes from {info.compress_size} (zip bomb?); refused"
+        )
+
+
+def _member_role(name: str) -> str:
+    lower = name.lower()
+    ext = os.path.splitext(lower)[1]
+    if ext in TEXT_EXTS:
+        return "network"
+    if ext == ".h5" or (ext == ".protobuf" and PurePosixPath(lower).name.startswith("parameter")):
+        return "parameters"
+    if ext == ".protobuf":
+        return "network"
+    return "carry"
+
+
+def _read_member(zf: zipfile.ZipFile, path: Path, info: zipfile.ZipInfo, limit: int) -> bytes:
+    if info.file_size > limit:
+        raise NncToolsError(path, f"member '{info.filename}' is {info.file_size} bytes, over the {limit}-byte bound")
+    try:
+        with zf.open(info) as f:
+            data = f.read(limit + 1)
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError, RuntimeError) as e:
+        raise NncToolsError(path, f"member '{info.filename}' is damaged: {e}") from None
+    except Exception as e:  # zlib.error and friends from a corrupt stream
+        if type(e).__module__ in ("zlib", "bz2", "lzma", "_lzma"):
+            raise NncToolsError(path, f"member '{info.filename}' is damaged: {e}") from None
+        raise
+    if len(data) > limit:
+        raise NncToolsError(path, f"member '{info.filename}' inflates past the {limit}-byte bound")
+    return data
+
+
+def _load_nnp(path: Path) -> Project:
+    proto = nnabla_pb2.NNablaProtoBuf()
+    members: List[NnpMember] = []
+    inline = OrderedDict()
+    with open_nnp(path) as zf:
+        for info in zf.infolist():
+            if info.is_dir():
+                members.append(NnpMember(info.filename, "carry"))
+                continue
+            role = _member_role(info.filename)
+            members.append(NnpMember(info.filename, role))
+            if role == "network":
+                raw = _read_member(zf, path, info, MAX_TEXT_BYTES)
+                where = f"{path}!{info.filename}"
+                if os.path.splitext(info.filename.lower())[1] in TEXT_EXTS:
+                    _merge_text(proto, raw, where)
+                else:
+                    _merge_binary(proto, raw, where)
+                inline.update(_take_inline_parameters(proto))
+    if not any(m.role == "network" for m in members):
+        raise NncToolsError(path, "no network member (.nntxt, .prototxt or .protobuf) in the archive")
+    param_names = [m.name for m in members if m.role == "parameters"]
+    sources = [f"{path}!{name}" for name in param_names]
+
+    def load_nnp_parameters() -> Parameters:
+        params = OrderedDict(inline)
+        with open_nnp(path) as zf:
+            for name in param_names:
+                info = zf.getinfo(name)
+                raw = _read_member(zf, path, info, MAX_MEMBER_BYTES)
+                params.update(_decode_parameters(raw, os.path.splitext(name.lower())[1], f"{path}!{name}"))
+        return params
+
+    return Project(
+        proto,
+        None if param_names else inline,
+        path=path,
+        nnp_members=members,
+        parameter_sources=sources,
+        parameter_loader=load_nnp_parameters if param_names else None,
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------------- save
+
+
+def network_text(proto: nnabla_pb2.NNablaProtoBuf) -> str:
+    """The protobuf text of a project, as NNabla's ``save()`` prints it."""
+    return text_format.MessageToString(proto)
+
+
+def encode_parameters(params: Parameters, fmt: str) -> bytes:
+    """Serialise parameters as NNabla does: ``.h5`` (datasets with ``need_grad`` and ``index``) or ``.protobuf``."""
+    if fmt == ".protobuf":
+        return _with_parameters(nnabla_pb2.NNablaProtoBuf(), params).SerializeToString()
+    buf = io.BytesIO()
+    with h5py.File(buf, "w") as h5:
+        for index, (name, p) in enumerate(params.items()):
+            h5[name] = p.data
+            h5[name].attrs["need_grad"] = bool(p.need_grad)
+            h5[name].attrs["index"] = index
+    return buf.getvalue()
+
+
+def _with_parameters(proto: nnabla_pb2.NNablaProtoBuf, params: Parameters) -> nnabla_pb2.NNablaProtoBuf:
+    for name, p in params.items():
+        entry = proto.parameter.add()
+        entry.variable_name = name
+        entry.shape.dim.extend(int(d) for d in p.data.shape)
+        entry.data.extend(np.asarray(p.data, dtype=np.float32).ravel().tolist())
+        entry.need_grad = bool(p.need_grad)
+    return proto
+
+
+def parameter_sidecar(path: PathLike, fmt: str = ".h5") -> Path:
+    """Where a text project's parameters go: ``<stem>.h5`` or ``<stem>.protobuf`` beside it."""
+    return Path(path).with_suffix(fmt)
+
+
+def save_project(
+    project: Project,
+    path: PathLike,
+    *,
+    parameter_format: Optional[str] = None,
+    inputs: Iterable[PathLike] = (),
+) -> List[Path]:
+    """Write ``project`` to ``path`` (format from its extension) atomically; return the files written.
+
+    ``.nnp``: the network text plus the parameters (kept in their source format, else ``parameter_format`` or
+    ``.h5``); members of a source ``.nnp`` that we do not interpret are copied unchanged. ``.nntxt``/``.prototxt``:
+    the text, with parameters in a ``<stem>.h5`` (or ``.protobuf``) beside it, or inline when ``parameter_format`` is
+    ``"inline"``. ``.protobuf``: one binary message including the parameters. Refuses to write over any of ``inputs``.
+    """
+    path = Path(path)
+    ext = path.suffix.lower()
+    if ext not in PROJECT_EXTS:
+        raise NncToolsError(path, f"unknown output extension '{path.suffix}' (expected one of {', '.join(PROJECT_EXTS)})")
+    if parameter_format not in (None, ".h5", ".protobuf", "inline"):
+        raise NncToolsError(path, f"unknown parameter format '{parameter_format}' (expected .h5, .protobuf or inline)")
+
+    sources = [project.path] if project.path else []
+    sources += [Path(s) for s in project.parameter_sources if "!" not in s]
+    sources += [Path(p) for p in inputs]
+
+    if ext == ".nnp":
+        targets = [path]
+    elif ext == ".protobuf" or parameter_format == "inline" or not project.parameters:
+        targets = [path]
+    else:
+        targets = [path, parameter_sidecar(path, parameter_format or ".h5")]
+    for target in targets:
+        for source in sources:
+            if target.exists() and same_file(target, source):
+                raise NncToolsError(target, "is an input of this command; refusing to overwrite it (choose another output)")
+
+    with atomic_outputs(targets) as temps:
+        if ext == ".nnp":
+            _write_nnp(project, temps[0], parameter_format)
+        elif ext == ".protobuf" or parameter_format == "inline":
+            proto = _with_parameters(_copy(project.proto), project.parameters)
+            if ext == ".protobuf":
+                temps[0].write_bytes(proto.SerializeToString())
+            else:
+                temps[0].write_text(network_text(proto), encoding="utf-8")
+        else:
+            temps[0].write_text(network_text(project.proto), encoding="utf-8")
+            if len(temps) > 1:
+                temps[1].write_bytes(encode_parameters(project.parameters, targets[1].suffix.lower()))
+    return targets
+
+
+def _copy(proto: nnabla_pb2.NNablaProtoBuf) -> nnabla_pb2.NNablaProtoBuf:
+    out = nnabla_pb2.NNablaProtoBuf()
+    out.CopyFrom(proto)
+    return out
+
+
+def _new_info(name: str, compress_type: int, like: Optional[zipfile.ZipInfo] = None) -> zipfile.ZipInfo:
+    info = zipfile.ZipInfo(name, date_time=like.date_time if like else _FIXED_DATE)
+    info.compress_type = compress_type
+    if like is not None:
+        info.external_attr = like.external_attr
+        info.comment = like.comment
+        info.create_system = like.create_system
+    else:
+        info.external_attr = 0o644 << 16
+    return info
+
+
+def copy_member(src: zipfile.ZipFile, info: zipfile.ZipInfo, dst: zipfile.ZipFile) -> None:
+    """Copy one member's bytes unchanged, streaming in chunks (never the whole member in memory)."""
+    out = _new_info(info.filename, info.compress_type, info)
+    out.extra = info.extra
+    if info.is_dir():
+        dst.writestr(out, b"")
+        return
+    with src.open(info) as fin, dst.open(out, "w", force_zip64=info.file_size >= zipfile.ZIP64_LIMIT) as fout:
+        shutil.copyfileobj(fin, fout, _COPY_CHUNK)
+
+
+def _write_nnp(project: Project, target: Path, parameter_format: Optional[str]) -> None:
+    text = network_text(project.proto).encode("utf-8")
+    params_fmt = None if parameter_format in (None, "inline") else parameter_format
+    with zipfile.ZipFile(target, "w", allowZip64=True) as zout:
+        if not project.nnp_members:
+            zout.writestr(_new_info("nnp_version.txt", zipfile.ZIP_STORED), NNP_VERSION)
+            zout.writestr(_new_info("network.nntxt", zipfile.ZIP_DEFLATED), text)
+            if project.parameters:
+                fmt = params_fmt or ".h5"
+                zout.writestr(_new_info(f"parameter{fmt}", zipfile.ZIP_STORED), encode_parameters(project.parameters, fmt))
+            return
+        network_done = params_done = False
+        with open_nnp(project.path) as zin:
+            for member in project.nnp_members:
+                info = zin.getinfo(member.name)
+                if member.role == "network":
+                    if not network_done:
+                        name = member.name if os.path.splitext(member.name.lower())[1] in TEXT_EXTS else "network.nntxt"
+                        zout.writestr(_new_info(name, info.compress_type, info), text)
+                        network_done = True
+                elif member.role == "parameters":
+                    ext = os.path.splitext(member.name.lower())[1]
+                    if not project.parameters_decoded and params_fmt in (None, ext):
+                        copy_member(zin, info, zout)
+                    elif not params_done and project.parameters:
+                        fmt = params_fmt or ext
+                        name = member.name if fmt == ext else f"parameter{fmt}"
+                        zout.writestr(_new_info(name, info.compress_type, info), encode_parameters(project.parameters, fmt))
+                    params_done = True
+                else:
+                    copy_member(zin, info, zout)
+        if not params_done and project.parameters:
+            fmt = params_fmt or ".h5"
+            zout.writestr(_new_info(f"parameter{fmt}", zipfile.ZIP_STORED), encode_parameters(project.parameters, fmt))
+
+
+
+def parameters_equal(a: Parameters, b: Parameters) -> bool:
+    """Same names in the same order, same ``need_grad``, byte-identical arrays (dtype and shape included)."""
+    if list(a) != list(b):
+        return False
+    return all(
+        a[k].need_grad == b[k].need_grad
+        and a[k].data.dtype == b[k].data.dtype
+        and a[k].data.shape == b[k].data.shape
+        and a[k].data.tobytes() == b[k].data.tobytes()
+        for k in a
+    )
+
+
+def solver_learning_rate(solver: nnabla_pb2.Solver) -> Optional[float]:
+    """The base learning rate of a solver (``lr``, ``alpha`` or ``eta`` in its ``*_param``), if it has one."""
+    which = solver.WhichOneof("parameter")
+    if which is None:
+        return None
+    param = getattr(solver, which)
+    for field in ("lr", "alpha", "eta"):
+        if field in param.DESCRIPTOR.fields_by_name:
+            return float(getattr(param, field))
+    return None
+
+
+def multipliers(optimizer: nnabla_pb2.Optimizer) -> Dict[str, float]:
+    """An optimizer's learning-rate multiplier per parameter; an absent value reads as 0 (frozen), as proto3 prints it."""
+    return {pv.variable_name: float(pv.learning_rate_multiplier) for pv in optimizer.parameter_variable}
