@@ -1,0 +1,97 @@
+"""Shared fixtures: small projects written by NNabla's own save(), the NNC samples, and a CLI runner."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import List, NamedTuple
+
+import pytest
+
+logging.getLogger("nnabla").setLevel(logging.WARNING)
+
+import nnabla as nn  # noqa: E402
+import nnabla.functions as F  # noqa: E402
+import nnabla.parametric_functions as PF  # noqa: E402
+import nnabla.solvers as S  # noqa: E402
+import numpy as np  # noqa: E402
+from nnabla.utils.save import save as nnabla_save  # noqa: E402
+
+from nnc_tools.cli import main  # noqa: E402
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+NNC_SAMPLES = SHARED / "nnc-samples"
+
+
+def nnc_samples(pattern: str) -> List[Path]:
+    return sorted(NNC_SAMPLES.glob(pattern)) if NNC_SAMPLES.is_dir() else []
+
+
+needs_samples = pytest.mark.skipif(not NNC_SAMPLES.is_dir(), reason=f"{NNC_SAMPLES} is absent (../shared not checked out)")
+
+
+def tiny_contents(batch_size: int = 4, classes: int = 3, seed: int = 0) -> dict:
+    """A two-layer CNN with NNC names, its training/validation networks, an optimizer, datasets and an executor."""
+    nn.clear_parameters()
+    np.random.seed(seed)
+    x = nn.Variable((batch_size, 1, 8, 8))
+    t = nn.Variable((batch_size, 1))
+
+    def net(test: bool):
+        h = PF.convolution(x, 4, (3, 3), pad=(1, 1), name="Convolution")
+        h = PF.batch_normalization(h, batch_stat=not test, name="BatchNormalization")
+        h = F.relu(h)
+        h = F.max_pooling(h, (2, 2))
+        h = PF.affine(h, classes, name="Affine")
+        return F.mean(F.softmax_cross_entropy(h, t))
+
+    loss = net(False)
+    loss_v = net(True)
+    solver = S.Momentum(0.01, 0.9)
+    solver.set_parameters(nn.get_parameters())
+    return {
+        "global_config": {"default_context": nn.Context(["cpu:float"])},
+        "training_config": {"max_epoch": 2, "iter_per_epoch": 3, "save_best": True},
+        "networks": [
+            {"name": "Main", "batch_size": batch_size, "outputs": {"loss": loss}, "names": {"x": x, "y": t}},
+            {"name": "MainValidation", "batch_size": batch_size, "outputs": {"loss": loss_v}, "names": {"x": x, "y": t}},
+        ],
+        "optimizers": [
+            {"name": "Optimizer", "solver": solver, "network": "Main", "dataset": "Training", "weight_decay": 0,
+             "lr_decay": 1, "lr_decay_interval": 1, "update_interval": 1}
+        ],
+        "datasets": [
+            {"name": "Training", "uri": "training.csv", "cache_dir": "", "variables": {"x": x, "y": t},
+             "shuffle": True, "batch_size": batch_size, "no_image_normalization": False},
+        ],
+        "monitors": [{"name": "valid_error", "network": "MainValidation", "dataset": "Training"}],
+        "executors": [{"name": "Executor", "network": "MainValidation", "data": ["x"], "output": ["loss"]}],
+    }
+
+
+def nnabla_saved(path: Path, **kwargs) -> Path:
+    """Write a tiny project with NNabla's own save() (format from the extension)."""
+    nnabla_save(str(path), tiny_contents(), **kwargs)
+    return path
+
+
+class CliResult(NamedTuple):
+    code: int
+    out: str
+    err: str
+
+
+@pytest.fixture
+def cli(capsys):
+    """Run `nnc-tl ARGS...` in-process and return (exit code, stdout, stderr)."""
+
+    def run(*args: str) -> CliResult:
+        try:
+            code = main([os.fspath(a) for a in args])
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else 2
+        captured = capsys.readouterr()
+        return CliResult(code, captured.out, captured.err)
+
+    return run

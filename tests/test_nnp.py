@@ -1,0 +1,195 @@
+"""Project files: every format round-trips losslessly, unknown .nnp members survive, parameters stay undecoded."""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from nnabla.utils import nnabla_pb2
+from nnabla.utils.load import load as nnabla_load
+
+from nnc_tools import nnp
+from nnc_tools.nnp import load_project, parameters_equal, save_project
+
+from .conftest import needs_samples, nnabla_saved, nnc_samples
+
+
+def roundtrip(src: Path, dst: Path, **kwargs):
+    first = load_project(src)
+    save_project(first, dst, **kwargs)
+    second = load_project(dst)
+    assert second.proto == first.proto
+    assert parameters_equal(first.parameters, second.parameters)
+    return first, second
+
+
+@pytest.mark.parametrize("parameter_format", [".h5", ".protobuf"])
+def test_nnabla_nnp_roundtrip(tmp_path, parameter_format):
+    src = nnabla_saved(tmp_path / "a.nnp", parameter_format=parameter_format)
+    first, second = roundtrip(src, tmp_path / "b.nnp")
+    assert len(first.parameters) == 8
+    assert [n.name for n in first.proto.network] == ["Main", "MainValidation"]
+    with zipfile.ZipFile(src) as a, zipfile.ZipFile(tmp_path / "b.nnp") as b:
+        assert a.namelist() == b.namelist()
+
+
+@pytest.mark.parametrize("ext", [".nntxt", ".protobuf"])
+def test_nnabla_inline_parameter_files_roundtrip(tmp_path, ext):
+    src = nnabla_saved(tmp_path / f"a{ext}", include_params=True)
+    first, _ = roundtrip(src, tmp_path / f"b{ext}")
+    assert len(first.parameters) == 8
+    assert not first.proto.parameter  # parameters live beside the proto in memory
+
+
+def test_every_conversion_keeps_proto_and_parameter_bytes(tmp_path):
+    src = nnabla_saved(tmp_path / "a.nnp")
+    original = load_project(src)
+    chain = ["b.nntxt", "c.protobuf", "d.prototxt", "e.nnp"]
+    previous = src
+    for name in chain:
+        save_project(load_project(previous), tmp_path / name)
+        again = load_project(tmp_path / name)
+        assert again.proto == original.proto, name
+        assert parameters_equal(original.parameters, again.parameters), name
+        previous = tmp_path / name
+    assert (tmp_path / "b.h5").is_file() and (tmp_path / "d.h5").is_file()
+
+
+def test_text_output_with_protobuf_parameters_beside_it(tmp_path):
+    src = nnabla_saved(tmp_path / "a.nnp")
+    written = save_project(load_project(src), tmp_path / "b.nntxt", parameter_format=".protobuf")
+    assert written == [tmp_path / "b.nntxt", tmp_path / "b.protobuf"]
+    again = load_project(tmp_path / "b.nntxt")
+    assert again.parameter_sources == [str(tmp_path / "b.protobuf")]
+    assert parameters_equal(load_project(src).parameters, again.parameters)
+
+
+@pytest.mark.parametrize("dst", ["out.nnp", "out.nntxt", "out.protobuf"])
+def test_nnablas_loader_reads_what_we_write(tmp_path, dst):
+    src = nnabla_saved(tmp_path / "a.nnp")
+    project = load_project(src)
+    save_project(project, tmp_path / dst, parameter_format="inline" if dst.endswith(".nntxt") else None)
+    info = nnabla_load([str(tmp_path / dst)])
+    assert set(info.networks) == {"Main", "MainValidation"}
+    assert "Optimizer" in info.optimizers
+    import nnabla as nn
+
+    for name, p in project.parameters.items():
+        assert np.array_equal(nn.get_parameters(grad_only=False)[name].d, p.data), name
+
+
+@needs_samples
+@pytest.mark.parametrize("sample", nnc_samples("*.prototxt"), ids=lambda p: p.name)
+@pytest.mark.parametrize("dst", ["out.prototxt", "out.nnp", "out.protobuf"])
+def test_nnc_converter_outputs_roundtrip(tmp_path, sample, dst):
+    first, _ = roundtrip(sample, tmp_path / dst)
+    assert first.proto.network and first.proto.optimizer
+    reference = nnabla_pb2.NNablaProtoBuf()
+    from google.protobuf import text_format
+
+    text_format.Merge(sample.read_text(), reference)
+    assert first.proto == reference
+
+
+def test_explicit_and_absent_zero_multiplier_both_read_as_frozen(tmp_path):
+    text = (
+        'optimizer { name: "O" parameter_variable { variable_name: "a" learning_rate_multiplier: 0 } '
+        'parameter_variable { variable_name: "b" } parameter_variable { variable_name: "c" learning_rate_multiplier: 0.5 } }'
+    )
+    (tmp_path / "m.nntxt").write_text(text)
+    project = load_project(tmp_path / "m.nntxt")
+    assert nnp.multipliers(project.proto.optimizer[0]) == {"a": 0.0, "b": 0.0, "c": 0.5}
+
+
+def add_members(path: Path, members: dict) -> None:
+    with zipfile.ZipFile(path, "a", compression=zipfile.ZIP_DEFLATED) as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+
+
+def test_unknown_members_are_carried_unchanged(tmp_path):
+    src = nnabla_saved(tmp_path / "a.nnp")
+    extra = {"README": b"notes\n", "Optimizer_Momentum_optimizer.h5.optimizer": bytes(range(256)) * 64, "sub/thing.bin": b"\0\1"}
+    add_members(src, extra)
+    project = load_project(src)
+    project.proto.training_config.max_epoch = 7
+    save_project(project, tmp_path / "b.nnp")
+    with zipfile.ZipFile(src) as a, zipfile.ZipFile(tmp_path / "b.nnp") as b:
+        assert a.namelist() == b.namelist()
+        for name in extra:
+            assert b.read(name) == extra[name]
+            assert b.getinfo(name).compress_type == a.getinfo(name).compress_type
+    assert load_project(tmp_path / "b.nnp").proto.training_config.max_epoch == 7
+
+
+def test_network_edit_never_decodes_parameters(tmp_path, monkeypatch):
+    src = nnabla_saved(tmp_path / "a.nnp")
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("parameters were decoded")
+
+    monkeypatch.setattr(nnp, "_decode_parameters", refuse)
+    monkeypatch.setattr(nnp, "encode_parameters", refuse)
+    project = load_project(src)
+    project.proto.optimizer[0].parameter_variable[0].learning_rate_multiplier = 0
+    save_project(project, tmp_path / "b.nnp")
+    assert not project.parameters_decoded
+    with zipfile.ZipFile(src) as a, zipfile.ZipFile(tmp_path / "b.nnp") as b:
+        assert a.read("parameter.h5") == b.read("parameter.h5")
+        assert a.read("nnp_version.txt") == b.read("nnp_version.txt")
+        assert a.read("network.nntxt") != b.read("network.nntxt")
+
+
+def test_member_copy_streams_in_bounded_chunks(tmp_path):
+    big = tmp_path / "big.nnp"
+    nnabla_saved(big)
+    blob = np.random.RandomState(0).bytes(6 << 20)
+    add_members(big, {"blob.optimizer": blob})
+    reads = []
+    original_open = zipfile.ZipFile.open
+
+    def spying_open(self, name, mode="r", **kwargs):
+        handle = original_open(self, name, mode, **kwargs)
+        if mode == "r":
+            real_read = handle.read
+
+            def read(n=-1):
+                reads.append(n)
+                return real_read(n)
+
+            handle.read = read
+        return handle
+
+    project = load_project(big)
+    zipfile.ZipFile.open = spying_open
+    try:
+        save_project(project, tmp_path / "out.nnp")
+    finally:
+        zipfile.ZipFile.open = original_open
+    assert reads and all(0 < n <= 1 << 20 for n in reads)
+    with zipfile.ZipFile(tmp_path / "out.nnp") as zf:
+        assert zf.read("blob.optimizer") == blob
+
+
+def test_text_project_picks_up_sidecar_parameters(tmp_path):
+    src = nnabla_saved(tmp_path / "a.nnp")
+    save_project(load_project(src), tmp_path / "b.nntxt")
+    assert (tmp_path / "b.h5").is_file()
+    assert parameters_equal(load_project(src).parameters, load_project(tmp_path / "b.nntxt").parameters)
+
+
+def test_failed_write_leaves_nothing_behind(tmp_path, monkeypatch):
+    src = nnabla_saved(tmp_path / "a.nnp")
+    project = load_project(src)
+    out = tmp_path / "out"
+    out.mkdir()
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(nnp, "encode_parameters", boom)
+    with pytest.raises(RuntimeError):
+        save_project(project, out / "b.nntxt")
+    assert list(out.iterdir()) == []
