@@ -34,6 +34,21 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_apply_freeze(args: argparse.Namespace) -> int:
+    from .freeze import apply_freeze, format_changes
+
+    result = apply_freeze(args.project, args.config, args.output, dry_run=args.dry_run)
+    print(f"overlay {result.overlay} on {result.project}")
+    print(format_changes(result.changes))
+    for warning in result.warnings:
+        print(f"nnc-tl: warning: {warning}", file=sys.stderr)
+    if args.dry_run:
+        print("dry run: nothing written")
+    elif result.output is not None:
+        print(f"wrote {result.output}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="nnc-tl",
@@ -44,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
 
     p = sub.add_parser("info", help="show networks, parameters, datasets and learning-rate multipliers of a project")
-    p.add_argument("project", help="a .nnp, .nntxt, .prototxt or .protobuf project")
+    p.add_argument("project", help="a .nnp, .nntxt, .prototxt, .protobuf or .sdcproj project")
     p.add_argument("--params", action="append", default=[], metavar="FILE", help="extra parameter file (.h5/.protobuf)")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.set_defaults(func=_cmd_info)
@@ -64,6 +79,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="parameter format: .h5 (default) or .protobuf beside a text output / inside an .nnp, or inline in the text",
     )
     p.set_defaults(func=_cmd_convert)
+
+    p = sub.add_parser(
+        "apply-freeze",
+        help="set learning-rate multipliers (freeze layers) from a YAML overlay",
+        description="Set learning-rate multipliers from a YAML overlay in a .nnp/.nntxt/.prototxt/.protobuf project or an "
+        "NNC .sdcproj. Without -c: <stem>.freeze.yaml beside PROJECT, else ./freeze.yaml. Without -o: PROJECT in place.",
+    )
+    p.add_argument("project")
+    p.add_argument("-c", "--config", metavar="OVERLAY.yaml", help="the freeze overlay")
+    p.add_argument("-o", "--output", metavar="OUT", help="write here instead of rewriting PROJECT (same extension)")
+    p.add_argument("--dry-run", action="store_true", help="print what would change; write nothing")
+    p.set_defaults(func=_cmd_apply_freeze)
     return parser
 
 

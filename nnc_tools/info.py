@@ -8,6 +8,7 @@ import numpy as np
 
 from .fileio import PathLike
 from .nnp import Project, load_project, multipliers, solver_learning_rate
+from .sdcproj import describe_sdcproj, format_sdcproj_description, load_sdcproj
 
 
 def describe_project(project: Project) -> Dict[str, Any]:
@@ -62,12 +63,16 @@ def describe_project(project: Project) -> Dict[str, Any]:
 
 
 def describe(path: PathLike, parameter_files: Sequence[PathLike] = ()) -> Dict[str, Any]:
-    """Summarise any project file `nnc-tl info` accepts."""
+    """Summarise any project file `nnc-tl info` accepts (NNabla projects and NNC's .sdcproj)."""
+    if str(path).lower().endswith(".sdcproj"):
+        return describe_sdcproj(load_sdcproj(path))
     return describe_project(load_project(path, parameter_files))
 
 
 def format_description(info: Dict[str, Any]) -> str:
     """The human-readable form of :func:`describe`."""
+    if info["format"] == ".sdcproj":
+        return format_sdcproj_description(info)
     lines = [f"{info['file']}"]
     if info["parameter_sources"]:
         lines.append(f"  parameters from: {', '.join(info['parameter_sources'])}")

@@ -312,9 +312,26 @@ def _load_nnp(path: Path) -> Project:
 # ---------------------------------------------------------------------------------------------------------------- save
 
 
+_BARE_PARAMETER_VARIABLE = re.compile(r'^( *)parameter_variable \{\n( *)(variable_name: "(?:[^"\\]|\\.)*")\n\1\}$', re.M)
+
+
 def network_text(proto: nnabla_pb2.NNablaProtoBuf) -> str:
-    """The protobuf text of a project, as NNabla's ``save()`` prints it."""
-    return text_format.MessageToString(proto)
+    """The protobuf text of a project, as NNabla's ``save()`` prints it, except that a frozen optimizer parameter reads
+    ``learning_rate_multiplier: 0`` as NNC's converter writes it: NNC's importer takes an absent value for 1.0."""
+    if not proto.optimizer:
+        return text_format.MessageToString(proto)
+    rest = _copy(proto)
+    del rest.optimizer[:]
+    optimizers = "".join(
+        "optimizer {\n"
+        + _BARE_PARAMETER_VARIABLE.sub(r"\1parameter_variable {\n\2\3\n\2learning_rate_multiplier: 0\n\1}", text_format.MessageToString(o, indent=2))
+        + "}\n"
+        for o in proto.optimizer
+    )
+    text = text_format.MessageToString(rest)
+    later = re.search(r"^(monitor|executor) \{$", text, re.M)  # fields numbered after optimizer (400)
+    cut = later.start() if later else len(text)
+    return text[:cut] + optimizers + text[cut:]
 
 
 def encode_parameters(params: Parameters, fmt: str) -> bytes:
@@ -351,13 +368,16 @@ def save_project(
     *,
     parameter_format: Optional[str] = None,
     inputs: Iterable[PathLike] = (),
+    replace_input: bool = False,
 ) -> List[Path]:
     """Write ``project`` to ``path`` (format from its extension) atomically; return the files written.
 
     ``.nnp``: the network text plus the parameters (kept in their source format, else ``parameter_format`` or
     ``.h5``); members of a source ``.nnp`` that we do not interpret are copied unchanged. ``.nntxt``/``.prototxt``:
     the text, with parameters in a ``<stem>.h5`` (or ``.protobuf``) beside it, or inline when ``parameter_format`` is
-    ``"inline"``. ``.protobuf``: one binary message including the parameters. Refuses to write over any of ``inputs``.
+    ``"inline"``. ``.protobuf``: one binary message including the parameters. Refuses to write over any of ``inputs``
+    or over the project's own file unless ``replace_input``; a text project replaced in place keeps its parameters
+    where they were (inline stays inline, a parameter file beside it is left alone).
     """
     path = Path(path)
     ext = path.suffix.lower()
@@ -366,13 +386,17 @@ def save_project(
     if parameter_format not in (None, ".h5", ".protobuf", "inline"):
         raise NncToolsError(path, f"unknown parameter format '{parameter_format}' (expected .h5, .protobuf or inline)")
 
-    sources = [project.path] if project.path else []
-    sources += [Path(s) for s in project.parameter_sources if "!" not in s]
+    sources = [project.path] if project.path and not replace_input else []
+    sources += [Path(s) for s in project.parameter_sources if "!" not in s and not (project.path and s == str(project.path))]
     sources += [Path(p) for p in inputs]
+
+    if replace_input and ext in TEXT_EXTS and parameter_format is None and project.path and same_file(path, project.path):
+        inline = str(project.path) in project.parameter_sources
+        parameter_format = "inline" if inline else "none"
 
     if ext == ".nnp":
         targets = [path]
-    elif ext == ".protobuf" or parameter_format == "inline" or not project.parameters:
+    elif ext == ".protobuf" or parameter_format in ("inline", "none") or not project.parameters:
         targets = [path]
     else:
         targets = [path, parameter_sidecar(path, parameter_format or ".h5")]
@@ -392,7 +416,7 @@ def save_project(
                 temps[0].write_text(network_text(proto), encoding="utf-8")
         else:
             temps[0].write_text(network_text(project.proto), encoding="utf-8")
-            if len(temps) > 1:
+            if len(temps) > 1 and parameter_format != "none":
                 temps[1].write_bytes(encode_parameters(project.parameters, targets[1].suffix.lower()))
     return targets
 

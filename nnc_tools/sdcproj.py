@@ -1,0 +1,314 @@
+"""Neural Network Console's ``.sdcproj``: an INI-style reader/writer that keeps every byte it does not change.
+
+Layers are ``[Layer_i]`` (single network) or ``[<Net>_Layer_i]`` (``[Global] NumNetwork``/``Network_i``) sections with
+``Property_i_Name``/``Property_i_Value`` pairs; learning-rate multipliers are the ``<param>.LRateMultiplier`` properties.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+
+from .errors import NncToolsError
+from .fileio import PathLike
+
+SINGLE_NETWORK = "Main"
+MULTIPLIER_SUFFIX = ".LRateMultiplier"
+
+# NNC's layer catalogue (settings/NNabla/layer_component): parameter scope and parameters of the parameterised layers.
+LAYER_PARAMETERS: Dict[str, Tuple[str, Tuple[str, ...]]] = {
+    "Affine": ("affine", ("W", "b")),
+    "Convolution": ("conv", ("W", "b")),
+    "Deconvolution": ("deconv", ("W", "b")),
+    "DeformableConvolution": ("deformable_conv", ("W", "b")),
+    "DepthwiseConvolution": ("depthwise_conv", ("W", "b")),
+    "DepthwiseDeconvolution": ("depthwise_deconv", ("W", "b")),
+    "Embed": ("embed", ("W",)),
+    "PReLU": ("prelu", ("slope",)),
+    "BatchNormalization": ("bn", ("beta", "gamma", "mean", "var")),
+    "FusedBatchNormalization": ("bn", ("beta", "gamma", "mean", "var")),
+    "GroupNormalization": ("group_normalization", ("beta", "gamma")),
+    "InstanceNormalization": ("instance_normalization", ("beta", "gamma")),
+    "LayerNormalization": ("layer_normalization", ("beta", "gamma")),
+    "SpectralNorm": ("sn", ("u",)),
+    "WeightNormalization": ("wn", ("g",)),
+    "MeanSubtraction": ("mean_subtraction", ("mean", "t")),
+    "BinaryConnectAffine": ("bicon_affine", ("W", "Wb", "b")),
+    "BinaryConnectConvolution": ("bicon_conv", ("W", "Wb", "b")),
+    "BinaryWeightAffine": ("bwn_affine", ("W", "Wb", "b")),
+    "BinaryWeightConvolution": ("bwn_conv", ("W", "Wb", "b")),
+}
+# Multipliers NNC assumes when the property is absent: statistics are not trained, everything else is.
+DEFAULT_ZERO = {("BatchNormalization", "mean"), ("BatchNormalization", "var"), ("FusedBatchNormalization", "mean"),
+                ("FusedBatchNormalization", "var"), ("MeanSubtraction", "mean"), ("MeanSubtraction", "t")}
+
+_LINE = re.compile(r"([^\r\n]*)(\r\n|\n|\r|)")
+_SECTION = re.compile(r"^\[(.*)\]\s*$")
+
+
+@dataclass
+class Line:
+    text: str
+    ending: str
+
+
+@dataclass
+class Layer:
+    """One layer of one network, with where its properties live in the file."""
+
+    network: str
+    section: str
+    id: str
+    type: str
+    name: str
+    scope: str
+    properties: Dict[str, str] = field(default_factory=dict)
+
+    def parameter_names(self) -> List[str]:
+        """Short parameter names (W, b, beta…) from the layer's multiplier properties and NNC's catalogue."""
+        names = [k[: -len(MULTIPLIER_SUFFIX)] for k in self.properties if k.endswith(MULTIPLIER_SUFFIX)]
+        for p in LAYER_PARAMETERS.get(self.type, ("", ()))[1]:
+            if p not in names:
+                names.append(p)
+        return names
+
+    def parameter(self, short: str) -> str:
+        """The NNabla parameter name NNC gives this layer's parameter: ``<scope>/<type scope>/<short>``."""
+        type_scope = LAYER_PARAMETERS.get(self.type, ("", ()))[0]
+        return "/".join(part for part in (self.scope, type_scope, short) if part)
+
+    def multiplier(self, short: str) -> float:
+        value = self.properties.get(short + MULTIPLIER_SUFFIX)
+        if value is None:
+            return 0.0 if (self.type, short) in DEFAULT_ZERO else 1.0
+        return parse_float(value)
+
+
+def parse_float(value: str) -> float:
+    try:
+        return float(value)
+    except ValueError:
+        return float("nan")
+
+
+def format_multiplier(value: float) -> str:
+    """NNC writes floats as ``1.0``/``0.0``/``0.5``; never an exponent."""
+    return np.format_float_positional(float(value), trim="0")
+
+
+class SdcProject:
+    """An ``.sdcproj`` held as its lines; edits replace or insert whole lines and leave all other bytes as they were."""
+
+    def __init__(self, path: PathLike, raw: bytes):
+        self.path = Path(path)
+        text = raw.decode("utf-8", "surrogateescape")
+        self.lines: List[Line] = [Line(m.group(1), m.group(2)) for m in _LINE.finditer(text) if m.group(0)]
+        self.newline = max(("\r\n", "\n", "\r"), key=lambda e: sum(1 for line in self.lines if line.ending == e))
+        self._index()
+
+    # -- raw access --------------------------------------------------------------------------------------------------
+
+    def _index(self) -> None:
+        self._sections: Dict[str, Tuple[int, int]] = {}
+        self._order: List[str] = []
+        current, start = None, 0
+        for i, line in enumerate(self.lines):
+            m = _SECTION.match(line.text)
+            if m:
+                if current is not None:
+                    self._sections.setdefault(current, (start, i))
+                current, start = m.group(1), i
+                self._order.append(current)
+        if current is not None:
+            self._sections.setdefault(current, (start, len(self.lines)))
+
+    def to_bytes(self) -> bytes:
+        return "".join(line.text + line.ending for line in self.lines).encode("utf-8", "surrogateescape")
+
+    def sections(self) -> List[str]:
+        return list(self._order)
+
+    def section_items(self, section: str) -> Dict[str, str]:
+        start, end = self._sections[section]
+        items: Dict[str, str] = {}
+        for line in self.lines[start + 1 : end]:
+            key, sep, value = line.text.partition("=")
+            if sep:
+                items.setdefault(key, value)
+        return items
+
+    def get(self, section: str, key: str) -> Optional[str]:
+        if section not in self._sections:
+            return None
+        return self.section_items(section).get(key)
+
+    def _find(self, section: str, key: str) -> Optional[int]:
+        start, end = self._sections[section]
+        for i in range(start + 1, end):
+            k, sep, _ = self.lines[i].text.partition("=")
+            if sep and k == key:
+                return i
+        return None
+
+    def set(self, section: str, key: str, value: str) -> None:
+        i = self._find(section, key)
+        if i is None:
+            raise KeyError(f"[{section}] {key}")
+        self.lines[i].text = f"{key}={value}"
+
+    # -- NNC structure -----------------------------------------------------------------------------------------------
+
+    def network_names(self) -> List[str]:
+        count = self.get("Global", "NumNetwork")
+        if count is None:
+            return [SINGLE_NETWORK]
+        return [self.get("Global", f"Network_{i}") or f"Network_{i}" for i in range(int(count))]
+
+    def _prefix(self, network: str) -> str:
+        return "" if self.get("Global", "NumNetwork") is None else f"{network}_"
+
+    def layers(self, network: str) -> List[Layer]:
+        """The network's layers in network order: topological over the links, ties in file order."""
+        pattern = re.compile(rf"^{re.escape(self._prefix(network))}Layer_\d+$")
+        layers = []
+        for section in self._order:
+            if not pattern.match(section):
+                continue
+            items = self.section_items(section)
+            props = {}
+            for i in range(int(items.get("NumProperty", "0") or 0)):
+                name = items.get(f"Property_{i}_Name")
+                if name is not None:
+                    props[name] = items.get(f"Property_{i}_Value", "")
+            name = props.get("Name", section)
+            scope = props.get("ParameterScope", "*Name")
+            scope = name if scope == "*Name" else scope
+            layers.append(Layer(network, section, items.get("ID", ""), items.get("Type", ""), name, scope, props))
+        return _topological(layers, self._links(network))
+
+    def _links(self, network: str) -> List[Tuple[str, str]]:
+        pattern = re.compile(rf"^{re.escape(self._prefix(network))}Link_\d+$")
+        links = []
+        for section in self._order:
+            if pattern.match(section):
+                items = self.section_items(section)
+                links.append((items.get("SourceLayerID", ""), items.get("DestLayerID", "")))
+        return links
+
+    def optimizers(self) -> List[Dict[str, str]]:
+        """``[Optimizer_i]`` sections as dicts with ``name`` and ``network`` (their network's name)."""
+        out = []
+        for section in self._order:
+            if re.match(r"^Optimizer_\d+$", section):
+                items = self.section_items(section)
+                network = items.get("Optimizer_NetworkName", SINGLE_NETWORK)
+                if self.get("Global", "NumNetwork") is None:
+                    network = SINGLE_NETWORK
+                out.append({"section": section, "name": items.get("Optimizer_Name", section), "network": network, **items})
+        return out
+
+    def set_multiplier(self, layer: Layer, short: str, value: float) -> None:
+        """Set ``<short>.LRateMultiplier`` of a layer, adding the property (and bumping NumProperty) when it lacks it."""
+        key = short + MULTIPLIER_SUFFIX
+        text = format_multiplier(value)
+        index = next((k for k, v in self._property_slots(layer.section) if v == key), None)
+        if index is not None:
+            self.set(layer.section, f"Property_{index}_Value", text)
+        else:
+            count = int(self.get(layer.section, "NumProperty") or 0)
+            at = self._find(layer.section, "NumProperty")
+            if at is None:
+                at = self._sections[layer.section][1]
+            new = [Line(f"Property_{count}_Name={key}", self.newline), Line(f"Property_{count}_Value={text}", self.newline)]
+            if at == len(self.lines) and self.lines and not self.lines[-1].ending:
+                self.lines[-1].ending = self.newline
+                new[-1].ending = ""
+            self.lines[at:at] = new
+            self._index()
+            if self._find(layer.section, "NumProperty") is not None:
+                self.set(layer.section, "NumProperty", str(count + 1))
+        layer.properties[key] = text
+
+    def _property_slots(self, section: str) -> List[Tuple[int, str]]:
+        items = self.section_items(section)
+        return [(i, items.get(f"Property_{i}_Name")) for i in range(int(items.get("NumProperty", "0") or 0))]
+
+
+def _topological(layers: List[Layer], links: List[Tuple[str, str]]) -> List[Layer]:
+    by_id = {layer.id: layer for layer in layers}
+    position = {layer.id: i for i, layer in enumerate(layers)}
+    successors: Dict[str, List[str]] = {layer.id: [] for layer in layers}
+    indegree = {layer.id: 0 for layer in layers}
+    for src, dst in links:
+        if src in by_id and dst in by_id:
+            successors[src].append(dst)
+            indegree[dst] += 1
+    ready = sorted((i for i, d in indegree.items() if d == 0), key=position.get)
+    order: List[Layer] = []
+    while ready:
+        current = ready.pop(0)
+        order.append(by_id[current])
+        for nxt in successors[current]:
+            indegree[nxt] -= 1
+            if indegree[nxt] == 0:
+                ready.append(nxt)
+                ready.sort(key=position.get)
+    seen = {layer.id for layer in order}
+    return order + [layer for layer in layers if layer.id not in seen]  # cycles: keep file order
+
+
+def load_sdcproj(path: PathLike) -> SdcProject:
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise NncToolsError(path, "no such file") from None
+    except OSError as e:
+        raise NncToolsError(path, f"cannot read: {e.strerror or e}") from None
+    project = SdcProject(path, raw)
+    if not project.sections():
+        raise NncToolsError(path, "not an NNC project: no [Section] headers")
+    if project.get("Engine", "SDeepEngineType") is None and project.get("Network_Global", "NumLayer") is None and \
+            project.get("Global", "NumNetwork") is None:
+        raise NncToolsError(path, "not an NNC project: no [Engine], [Network_Global] or [Global] section")
+    return project
+
+
+def describe_sdcproj(project: SdcProject) -> Dict:
+    """A JSON-ready summary: networks, layers in network order with their multipliers, datasets, optimizers."""
+    networks = []
+    for net in project.network_names():
+        layers = []
+        for layer in project.layers(net):
+            entry = {"name": layer.name, "type": layer.type}
+            params = layer.parameter_names()
+            if params:
+                entry["multipliers"] = {p: layer.multiplier(p) for p in params}
+                entry["parameters"] = [layer.parameter(p) for p in params]
+            layers.append(entry)
+        networks.append({"name": net, "layers": layers})
+    datasets = []
+    for section in project.sections():
+        if re.match(r"^Dataset_\d+$", section):
+            items = project.section_items(section)
+            datasets.append({"name": items.get("Name", section), "uri": items.get("URI", "")})
+    optimizers = [{"name": o["name"], "network": o["network"], "solver": o.get("SolverName", "")} for o in project.optimizers()]
+    return {"file": str(project.path), "format": ".sdcproj", "networks": networks, "datasets": datasets, "optimizers": optimizers}
+
+
+def format_sdcproj_description(info: Dict) -> str:
+    lines = [info["file"]]
+    for net in info["networks"]:
+        lines.append(f"network {net['name']} ({len(net['layers'])} layers)")
+        for layer in net["layers"]:
+            mults = "  ".join(f"{p}.LRateMultiplier={v:g}" for p, v in layer.get("multipliers", {}).items())
+            lines.append(f"  {layer['name']:<28} {layer['type']:<22} {mults}".rstrip())
+    for d in info["datasets"]:
+        lines.append(f"dataset {d['name']}: {d['uri']}")
+    for o in info["optimizers"]:
+        lines.append(f"optimizer {o['name']}: network {o['network']}, {o['solver']}")
+    return "\n".join(lines)
