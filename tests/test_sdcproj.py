@@ -1,0 +1,199 @@
+"""apply-freeze and info on NNC's .sdcproj: byte preservation, added properties, multi-network files, the NNC samples."""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+
+import pytest
+
+from nnc_tools.freeze import apply_freeze
+from nnc_tools.nnp import load_project, multipliers
+from nnc_tools.sdcproj import load_sdcproj
+
+from .conftest import needs_samples, nnc_samples
+
+
+def layer(i, layer_id, kind, name, props):
+    lines = [f"[{{prefix}}Layer_{i}]", f"ID={layer_id}", f"Type={kind}", "Position_0=24", f"Position_1={24 + 48 * i}"]
+    props = [("Name", name)] + props
+    for k, (key, value) in enumerate(props):
+        lines += [f"Property_{k}_Name={key}", f"Property_{k}_Value={value}"]
+    lines.append(f"NumProperty={len(props)}")
+    return lines
+
+
+def conv_props(with_lr=True):
+    props = [("OutMaps", "8"), ("KernelShape", "3,3"), ("ParameterScope", "*Name"), ("W.Initializer", "NormalConvolutionGlorot")]
+    if with_lr:
+        props += [("W.LRateMultiplier", "1.0"), ("b.LRateMultiplier", "1.0")]
+    return props
+
+
+BN_PROPS = [("ParameterScope", "*Name"), ("beta.LRateMultiplier", "1.0"), ("gamma.LRateMultiplier", "1.0"),
+            ("mean.LRateMultiplier", "0.0"), ("var.LRateMultiplier", "0.0")]
+
+
+def network_lines(prefix=""):
+    # File order differs from network order on purpose: Affine's section comes before the convolutions.
+    sections = [
+        layer(0, 0, "Input", "Input", [("Size", "3,8,8")]),
+        layer(1, 5, "Affine", "Affine", [("OutShape", "10"), ("ParameterScope", "*Name"), ("W.LRateMultiplier", "1.0"), ("b.LRateMultiplier", "1.0")]),
+        layer(2, 1, "Convolution", "Convolution", conv_props()),
+        layer(3, 2, "BatchNormalization", "BatchNormalization", BN_PROPS[:3]),  # lacks mean/var properties
+        layer(4, 3, "ReLU", "ReLU", []),
+        layer(5, 4, "Convolution", "Convolution_2", conv_props(with_lr=False)),  # lacks both properties
+    ]
+    links = [(0, 1), (1, 2), (2, 3), (3, 4), (4, 5)]
+    lines = [f"[{prefix}Network_Global]", "NumLayer=6", f"NumLink={len(links)}"]
+    for s in sections:
+        lines += [line.replace("{prefix}", prefix) for line in s]
+    for i, (a, b) in enumerate(links):
+        lines += [f"[{prefix}Link_{i}]", f"SourceLayerID={a}", "SourcePinIndex=0", f"DestLayerID={b}", "DestPinIndex=0"]
+    return lines
+
+
+def tail_lines(optimizers):
+    lines = ["[Dataset_0]", "Name=Training", "URI=training.csv", "[Config]", "MaxEpoch=10", f"NumOptimizer={len(optimizers)}"]
+    for i, (name, net) in enumerate(optimizers):
+        lines += [f"[Optimizer_{i}]", f"Optimizer_Name={name}", f"Optimizer_NetworkName={net}", "SolverName=Adam",
+                  "LearningRateMultiplier=0.5", "LearningRateUpdateInterval=1"]
+    lines += ["[Description]", "Text=dataset-require=CIFAR10\\nmade by a test", "[Unknown_Section]", "Whatever=keep me"]
+    return lines
+
+
+def single(newline="\n"):
+    lines = ["[Engine]", "SDeepEngineType=NNabla"] + network_lines() + tail_lines([("Optimizer", "Main")])
+    return newline.join(lines) + newline
+
+
+def multi():
+    lines = ["[Engine]", "SDeepEngineType=NNabla", "[Global]", "NumNetwork=2", "Network_0=Train", "Network_1=Valid"]
+    lines += network_lines("Train_") + network_lines("Valid_")
+    lines += tail_lines([("Optimizer", "Train"), ("Optimizer_2", "Valid")])
+    return "\n".join(lines) + "\n"
+
+
+def write(tmp_path, name, text, overlay):
+    project = tmp_path / name
+    project.write_bytes(text.encode())
+    path = tmp_path / "o.yaml"
+    path.write_text(overlay)
+    return project, path
+
+
+def changed_lines(before: bytes, after: bytes):
+    a, b = before.decode().splitlines(keepends=True), after.decode().splitlines(keepends=True)
+    return [line for line in difflib.ndiff(a, b) if line[:1] in "+-"]
+
+
+@pytest.mark.parametrize("newline", ["\n", "\r\n"])
+def test_only_multiplier_lines_change_and_line_endings_survive(tmp_path, newline):
+    text = single(newline)
+    project, overlay = write(tmp_path, "p.sdcproj", text, "rules:\n  - up_to: Convolution\n    multiplier: 0\n")
+    result = apply_freeze(project, overlay)
+    after = project.read_bytes()
+    diff = changed_lines(text.encode(), after)
+    assert sorted(diff) == sorted([
+        f"- Property_5_Value=1.0{newline}", f"+ Property_5_Value=0.0{newline}",
+        f"- Property_6_Value=1.0{newline}", f"+ Property_6_Value=0.0{newline}",
+    ])
+    assert after.count(b"\r\n") == text.count("\r\n")
+    assert {c.target for c in result.changes if c.changed} == {"Convolution W.LRateMultiplier", "Convolution b.LRateMultiplier"}
+
+
+def test_network_order_comes_from_links_not_file_order(tmp_path):
+    project, overlay = write(tmp_path, "p.sdcproj", single(), "rules:\n  - up_to: Convolution_2\n    multiplier: 0\n")
+    apply_freeze(project, overlay)
+    sdc = load_sdcproj(project)
+    by_name = {layer.name: layer for layer in sdc.layers("Main")}
+    assert [layer.name for layer in sdc.layers("Main")] == ["Input", "Convolution", "BatchNormalization", "ReLU", "Convolution_2", "Affine"]
+    assert by_name["Affine"].multiplier("W") == 1.0
+    assert by_name["Convolution_2"].multiplier("W") == 0.0
+
+
+def test_missing_properties_are_added_and_numproperty_bumped(tmp_path):
+    project, overlay = write(tmp_path, "p.sdcproj", single(), "rules:\n  - up_to: Convolution_2\n    multiplier: 0\n"
+                             "  - match: BatchNormalization\n    params: [mean, var]\n    multiplier: 0\n")
+    before = project.read_bytes()
+    apply_freeze(project, overlay)
+    diff = changed_lines(before, project.read_bytes())
+    added = [d for d in diff if d.startswith("+ Property_")]
+    # Convolution_2 had neither W nor b; BatchNormalization had no mean/var but those default to 0 already.
+    assert "+ Property_5_Name=W.LRateMultiplier\n" in added and "+ Property_6_Value=0.0\n" in added
+    assert "- NumProperty=5\n" in diff and "+ NumProperty=7\n" in diff
+    assert not any("mean.LRateMultiplier" in d for d in diff)
+    layers = {layer.name: layer for layer in load_sdcproj(project).layers("Main")}
+    assert layers["Convolution_2"].properties["b.LRateMultiplier"] == "0.0"
+
+
+def test_multi_network_overlay_selects_networks_through_optimizers(tmp_path):
+    project, overlay = write(tmp_path, "m.sdcproj", multi(), "optimizers: [Optimizer]\nfreeze: [Convolution]\n")
+    result = apply_freeze(project, overlay)
+    assert {c.target for c in result.changes if c.changed} == {"Train:Convolution W.LRateMultiplier", "Train:Convolution b.LRateMultiplier"}
+    sdc = load_sdcproj(project)
+    assert {layer.name: layer.multiplier("W") for layer in sdc.layers("Train")}["Convolution"] == 0.0
+    assert {layer.name: layer.multiplier("W") for layer in sdc.layers("Valid")}["Convolution"] == 1.0
+    assert sdc.get("Optimizer_0", "LearningRateMultiplier") == "0.5"  # the LR decay factor is not a layer multiplier
+    assert sdc.get("Unknown_Section", "Whatever") == "keep me"
+
+
+def test_default_is_every_optimizers_network(tmp_path):
+    project, overlay = write(tmp_path, "m.sdcproj", multi(), "freeze: [Affine]\n")
+    result = apply_freeze(project, overlay)
+    assert {c.optimizer for c in result.changes} == {"Optimizer", "Optimizer_2"}
+
+
+def test_info_reads_sdcproj(cli, tmp_path):
+    project, _ = write(tmp_path, "m.sdcproj", multi(), "{}")
+    result = cli("info", project, "--json")
+    assert result.code == 0, result.err
+    data = json.loads(result.out)
+    assert [n["name"] for n in data["networks"]] == ["Train", "Valid"]
+    conv = next(layer for layer in data["networks"][0]["layers"] if layer["name"] == "Convolution")
+    assert conv["multipliers"] == {"W": 1.0, "b": 1.0}
+    assert conv["parameters"] == ["Convolution/conv/W", "Convolution/conv/b"]
+    bn = next(layer for layer in data["networks"][0]["layers"] if layer["name"] == "BatchNormalization")
+    assert bn["multipliers"]["mean"] == 0.0  # absent property: NNC's default
+    text = cli("info", project)
+    assert "network Train" in text.out and "W.LRateMultiplier=1" in text.out
+
+
+def test_unchanged_file_is_byte_identical(tmp_path):
+    text = single("\r\n")
+    project, _ = write(tmp_path, "p.sdcproj", text, "")
+    assert load_sdcproj(project).to_bytes() == text.encode()
+
+
+# -------------------------------------------------------------------------------------------------- the NNC samples
+
+_REPEAT = re.compile(r"\{[^}]*\}")
+
+
+def _by_layer(proto_multipliers):
+    """Parameter names in NNC's prototxt carry repeat markers (Convolution_5{RepeatStart}/conv/W); key by layer+param."""
+    out = {}
+    for name, value in proto_multipliers.items():
+        parts = _REPEAT.sub("", name).split("/")
+        out[(parts[0], parts[-1])] = value
+    return out
+
+
+@needs_samples
+@pytest.mark.parametrize("sample", nnc_samples("*.sdcproj"), ids=lambda p: p.name)
+def test_samples_sdcproj_and_converter_prototxt_agree(tmp_path, sample):
+    """The same overlay on a sample .sdcproj and on NNC's own conversion of it gives the same multipliers."""
+    prototxt = sample.with_suffix(".prototxt")
+    layers = [layer for layer in load_sdcproj(sample).layers("Main") if layer.parameter_names()]
+    middle = layers[len(layers) // 2].name
+    overlay = tmp_path / "o.yaml"
+    overlay.write_text(f"rules:\n  - up_to: {middle}\n    multiplier: 0\n  - match: 'Affine*'\n    params: [W]\n    multiplier: 2.5\n")
+    apply_freeze(sample, overlay, tmp_path / "out.sdcproj")
+    apply_freeze(prototxt, overlay, tmp_path / "out.prototxt")
+    expected = _by_layer(multipliers(load_project(tmp_path / "out.prototxt").proto.optimizer[0]))
+    sdc = {(layer.name, p): layer.multiplier(p) for layer in load_sdcproj(tmp_path / "out.sdcproj").layers("Main") for p in layer.parameter_names()}
+    assert {k: sdc[k] for k in expected} == expected
+    assert 0.0 in expected.values() and len(set(expected.values())) > 1
+    diff = changed_lines(sample.read_bytes(), (tmp_path / "out.sdcproj").read_bytes())
+    assert diff and all(re.match(r"^[-+] Property_\d+_Value=", d) for d in diff)
