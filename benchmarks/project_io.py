@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nnc_tools.nnp import Parameter, Project, load_project, save_project
+from nnc_tools.nnp import Parameter, Project, save_project
 from nnabla.utils import nnabla_pb2
 
 EDIT = """

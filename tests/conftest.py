@@ -59,13 +59,13 @@ def tiny_contents(batch_size: int = 4, classes: int = 3, seed: int = 0) -> dict:
         ],
         "optimizers": [
             {"name": "Optimizer", "solver": solver, "network": "Main", "dataset": "Training", "weight_decay": 0,
-             "lr_decay": 1, "lr_decay_interval": 1, "update_interval": 1}
+             "lr_decay": 1, "lr_decay_interval": 1, "update_interval": 1, "data_variables": {"x": "x", "y": "y"}}
         ],
         "datasets": [
             {"name": "Training", "uri": "training.csv", "cache_dir": "", "variables": {"x": x, "y": t},
              "shuffle": True, "batch_size": batch_size, "no_image_normalization": False},
         ],
-        "monitors": [{"name": "valid_error", "network": "MainValidation", "dataset": "Training"}],
+        "monitors": [{"name": "valid_error", "network": "MainValidation", "dataset": "Training", "data_variables": {"x": "x", "y": "y"}}],
         "executors": [{"name": "Executor", "network": "MainValidation", "data": ["x"], "output": ["loss"]}],
     }
 
