@@ -3,7 +3,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: venv demo test bench clean
+.PHONY: venv demo test bench clean networks
 
 venv:
 	@scripts/bootstrap.sh
@@ -16,6 +16,10 @@ test: venv
 
 bench: venv
 	$(PY) -m benchmarks
+
+# Regenerate the network zoo's projects (tests fail when networks/ differs from what export writes).
+networks: venv
+	for n in $$($(VENV)/bin/nnc-tl networks | cut -d' ' -f1); do $(VENV)/bin/nnc-tl export $$n -o networks/$$n.nntxt; done
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info demo-run bench-results

@@ -49,6 +49,39 @@ def _cmd_apply_freeze(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_networks(args: argparse.Namespace) -> int:
+    from .networks import get_network, list_networks
+
+    for name in list_networks():
+        print(f"{name:<22} {get_network(name).description}")
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from .export import export_network
+
+    result = export_network(
+        args.network, args.output, weights=args.weights, train_csv=args.train_csv, val_csv=args.val_csv,
+        classes=args.classes, input_shape=args.input, epochs=args.epochs, batch_size=args.batch_size,
+        solver=args.solver, lr=args.lr,
+    )
+    print(f"{result.network}: {result.parameters:,} parameters")
+    if args.weights:
+        print(f"copied {len(result.copied)} parameters from {args.weights}")
+        for name, why in result.reinitialised:
+            print(f"  re-initialised {name}: {why}")
+    for path in result.written:
+        print(f"wrote {path}")
+    return 0
+
+
+def _shape(text: str) -> tuple:
+    try:
+        return tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected C,H,W such as 3,32,32, got '{text}'") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="nnc-tl",
@@ -91,6 +124,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", metavar="OUT", help="write here instead of rewriting PROJECT (same extension)")
     p.add_argument("--dry-run", action="store_true", help="print what would change; write nothing")
     p.set_defaults(func=_cmd_apply_freeze)
+
+    p = sub.add_parser("networks", help="list the registered networks")
+    p.set_defaults(func=_cmd_networks)
+
+    p = sub.add_parser(
+        "export",
+        help="write a registered network as a complete NNC-style project (.nnp or .nntxt)",
+        description="Write NETWORK as a project with networks Main, MainValidation and MainRuntime, an optimizer, "
+        "monitors, an executor and datasets Training/Validation. Images are divided by 255 by the data loader, as in NNC.",
+    )
+    p.add_argument("network")
+    p.add_argument("-o", "--output", required=True, metavar="OUT.{nnp,nntxt}")
+    p.add_argument("--classes", type=int, default=10)
+    p.add_argument("--input", type=_shape, default=(3, 32, 32), metavar="C,H,W")
+    p.add_argument("--train-csv", metavar="CSV", help="training dataset CSV (default training.csv beside the project)")
+    p.add_argument("--val-csv", metavar="CSV", help="validation dataset CSV (default validation.csv beside the project)")
+    p.add_argument("--epochs", type=int, default=50)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--solver", default="Momentum", help="any NNabla solver: Sgd, Momentum, Nesterov, Adam, AdamW, ...")
+    p.add_argument("--lr", type=float, default=0.01)
+    p.add_argument("--weights", metavar="FROM.nnp", help="start from these parameters where name and shape match")
+    p.set_defaults(func=_cmd_export)
     return parser
 
 

@@ -1,0 +1,270 @@
+"""A registered network as a complete NNC-style project: ``Main``, ``MainValidation``, ``MainRuntime``, optimizer, monitors,
+executor, datasets and training config — what NNC's project importer and ``nnabla_cli train`` take as they are.
+
+Images are normalised the NNC way: the datasets say ``no_image_normalization: false``, so the data loader divides pixel
+values by 255 (NNC's "Image Normalization" checkbox); the network itself has no scaling layer.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+from collections import Counter, OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import nnabla as nn
+import nnabla.functions as F
+import nnabla.solvers as S
+import numpy as np
+from nnabla.utils import nnabla_pb2
+from nnabla.utils.save import create_proto
+
+from .errors import NncToolsError
+from .fileio import PathLike
+from .freeze import layer_of
+from .networks import get_network
+from .nnc_csv import read_header_and_count
+from .nnp import Parameter, Parameters, Project, load_project, save_project
+
+INPUT = "Input"
+LOSS = "CategoricalCrossEntropy"
+TARGET = f"{LOSS}_T"
+OUTPUT = "Softmax"
+
+# NNC's initializers, by parameter: what the layer's *.Initializer / *.InitializerMultiplier properties say.
+INITIALIZERS = {
+    ("conv", "W"): ("NormalConvolutionGlorot", 1.0),
+    ("affine", "W"): ("NormalAffineGlorot", 1.0),
+    ("bn", "gamma"): ("Constant", 1.0),
+    ("bn", "var"): ("Constant", 1.0),
+}
+FROZEN_BY_DEFAULT = ("mean", "var")  # Batch Normalization statistics: not trained by the solver (NNC's default 0)
+_SOLVER_FIELDS = {"RMSpropGraves": "rmsprop_graves_param"}
+
+
+@dataclass
+class ExportResult:
+    written: List[Path]
+    network: str
+    parameters: int
+    copied: List[str] = field(default_factory=list)
+    reinitialised: List[Tuple[str, str]] = field(default_factory=list)  # (parameter, why)
+
+
+def solver_proto(name: str, lr: float) -> nnabla_pb2.Solver:
+    """A solver message for any NNabla solver, its own defaults filled in and its learning rate set to ``lr``."""
+    known = {n.lower(): n for n in dir(S) if callable(getattr(S, n)) and f"{n.lower()}_param" in _solver_fields()}
+    known.update({n.lower(): n for n in _SOLVER_FIELDS})
+    canonical = known.get(name.lower())
+    if canonical is None:
+        raise NncToolsError(None, f"unknown solver '{name}' (one of {', '.join(sorted(known.values()))})")
+    solver = nnabla_pb2.Solver()
+    solver.type = canonical
+    param = getattr(solver, _SOLVER_FIELDS.get(canonical, f"{canonical.lower()}_param"))
+    for key, default in inspect.signature(getattr(S, canonical)).parameters.items():
+        if key in param.DESCRIPTOR.fields_by_name and default.default is not inspect.Parameter.empty:
+            setattr(param, key, default.default)
+    lr_key = next(k for k in ("lr", "alpha", "eta") if k in param.DESCRIPTOR.fields_by_name)
+    setattr(param, lr_key, lr)
+    solver.weight_decay = 0
+    solver.lr_decay = 1
+    solver.lr_decay_interval = 1
+    return solver
+
+
+def _solver_fields() -> List[str]:
+    return [f.name for f in nnabla_pb2.Solver.DESCRIPTOR.oneofs_by_name["parameter"].fields]
+
+
+def _nnc_names(net: nnabla_pb2.Network, keep: Sequence[str]) -> None:
+    """Rename functions and their outputs the NNC way: a parameterised function after its parameters' layer, the others
+    by type (``ReLU``, ``ReLU_2`` …); a function's output variable takes the function's name."""
+    parameters = {v.name for v in net.variable if v.type == "Parameter"}
+    counts: Counter = Counter()
+    renames: Dict[str, str] = {}
+    for function in net.function:
+        owned = [i for i in function.input if i in parameters]
+        if owned:
+            name = layer_of(owned[0])
+        else:
+            counts[function.type] += 1
+            name = function.type if counts[function.type] == 1 else f"{function.type}_{counts[function.type]}"
+        function.name = name
+        if len(function.output) == 1 and function.output[0] not in keep:
+            renames[function.output[0]] = name
+    for var in net.variable:
+        var.name = renames.get(var.name, var.name)
+    for function in net.function:
+        function.input[:] = [renames.get(i, i) for i in function.input]
+        function.output[:] = [renames.get(o, o) for o in function.output]
+
+
+def _initializers(net: nnabla_pb2.Network) -> None:
+    for var in net.variable:
+        if var.type == "Parameter":
+            parts = var.name.split("/")
+            kind, value = INITIALIZERS.get((parts[-2], parts[-1]), ("Constant", 0.0)) if len(parts) >= 2 else ("Constant", 0.0)
+            var.initializer.type = kind
+            var.initializer.multiplier = value
+
+
+def _dataset(name: str, uri: str, batch_size: int, shuffle: bool) -> nnabla_pb2.Dataset:
+    d = nnabla_pb2.Dataset()
+    d.name, d.uri, d.batch_size, d.shuffle = name, uri, batch_size, shuffle
+    d.cache_dir = os.path.splitext(uri)[0] + ".cache"
+    d.overwrite_cache = True
+    d.create_cache_explicitly = True
+    d.no_image_normalization = False
+    d.variable.extend(["x", "y"])
+    return d
+
+
+def _data_variables(message, with_target: bool = True) -> None:
+    for variable, data in ((INPUT, "x"), (TARGET, "y"))[: 2 if with_target else 1]:
+        dv = message.data_variable.add()
+        dv.variable_name, dv.data_name = variable, data
+
+
+def dataset_uri(csv: PathLike, project_path: PathLike) -> str:
+    """A CSV path as the project should record it: relative to the project's folder when it lies below it."""
+    csv, folder = Path(csv), Path(project_path).resolve().parent
+    if not csv.is_absolute():
+        return csv.as_posix()
+    try:
+        return csv.resolve().relative_to(folder).as_posix()
+    except ValueError:
+        return str(csv)
+
+
+def build_project(
+    network: str,
+    *,
+    classes: int = 10,
+    input_shape: Sequence[int] = (3, 32, 32),
+    train_csv: str = "training.csv",
+    val_csv: str = "validation.csv",
+    epochs: int = 50,
+    batch_size: int = 64,
+    solver: str = "Momentum",
+    lr: float = 0.01,
+    seed: int = 0,
+    iter_per_epoch: int = 0,
+) -> Project:
+    """Build ``network`` three times (training, validation, runtime) and assemble the project, parameters initialised."""
+    spec = get_network(network)
+    if classes < 2:
+        raise NncToolsError(None, f"--classes must be at least 2, got {classes}")
+    if len(input_shape) != 3 or min(input_shape) < 1:
+        raise NncToolsError(None, f"--input must be C,H,W with positive sizes, got {','.join(map(str, input_shape))}")
+    nn.clear_parameters()
+    nn.random.seed(seed)
+    np.random.seed(seed)
+    x = nn.Variable((batch_size, *input_shape))
+    t = nn.Variable((batch_size, 1))
+    loss = F.categorical_cross_entropy(F.softmax(spec.builder(x, classes, False)), t)
+    loss_v = F.categorical_cross_entropy(F.softmax(spec.builder(x, classes, True)), t)
+    y = F.softmax(spec.builder(x, classes, True))
+    proto = create_proto(
+        {
+            "networks": [
+                {"name": "Main", "batch_size": batch_size, "outputs": {LOSS: loss}, "names": {INPUT: x, TARGET: t}},
+                {"name": "MainValidation", "batch_size": batch_size, "outputs": {LOSS: loss_v}, "names": {INPUT: x, TARGET: t}},
+                {"name": "MainRuntime", "batch_size": batch_size, "outputs": {OUTPUT: y}, "names": {INPUT: x}},
+            ]
+        }
+    )
+    for net in proto.network:
+        _nnc_names(net, keep=(INPUT, TARGET, LOSS, OUTPUT))
+        _initializers(net)
+    proto.global_config.default_context.backends.append("cpu:float")
+    proto.global_config.default_context.array_class = "CpuCachedArray"
+    proto.training_config.max_epoch = epochs
+    proto.training_config.iter_per_epoch = iter_per_epoch
+    proto.training_config.save_best = True
+    proto.training_config.monitor_interval = 10
+    proto.dataset.extend([_dataset("Training", train_csv, batch_size, True), _dataset("Validation", val_csv, batch_size, False)])
+
+    params = OrderedDict((name, Parameter(name, v.d.copy(), True)) for name, v in nn.get_parameters(grad_only=False).items())
+    opt = proto.optimizer.add()
+    opt.name, opt.network_name, opt.update_interval = "Optimizer", "Main", 1
+    opt.dataset_name.append("Training")
+    opt.solver.CopyFrom(solver_proto(solver, lr))
+    _data_variables(opt)
+    opt.loss_variable.add().variable_name = LOSS
+    for name in params:
+        pv = opt.parameter_variable.add()
+        pv.variable_name = name
+        pv.learning_rate_multiplier = 0.0 if name.rsplit("/", 1)[-1] in FROZEN_BY_DEFAULT and "/bn/" in name else 1.0
+    for monitor_name, dataset in (("train_error", "Training"), ("valid_error", "Validation")):
+        m = proto.monitor.add()
+        m.name, m.network_name = monitor_name, "MainValidation"
+        m.dataset_name.append(dataset)
+        _data_variables(m)
+        mv = m.monitor_variable.add()
+        mv.type, mv.variable_name = "Error", LOSS
+    ex = proto.executor.add()
+    ex.name, ex.network_name, ex.num_evaluations, ex.repeat_evaluation_type = "Executor", "MainRuntime", 1, "mean"
+    ex.need_back_propagation = False
+    ex.no_image_normalization = False
+    _data_variables(ex, with_target=False)
+    out = ex.output_variable.add()
+    out.variable_name, out.data_name = OUTPUT, "y'"
+    for name in params:
+        ex.parameter_variable.add().variable_name = name
+    nn.clear_parameters()
+    return Project(proto, params)
+
+
+def copy_weights(params: Parameters, source: PathLike) -> Tuple[List[str], List[Tuple[str, str]]]:
+    """Copy every parameter of ``source`` whose name and shape match (NNC's "Open in EDIT Tab with Weight").
+
+    Returns the names copied and ``(name, reason)`` for those left at their initial values; a shape mismatch is never
+    truncated.
+    """
+    weights = load_project(source).parameters
+    copied, reinitialised = [], []
+    for name, p in params.items():
+        w = weights.get(name)
+        if w is None:
+            reinitialised.append((name, "not in the weights file"))
+        elif tuple(w.data.shape) != tuple(p.data.shape):
+            reinitialised.append((name, f"shape {tuple(w.data.shape)} in the weights file, {tuple(p.data.shape)} here"))
+        else:
+            params[name] = Parameter(name, np.array(w.data, dtype=p.data.dtype), p.need_grad)
+            copied.append(name)
+    return copied, reinitialised
+
+
+def export_network(
+    network: str,
+    output: PathLike,
+    *,
+    weights: Optional[PathLike] = None,
+    train_csv: Optional[PathLike] = None,
+    val_csv: Optional[PathLike] = None,
+    **options,
+) -> ExportResult:
+    """Write ``network`` as a project (``.nnp`` with initial parameters, or ``.nntxt``: definition only unless ``weights``)."""
+    output = Path(output)
+    if output.suffix.lower() not in (".nnp", ".nntxt"):
+        raise NncToolsError(output, "export writes .nnp or .nntxt")
+    if train_csv and "iter_per_epoch" not in options:
+        # nnabla_cli trains max_epoch x iter_per_epoch iterations and NNC fills this in when it starts a run; with the
+        # training CSV at hand we fill it in too, so that `nnabla_cli train` runs the project as it is.
+        rows = read_header_and_count(train_csv)[1]
+        options["iter_per_epoch"] = max(1, rows // options.get("batch_size", 64))
+    project = build_project(
+        network,
+        train_csv=dataset_uri(train_csv, output) if train_csv else "training.csv",
+        val_csv=dataset_uri(val_csv, output) if val_csv else "validation.csv",
+        **options,
+    )
+    result = ExportResult([], network, sum(p.data.size for p in project.parameters.values()))
+    if weights is not None:
+        result.copied, result.reinitialised = copy_weights(project.parameters, weights)
+    if output.suffix.lower() == ".nntxt" and weights is None:
+        project.parameters = OrderedDict()
+    result.written = save_project(project, output, inputs=[weights] if weights else ())
+    return result
