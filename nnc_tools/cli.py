@@ -93,6 +93,33 @@ def _cmd_dataset(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .train import TrainOptions, train
+
+    options = TrainOptions(epochs=args.epochs, batch_size=args.batch_size, context=args.context, device_id=args.device_id,
+                           weights=args.weights, resume=args.resume, seed=args.seed, frozen_bn=args.frozen_bn)
+    result = train(args.project, args.output, options)
+    s = result.summary
+    for name, why in result.reinitialised:
+        print(f"re-initialised {name}: {why}")
+    accuracy = "n/a" if s["accuracy"] is None else f"{s['accuracy']:.4f}"
+    print(f"best epoch {s['best_epoch']} of {s['epochs']}: validation accuracy {accuracy}, "
+          f"{s['images_per_second']:.1f} img/s, {s['wall_seconds']:.1f} s; {len(s['frozen_parameters'])} parameters frozen")
+    print(f"wrote {result.result_dir}/results.nnp, results_current.nnp, monitoring_report.yml, training_log.csv, "
+          "learning_curve.png, confusion_matrix.csv/.png, summary.json")
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from .evaluate import evaluate, format_evaluation
+
+    result = evaluate(args.project, args.dataset, args.output, batch_size=args.batch_size)
+    print(format_evaluation(result))
+    if args.output:
+        print(f"wrote {args.output}/confusion_matrix.csv, confusion_matrix.png, evaluation.json")
+    return 0
+
+
 def _shape(text: str) -> tuple:
     try:
         return tuple(int(v) for v in text.split(","))
@@ -183,6 +210,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-verify", action="store_true", help="skip the md5 check of official archive names")
     p.add_argument("--force", action="store_true", help="replace a different dataset already in OUTDIR")
     p.set_defaults(func=_cmd_dataset)
+
+    p = sub.add_parser(
+        "train",
+        help="train a project with NNabla, honouring every learning-rate multiplier exactly",
+        description="Train PROJECT (.nnp/.nntxt/.prototxt/.protobuf) with NNabla's own loader and solvers. A multiplier m "
+        "trains that parameter at lr x m (0: frozen); a Batch Normalization with beta and gamma frozen runs on its running "
+        "statistics unless --frozen-bn batch.",
+    )
+    p.add_argument("project")
+    p.add_argument("-o", "--output", required=True, metavar="RESULT_DIR")
+    p.add_argument("--weights", metavar="FROM.nnp", help="start from these parameters where name and shape match")
+    p.add_argument("--context", default="cpu", choices=["cpu", "cudnn"])
+    p.add_argument("--device-id", type=int, default=0)
+    p.add_argument("--epochs", type=int, help="override the project's max_epoch")
+    p.add_argument("--batch-size", type=int, help="override the project's batch size")
+    p.add_argument("--resume", action="store_true", help="continue the run in RESULT_DIR from its last checkpoint")
+    p.add_argument("--frozen-bn", choices=["inference", "batch"], default="inference")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("evaluate", help="accuracy, per-class table and confusion matrix of a trained project on a dataset CSV")
+    p.add_argument("project", metavar="RESULT.nnp")
+    p.add_argument("--dataset", required=True, metavar="CSV")
+    p.add_argument("-o", "--output", metavar="DIR", help="write confusion_matrix.csv/.png and evaluation.json here")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.set_defaults(func=_cmd_evaluate)
     return parser
 
 

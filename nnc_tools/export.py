@@ -42,6 +42,9 @@ INITIALIZERS = {
 }
 FROZEN_BY_DEFAULT = ("mean", "var")  # Batch Normalization statistics: not trained by the solver (NNC's default 0)
 _SOLVER_FIELDS = {"RMSpropGraves": "rmsprop_graves_param"}
+# The solvers `nnabla_cli train` (nnabla.utils.load) can build; nnc-tl train also trains Lamb and Lion from other projects.
+TRAINABLE_SOLVERS = ("Sgd", "Momentum", "Nesterov", "Adam", "AdamW", "AdaBelief", "AdaBound", "Adamax", "AMSGRAD", "AMSBound",
+                     "Adagrad", "Adadelta", "RMSprop", "RMSpropGraves", "Lars", "SgdW")
 
 
 @dataclass
@@ -53,10 +56,9 @@ class ExportResult:
     reinitialised: List[Tuple[str, str]] = field(default_factory=list)  # (parameter, why)
 
 
-def solver_proto(name: str, lr: float) -> nnabla_pb2.Solver:
-    """A solver message for any NNabla solver, its own defaults filled in and its learning rate set to ``lr``."""
-    known = {n.lower(): n for n in dir(S) if callable(getattr(S, n)) and f"{n.lower()}_param" in _solver_fields()}
-    known.update({n.lower(): n for n in _SOLVER_FIELDS})
+def solver_proto(name: str, lr: float, allowed: Sequence[str] = TRAINABLE_SOLVERS) -> nnabla_pb2.Solver:
+    """A solver message for an NNabla solver, its own defaults filled in and its learning rate set to ``lr``."""
+    known = {n.lower(): n for n in allowed}
     canonical = known.get(name.lower())
     if canonical is None:
         raise NncToolsError(None, f"unknown solver '{name}' (one of {', '.join(sorted(known.values()))})")
@@ -72,10 +74,6 @@ def solver_proto(name: str, lr: float) -> nnabla_pb2.Solver:
     solver.lr_decay = 1
     solver.lr_decay_interval = 1
     return solver
-
-
-def _solver_fields() -> List[str]:
-    return [f.name for f in nnabla_pb2.Solver.DESCRIPTOR.oneofs_by_name["parameter"].fields]
 
 
 def _nnc_names(net: nnabla_pb2.Network, keep: Sequence[str]) -> None:

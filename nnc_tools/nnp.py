@@ -141,7 +141,7 @@ def load_parameters(path: PathLike) -> Parameters:
         raise NncToolsError(path, f"unknown parameter file extension '{path.suffix}' (expected .h5 or .protobuf)")
     if not path.is_file():
         raise NncToolsError(path, "no such file")
-    return _decode_parameters(_read_bytes(path), ext, str(path))
+    return decode_parameters(_read_bytes(path), ext, str(path))
 
 
 def _read_bytes(path: Path) -> bytes:
@@ -182,7 +182,7 @@ def _take_inline_parameters(proto: nnabla_pb2.NNablaProtoBuf) -> Parameters:
     return params
 
 
-def _decode_parameters(raw: bytes, ext: str, where: str) -> Parameters:
+def decode_parameters(raw: bytes, ext: str, where: str) -> Parameters:
     if ext == ".protobuf":
         proto = nnabla_pb2.NNablaProtoBuf()
         _merge_binary(proto, raw, where)
@@ -296,7 +296,7 @@ def _load_nnp(path: Path) -> Project:
             for name in param_names:
                 info = zf.getinfo(name)
                 raw = _read_member(zf, path, info, MAX_MEMBER_BYTES)
-                params.update(_decode_parameters(raw, os.path.splitext(name.lower())[1], f"{path}!{name}"))
+                params.update(decode_parameters(raw, os.path.splitext(name.lower())[1], f"{path}!{name}"))
         return params
 
     return Project(

@@ -43,11 +43,11 @@ def tiny_contents(batch_size: int = 4, classes: int = 3, seed: int = 0) -> dict:
         h = PF.batch_normalization(h, batch_stat=not test, name="BatchNormalization")
         h = F.relu(h)
         h = F.max_pooling(h, (2, 2))
-        h = PF.affine(h, classes, name="Affine")
-        return F.mean(F.softmax_cross_entropy(h, t))
+        return F.softmax(PF.affine(h, classes, name="Affine"))
 
-    loss = net(False)
-    loss_v = net(True)
+    loss = F.categorical_cross_entropy(net(False), t)  # per example, as NNC's CategoricalCrossEntropy layer
+    loss_v = F.categorical_cross_entropy(net(True), t)
+    y = net(True)
     solver = S.Momentum(0.01, 0.9)
     solver.set_parameters(nn.get_parameters())
     return {
@@ -56,6 +56,7 @@ def tiny_contents(batch_size: int = 4, classes: int = 3, seed: int = 0) -> dict:
         "networks": [
             {"name": "Main", "batch_size": batch_size, "outputs": {"loss": loss}, "names": {"x": x, "y": t}},
             {"name": "MainValidation", "batch_size": batch_size, "outputs": {"loss": loss_v}, "names": {"x": x, "y": t}},
+            {"name": "MainRuntime", "batch_size": batch_size, "outputs": {"y'": y}, "names": {"x": x}},
         ],
         "optimizers": [
             {"name": "Optimizer", "solver": solver, "network": "Main", "dataset": "Training", "weight_decay": 0,
@@ -66,7 +67,7 @@ def tiny_contents(batch_size: int = 4, classes: int = 3, seed: int = 0) -> dict:
              "shuffle": True, "batch_size": batch_size, "no_image_normalization": False},
         ],
         "monitors": [{"name": "valid_error", "network": "MainValidation", "dataset": "Training", "data_variables": {"x": "x", "y": "y"}}],
-        "executors": [{"name": "Executor", "network": "MainValidation", "data": ["x"], "output": ["loss"]}],
+        "executors": [{"name": "Executor", "network": "MainRuntime", "data": ["x"], "output": ["y'"]}],
     }
 
 

@@ -28,7 +28,7 @@ def test_info_text_and_json(cli, tmp_path):
     assert text.code == 0
     assert "network Main" in text.out and "Convolution/conv/W" in text.out and "optimizer Optimizer" in text.out
     data = json.loads(cli("info", src, "--json").out)
-    assert [n["name"] for n in data["networks"]] == ["Main", "MainValidation"]
+    assert [n["name"] for n in data["networks"]] == ["Main", "MainValidation", "MainRuntime"]
     params = {p["name"]: p for p in data["parameters"]}
     assert params["Convolution/conv/W"]["shape"] == [4, 1, 3, 3]
     assert params["Convolution/conv/W"]["size"] == 36

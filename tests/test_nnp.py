@@ -30,7 +30,7 @@ def test_nnabla_nnp_roundtrip(tmp_path, parameter_format):
     src = nnabla_saved(tmp_path / "a.nnp", parameter_format=parameter_format)
     first, second = roundtrip(src, tmp_path / "b.nnp")
     assert len(first.parameters) == 8
-    assert [n.name for n in first.proto.network] == ["Main", "MainValidation"]
+    assert [n.name for n in first.proto.network] == ["Main", "MainValidation", "MainRuntime"]
     with zipfile.ZipFile(src) as a, zipfile.ZipFile(tmp_path / "b.nnp") as b:
         assert a.namelist() == b.namelist()
 
@@ -72,7 +72,7 @@ def test_nnablas_loader_reads_what_we_write(tmp_path, dst):
     project = load_project(src)
     save_project(project, tmp_path / dst, parameter_format="inline" if dst.endswith(".nntxt") else None)
     info = nnabla_load([str(tmp_path / dst)])
-    assert set(info.networks) == {"Main", "MainValidation"}
+    assert set(info.networks) == {"Main", "MainValidation", "MainRuntime"}
     assert "Optimizer" in info.optimizers
     import nnabla as nn
 
@@ -130,7 +130,7 @@ def test_network_edit_never_decodes_parameters(tmp_path, monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("parameters were decoded")
 
-    monkeypatch.setattr(nnp, "_decode_parameters", refuse)
+    monkeypatch.setattr(nnp, "decode_parameters", refuse)
     monkeypatch.setattr(nnp, "encode_parameters", refuse)
     project = load_project(src)
     project.proto.optimizer[0].parameter_variable[0].learning_rate_multiplier = 0

@@ -1,0 +1,92 @@
+"""`nnc-tl evaluate`: accuracy, per-class precision/recall and the confusion matrix of a trained project on a dataset CSV."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Dict, Optional
+
+import nnabla as nn
+import numpy as np
+
+from .data import load_dataset
+from .engine import nnabla_load
+from .errors import NncToolsError
+from .fileio import PathLike, atomic_output
+from .nnp import load_project
+from .plots import plot_confusion_matrix
+
+
+def predict(project: PathLike, dataset, batch_size: int = 64, executor: Optional[str] = None) -> np.ndarray:
+    """Class scores of every row, from the project's executor network (NNC's ``MainRuntime``), loaded by NNabla."""
+    info = nnabla_load([str(project)], prepare_data_iterator=False, batch_size=batch_size)
+    if not info.executors:
+        raise NncToolsError(project, "has no executor to evaluate with")
+    name = executor or next(iter(info.executors))
+    ex = info.executors[name]
+    outputs = [v.variable_instance for v in ex.output_assign] if hasattr(ex, "output_assign") else []
+    out = outputs[0] if outputs else None
+    if out is None:
+        raise NncToolsError(project, f"executor {name} has no output variable")
+    scores = []
+    for start in range(0, dataset.size, batch_size):
+        idx = np.arange(start, min(start + batch_size, dataset.size))
+        full = np.resize(idx, batch_size)
+        batch = dataset.batch(full)
+        for var, name in ex.dataset_assign.items():
+            v = var.variable_instance
+            v.d = batch[name].reshape(v.shape)
+        out.forward(clear_buffer=True)
+        scores.append(out.d.reshape(batch_size, -1)[: len(idx)].copy())
+    return np.concatenate(scores)
+
+
+def evaluate(project: PathLike, csv_path: PathLike, outdir: Optional[PathLike] = None, batch_size: int = 64,
+             cache: Optional[PathLike] = None) -> Dict:
+    """Accuracy and per-class table; with ``outdir``: ``confusion_matrix.csv``/``.png`` and ``evaluation.json`` there."""
+    project, csv_path = Path(project), Path(csv_path)
+    outdir = Path(outdir) if outdir is not None else None
+    proto = load_project(project).proto
+    normalize = not proto.executor[0].no_image_normalization if proto.executor else True
+    dataset = load_dataset(csv_path, Path(cache) if cache else (outdir or csv_path.parent) / "cache" / "evaluate", name="evaluate",
+                           normalize=normalize)
+    labels = dataset.arrays["y"].reshape(-1).astype(np.int64) if "y" in dataset.arrays else None
+    if labels is None:
+        raise NncToolsError(csv_path, "has no label column y")
+    nn.clear_parameters()
+    scores = predict(project, dataset, batch_size)
+    predicted = scores.argmax(axis=1)
+    n = max(scores.shape[1], int(labels.max()) + 1)
+    classes = dataset.classes if len(dataset.classes) == n else [str(i) for i in range(n)]
+    matrix = np.zeros((n, n), dtype=np.int64)
+    np.add.at(matrix, (labels, predicted), 1)
+    per_class = []
+    for k, name in enumerate(classes):
+        tp = int(matrix[k, k])
+        precision = tp / matrix[:, k].sum() if matrix[:, k].sum() else 0.0
+        recall = tp / matrix[k, :].sum() if matrix[k, :].sum() else 0.0
+        per_class.append({"class": name, "precision": round(float(precision), 4), "recall": round(float(recall), 4),
+                          "support": int(matrix[k, :].sum())})
+    result = {"project": str(project), "dataset": str(csv_path), "accuracy": float(np.mean(predicted == labels)),
+              "count": int(len(labels)), "classes": classes, "per_class": per_class, "confusion_matrix": matrix.tolist()}
+    if outdir is not None:
+        outdir.mkdir(parents=True, exist_ok=True)
+        with atomic_output(outdir / "confusion_matrix.csv") as temp, open(temp, "w", newline="") as f:
+            writer = csv.writer(f, lineterminator="\n")
+            writer.writerow(["true \\ predicted"] + classes)
+            for name, row in zip(classes, matrix):
+                writer.writerow([name] + [int(v) for v in row])
+        plot_confusion_matrix(matrix, classes, outdir / "confusion_matrix.png",
+                              title=f"{csv_path.name}: accuracy {result['accuracy']:.1%}")
+        with atomic_output(outdir / "evaluation.json") as temp:
+            temp.write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+def format_evaluation(result: Dict) -> str:
+    lines = [f"accuracy {result['accuracy']:.4f} on {result['count']} rows of {result['dataset']}",
+             f"{'class':<20} {'precision':>9} {'recall':>7} {'support':>8}"]
+    for row in result["per_class"]:
+        lines.append(f"{row['class']:<20} {row['precision']:>9.4f} {row['recall']:>7.4f} {row['support']:>8}")
+    return "\n".join(lines)

@@ -1,0 +1,490 @@
+"""`nnc-tl train`: train an NNabla/NNC project with NNabla, honouring every learning-rate multiplier exactly.
+
+The project is loaded with NNabla's own loader (``nnabla.utils.load.load``): its networks, solver settings, schedulers,
+epochs and batch size. What this module adds:
+
+- multipliers: a parameter at 0 is frozen (``need_grad=False``; NNabla then skips the backward of a frozen prefix); any other
+  value m gets exactly the update of the project's solver at learning rate x m (one solver per distinct multiplier, built by
+  NNabla's own solver factory, so weight decay and schedulers scale too). ``nnabla_cli`` trains every m > 0 at the full rate;
+- a Batch Normalization whose beta and gamma are both frozen runs on its running statistics (``--frozen-bn batch`` keeps
+  batch statistics, as ``nnabla_cli`` does);
+- per-epoch checkpoints (parameters, solver states, epoch) written atomically; the data order and the random functions
+  (dropout) of epoch e depend only on (seed, e), so a run killed at any moment and resumed ends bit-identical;
+- the files NNC and ``nnabla_cli`` users know: ``results.nnp`` (best validation error), ``results_current.nnp``,
+  ``monitoring_report.yml``, plus ``training_log.csv``, ``learning_curve.png``, ``confusion_matrix.{csv,png}``,
+  ``summary.json``.
+"""
+
+from __future__ import annotations
+
+import csv
+import inspect
+import io
+import json
+import logging
+import math
+import os
+import sys
+import time
+import zipfile
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple
+
+import nnabla as nn
+import numpy as np
+import yaml
+from nnabla.utils import nnabla_pb2
+from tqdm import tqdm
+
+from .errors import NncToolsError
+from .export import copy_weights
+from .fileio import PathLike, atomic_output
+from .data import Dataset, load_dataset
+from .engine import nnabla_load
+from .nnp import Parameter, Project, decode_parameters, encode_parameters, load_project, multipliers, network_text, save_project
+
+CUDA_PIP = "pip install nnabla-ext-cuda120==1.39.0"
+CHECKPOINT = "checkpoint.zip"
+
+
+@dataclass
+class TrainOptions:
+    epochs: Optional[int] = None
+    batch_size: Optional[int] = None
+    context: str = "cpu"
+    device_id: int = 0
+    weights: Optional[PathLike] = None
+    resume: bool = False
+    seed: int = 0
+    frozen_bn: str = "inference"  # or "batch"
+    progress: bool = True
+
+
+@dataclass
+class EpochRecord:
+    epoch: int
+    cost: float
+    train_error: Optional[float]
+    valid_error: Optional[float]
+    valid_accuracy: Optional[float]
+    seconds: float
+    images_per_second: float
+
+
+@dataclass
+class TrainResult:
+    result_dir: Path
+    history: List[EpochRecord]
+    best_epoch: int
+    summary: Dict
+    reinitialised: List[Tuple[str, str]] = field(default_factory=list)
+
+
+# --------------------------------------------------------------------------------------------------------- context
+
+
+def make_context(context: str, device_id: int = 0) -> str:
+    """The context string NNabla's loader takes; ``cudnn`` without the CUDA extension is an error with the pip line."""
+    if context == "cpu":
+        return "cpu"
+    if context in ("cudnn", "cuda"):
+        try:
+            import nnabla_ext.cudnn  # noqa: F401
+        except ImportError:
+            raise NncToolsError(None, f"--context {context} needs NNabla's CUDA extension: {CUDA_PIP} "
+                                "(CUDA 12 and cuDNN 8 on the host)") from None
+        return f"cudnn:{device_id}"
+    raise NncToolsError(None, f"unknown context '{context}' (cpu or cudnn)")
+
+
+# -------------------------------------------------------------------------------------------------- project set-up
+
+
+def is_statistic(name: str) -> bool:
+    """Batch Normalization's running mean and variance: parameters no solver trains."""
+    return name.endswith(("/bn/mean", "/bn/var"))
+
+
+def frozen_parameters(proto: nnabla_pb2.NNablaProtoBuf, optimizer: str) -> List[str]:
+    """Parameters of the optimizer's network that it does not train (multiplier 0 or not listed)."""
+    opt = next(o for o in proto.optimizer if o.name == optimizer)
+    m = multipliers(opt)
+    net = next((n for n in proto.network if n.name == opt.network_name), None)
+    names = [v.name for v in net.variable if v.type == "Parameter"] if net else list(m)
+    return [n for n in names if m.get(n, 0.0) == 0.0]
+
+
+def training_proto(project: Project, options: TrainOptions) -> nnabla_pb2.NNablaProtoBuf:
+    """The project as it will be trained: overrides applied, frozen BN on running statistics, no parameter data."""
+    proto = nnabla_pb2.NNablaProtoBuf()
+    proto.CopyFrom(project.proto)
+    if options.epochs is not None:
+        proto.training_config.max_epoch = options.epochs
+    if options.batch_size is not None:
+        for net in proto.network:
+            net.batch_size = options.batch_size
+        for d in proto.dataset:
+            d.batch_size = options.batch_size
+    if options.frozen_bn == "inference":
+        for opt in proto.optimizer:
+            frozen = set(frozen_parameters(proto, opt.name))
+            for net in proto.network:
+                if net.name != opt.network_name:
+                    continue
+                for f in net.function:
+                    if f.type == "BatchNormalization" and len(f.input) >= 3 and f.input[1] in frozen and f.input[2] in frozen:
+                        f.batch_normalization_param.batch_stat = False
+    return proto
+
+
+def _group_solvers(proto_optimizer, parameters: Dict[str, nn.Variable]) -> List[Tuple[float, object, Dict[str, nn.Variable]]]:
+    """One solver per distinct multiplier m > 0, built by NNabla's own factory at learning rate x m."""
+    groups: Dict[float, Dict[str, nn.Variable]] = OrderedDict()
+    for pv in proto_optimizer.parameter_variable:
+        m = float(pv.learning_rate_multiplier)
+        if m > 0 and pv.variable_name in parameters:
+            groups.setdefault(m, OrderedDict())[pv.variable_name] = parameters[pv.variable_name]
+    out = []
+    for m, params in groups.items():
+        scaled = nnabla_pb2.Optimizer()
+        scaled.CopyFrom(proto_optimizer)
+        which = scaled.solver.WhichOneof("parameter")
+        if which is None:
+            raise NncToolsError(None, f"optimizer {proto_optimizer.name} has no solver parameters")
+        param = getattr(scaled.solver, which)
+        key = next(k for k in ("lr", "alpha", "eta") if k in param.DESCRIPTOR.fields_by_name)
+        setattr(param, key, getattr(param, key) * m)
+        created = _create_solver(scaled)
+        created.solver.set_parameters(params)
+        out.append((m, created, params))
+    return out
+
+
+def _create_solver(optimizer_proto):
+    """NNabla's own solver factory (solver, scheduler, weight decay); for the proto's solver types that factory lacks
+    (Lamb, Lion in NNabla 1.39) the solver comes from ``nnabla.solvers`` with the proto's hyper-parameters."""
+    import nnabla.solvers as S
+    from nnabla.utils.load import _create_optimizer
+
+    try:
+        return _create_optimizer(nn.get_current_context(), optimizer_proto, None)
+    except ValueError:
+        kind = optimizer_proto.solver.type
+        factory = getattr(S, kind, None)
+        which = optimizer_proto.solver.WhichOneof("parameter")
+        if factory is None or which is None:
+            raise NncToolsError(None, f"solver {kind} is not one NNabla provides") from None
+        param = getattr(optimizer_proto.solver, which)
+        accepted = inspect.signature(factory).parameters
+        kwargs = {f.name: getattr(param, f.name) for f in param.DESCRIPTOR.fields if f.name in accepted}
+        lr = next(kwargs[k] for k in ("lr", "alpha", "eta") if k in kwargs)
+        stand_in = nnabla_pb2.Optimizer()
+        stand_in.CopyFrom(optimizer_proto)
+        stand_in.solver.type = "Sgd"
+        stand_in.solver.sgd_param.lr = lr  # NNabla builds the scheduler and weight decay; the update is the real solver's
+        created = _create_optimizer(nn.get_current_context(), stand_in, None)
+        created.solver = factory(**kwargs)
+        return created
+
+
+def _loader_safe(proto: nnabla_pb2.NNablaProtoBuf) -> nnabla_pb2.NNablaProtoBuf:
+    """The proto NNabla's loader is given: a solver type it cannot build becomes Sgd (we build the real solvers)."""
+    from nnabla.utils.load import _create_optimizer
+
+    safe = nnabla_pb2.NNablaProtoBuf()
+    safe.CopyFrom(proto)
+    for o in safe.optimizer:
+        try:
+            _create_optimizer(nn.get_current_context(), o, None)
+        except ValueError:
+            o.solver.type = "Sgd"
+            o.solver.sgd_param.lr = 0.0
+    return safe
+
+
+def _epoch_seed(seed: int, epoch: int) -> int:
+    return (seed * 1_000_003 + epoch * 7919 + 17) % (2**31 - 1)
+
+
+class _Graphs:
+    """NNabla's loader on the training proto, rebuilt each epoch so that random functions are seeded by (seed, epoch)."""
+
+    def __init__(self, text: str, batch_size: int, context: str):
+        self.text, self.batch_size, self.context = text, batch_size, context
+
+    def build(self, seed: int):
+        nn.seed(seed)
+        return nnabla_load([io.StringIO(self.text)], prepare_data_iterator=False, batch_size=self.batch_size,
+                           extension=".nntxt", context=self.context)
+
+
+def _feed(assign, data: Dict[str, np.ndarray]) -> None:
+    for variable, name in assign.items():
+        if name not in data:
+            raise NncToolsError(None, f"variable {variable.name} wants data '{name}', which the dataset does not have")
+        v = variable.variable_instance
+        value = data[name]
+        v.d = value.reshape(v.shape) if value.size == v.size else value
+
+
+def _padded(indices: np.ndarray, batch_size: int) -> np.ndarray:
+    if len(indices) == batch_size:
+        return indices
+    return np.concatenate([indices, np.resize(indices, batch_size - len(indices))])
+
+
+def evaluate_monitor(monitor, dataset: Dataset, batch_size: int) -> Tuple[float, Optional[np.ndarray]]:
+    """Mean of the monitor variable over the dataset (``nnabla_cli``'s monitor value) and the class scores, if any."""
+    total, count = 0.0, 0
+    scores = []
+    score_var = _score_variable(monitor)
+    for start in range(0, dataset.size, batch_size):
+        idx = np.arange(start, min(start + batch_size, dataset.size))
+        _feed(monitor.dataset_assign, dataset.batch(_padded(idx, batch_size)))
+        monitor.target.forward(clear_buffer=False)
+        n = len(idx)
+        for var in monitor.monitor_variables:
+            values = var.variable_instance.d.reshape(batch_size, -1)[:n]
+            total += float(values.mean(axis=1).sum())
+        count += n
+        if score_var is not None:
+            scores.append(score_var.d.reshape(batch_size, -1)[:n].copy())
+    return total / max(count, 1), (np.concatenate(scores) if scores else None)
+
+
+def _score_variable(monitor) -> Optional[nn.Variable]:
+    """The class scores feeding the monitored loss (the Softmax before CategoricalCrossEntropy), if there is one."""
+    for var in monitor.monitor_variables:
+        parent = var.variable_instance.parent
+        if parent is not None and parent.info.type_name in ("CategoricalCrossEntropy", "SoftmaxCrossEntropy") and parent.inputs:
+            return parent.inputs[0]
+    return None
+
+
+# ------------------------------------------------------------------------------------------------------ checkpoints
+
+
+def _save_checkpoint(path: Path, epoch: int, solvers, history: List[EpochRecord], best: Tuple[int, float], seed: int) -> None:
+    """Parameters, every solver's state, the epoch and the history, in one zip renamed into place."""
+    with atomic_output(path) as temp, zipfile.ZipFile(temp, "w") as zf:
+        zf.writestr("parameters.h5", encode_parameters(_current_parameters(), ".h5"))
+        for i, (_, created, _) in enumerate(solvers):
+            state = path.with_name(f".solver{i}.h5")  # NNabla picks the format from the extension
+            try:
+                created.solver.save_states(str(state))
+                zf.writestr(f"solver_{i}.h5", state.read_bytes())
+            finally:
+                state.unlink(missing_ok=True)
+        zf.writestr("state.json", json.dumps({"epoch": epoch, "seed": seed, "best": list(best), "history": [r.__dict__ for r in history]}))
+
+
+def _load_checkpoint(path: Path, solvers) -> Tuple[int, List[EpochRecord], Tuple[int, float]]:
+    with zipfile.ZipFile(path) as zf:
+        params = decode_parameters(zf.read("parameters.h5"), ".h5", str(path))
+        current = nn.get_parameters(grad_only=False)
+        for name, p in params.items():
+            if name in current:
+                current[name].d = p.data
+        for i, (_, created, _) in enumerate(solvers):
+            tmp = path.with_name(f".solver{i}.h5")
+            tmp.write_bytes(zf.read(f"solver_{i}.h5"))
+            try:
+                created.solver.load_states(str(tmp))
+            finally:
+                tmp.unlink()
+        state = json.loads(zf.read("state.json"))
+    return state["epoch"], [EpochRecord(**r) for r in state["history"]], tuple(state["best"])
+
+
+# ---------------------------------------------------------------------------------------------------------- training
+
+
+def train_step(opt, solvers, batch: Dict[str, np.ndarray], iteration: int, function_pre_hook=None) -> float:
+    """One iteration as ``nnabla_cli`` runs it (forward, backward with grad 1/size, weight decay, scheduled learning rate,
+    update), with one solver per multiplier group; returns the mean loss of the batch."""
+    _feed(opt.dataset_assign, batch)
+    opt.target.forward(clear_no_need_grad=True)
+    for _, created, _ in solvers:
+        created.solver.zero_grad()
+    opt.target.backward(grad=1.0 / opt.loss_variables[0].variable_instance.size, clear_buffer=True,
+                        function_pre_hook=function_pre_hook)
+    for _, created, _ in solvers:
+        if created.weight_decay > 0:
+            created.solver.weight_decay(created.weight_decay)
+        created.solver.set_learning_rate(created.scheduler.get_learning_rate(iteration))
+        created.solver.update()
+    return float(np.mean(opt.loss_variables[0].variable_instance.d))
+
+
+def _current_parameters() -> "OrderedDict[str, Parameter]":
+    return OrderedDict((k, Parameter(k, v.d.copy(), v.need_grad)) for k, v in nn.get_parameters(grad_only=False).items())
+
+
+def train(project_path: PathLike, result_dir: PathLike, options: Optional[TrainOptions] = None) -> TrainResult:
+    """Train a project; see the module docstring for what is written to ``result_dir``."""
+    options = options or TrainOptions()
+    project_path, result_dir = Path(project_path), Path(result_dir)
+    checkpoint = result_dir / CHECKPOINT
+    if checkpoint.exists() and not options.resume:
+        raise NncToolsError(result_dir, "holds an earlier run (use --resume to continue it, or another folder)")
+    if options.frozen_bn not in ("inference", "batch"):
+        raise NncToolsError(None, f"--frozen-bn must be inference or batch, got {options.frozen_bn}")
+    context = make_context(options.context, options.device_id)
+    project = load_project(project_path)
+    if not project.proto.optimizer:
+        raise NncToolsError(project_path, "has no optimizer to train")
+    proto = training_proto(project, options)
+    optimizer_proto = proto.optimizer[0]
+    batch_size = options.batch_size or next((n.batch_size for n in proto.network if n.name == optimizer_proto.network_name), 64) or 64
+    epochs = proto.training_config.max_epoch
+
+    result_dir.mkdir(parents=True, exist_ok=True)
+    logging.getLogger("nnabla").setLevel(logging.WARNING)
+    logging.getLogger("matplotlib").setLevel(logging.WARNING)
+    nn.clear_parameters()
+    nn.random.seed(options.seed)
+    stored = project.parameters
+    for name, p in stored.items():
+        nn.parameter.get_parameter_or_create(name, p.data.shape, need_grad=p.need_grad).d = p.data
+    reinitialised: List[Tuple[str, str]] = []
+    text = network_text(proto)
+    graphs = _Graphs(network_text(_loader_safe(proto)), batch_size, context)
+    info = graphs.build(_epoch_seed(options.seed, 0))  # creates the parameters the project does not store
+    if options.weights is not None:
+        params = _current_parameters()
+        _, reinitialised = copy_weights(params, options.weights)
+        for name, p in params.items():
+            nn.get_parameters(grad_only=False)[name].d = p.data
+    with atomic_output(result_dir / "network.nntxt") as temp:
+        temp.write_text(text)
+
+    base = project_path.resolve().parent
+    datasets: Dict[str, Dataset] = {}
+    for d in proto.dataset:
+        uri = Path(d.uri) if Path(d.uri).is_absolute() else base / d.uri
+        datasets[d.name] = load_dataset(uri, result_dir / "cache" / d.name, name=d.name, normalize=not d.no_image_normalization,
+                                        shuffle=d.shuffle)
+    train_set = datasets[optimizer_proto.dataset_name[0]]
+    iter_per_epoch = proto.training_config.iter_per_epoch or max(1, train_set.size // batch_size)
+
+    frozen = frozen_parameters(proto, optimizer_proto.name)
+    params_now = nn.get_parameters(grad_only=False)
+    solvers = _group_solvers(optimizer_proto, params_now)
+    trained = {name for _, _, ps in solvers for name in ps}
+    for name, var in params_now.items():
+        var.need_grad = name in trained
+
+    history: List[EpochRecord] = []
+    best: Tuple[int, float] = (0, math.inf)
+    start_epoch = 0
+    if options.resume and checkpoint.exists():
+        start_epoch, history, best = _load_checkpoint(checkpoint, solvers)
+    started = time.perf_counter()
+    progress = options.progress and sys.stderr.isatty()
+    for epoch in range(start_epoch + 1, epochs + 1):
+        info = graphs.build(_epoch_seed(options.seed, epoch))
+        opt = info.optimizers[optimizer_proto.name]
+        order = np.random.RandomState(_epoch_seed(options.seed, epoch)).permutation(train_set.size) if train_set.shuffle \
+            else np.arange(train_set.size)
+        t0 = time.perf_counter()
+        cost = 0.0
+        bar = tqdm(range(iter_per_epoch), desc=f"epoch {epoch}/{epochs}", disable=not progress, leave=False, unit="it")
+        for i in bar:
+            iteration = (epoch - 1) * iter_per_epoch + i
+            idx = np.take(order, np.arange(i * batch_size, (i + 1) * batch_size), mode="wrap")
+            cost += train_step(opt, solvers, train_set.batch(idx), iteration)
+        seconds = time.perf_counter() - t0
+        record = EpochRecord(epoch, cost / iter_per_epoch, None, None, None, seconds, iter_per_epoch * batch_size / max(seconds, 1e-9))
+        interval = proto.training_config.monitor_interval or 10
+        for name, monitor in info.monitors.items():
+            dataset = datasets[monitor.proto.dataset_name[0]]
+            on_training_set = dataset is train_set or name.startswith("train")
+            if on_training_set and epoch % interval and epoch != epochs:
+                continue  # like nnabla_cli: the training-set monitor every monitor_interval epochs (and at the end)
+            value, scores = evaluate_monitor(monitor, dataset, batch_size)
+            if on_training_set:
+                record.train_error = value
+            else:
+                record.valid_error = value
+                if scores is not None:
+                    record.valid_accuracy = float(np.mean(scores.argmax(axis=1) == dataset.arrays[_label_key(dataset)].reshape(-1)))
+        history.append(record)
+        line = f"epoch {epoch}/{epochs} cost={record.cost:.6f}"
+        line += "".join(f" {k}={v:.6f}" for k, v in (("train_error", record.train_error), ("valid_error", record.valid_error),
+                                                      ("valid_accuracy", record.valid_accuracy)) if v is not None)
+        print(f"{line} time={seconds:.1f}s ({record.images_per_second:.1f} img/s)", file=sys.stderr)
+        current = Project(project.proto, _current_parameters())
+        save_project(current, result_dir / "results_current.nnp")
+        score = record.valid_error if record.valid_error is not None else record.cost
+        if score < best[1] or not (result_dir / "results.nnp").exists():
+            best = (epoch, score)
+            save_project(current, result_dir / "results.nnp")
+        _write_reports(result_dir, history)
+        _save_checkpoint(checkpoint, epoch, solvers, history, best, options.seed)
+
+    wall = time.perf_counter() - started
+    summary = _summary(project_path, result_dir, history, best, frozen, reinitialised, wall, batch_size, options)
+    return TrainResult(result_dir, history, best[0], summary, reinitialised)
+
+
+def _label_key(dataset: Dataset) -> str:
+    return "y" if "y" in dataset.arrays else list(dataset.arrays)[-1]
+
+
+def _write_reports(result_dir: Path, history: List[EpochRecord]) -> None:
+    report = {}
+    for r in history:
+        entry = {"cost": r.cost}
+        if r.train_error is not None:
+            entry["train_error"] = r.train_error
+        if r.valid_error is not None:
+            entry["valid_error"] = r.valid_error
+        report[r.epoch - 1] = entry
+    with atomic_output(result_dir / "monitoring_report.yml") as temp:
+        temp.write_text(yaml.safe_dump(report, sort_keys=False))
+    with atomic_output(result_dir / "training_log.csv") as temp, open(temp, "w", newline="") as f:
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow(["epoch", "cost", "train_error", "valid_error", "valid_accuracy", "seconds", "images_per_second"])
+        for r in history:
+            writer.writerow([r.epoch, r.cost, r.train_error, r.valid_error, r.valid_accuracy, round(r.seconds, 3), round(r.images_per_second, 2)])
+
+
+def _summary(project_path, result_dir, history, best, frozen, reinitialised, wall, batch_size, options) -> Dict:
+    from .evaluate import evaluate
+    from .plots import plot_learning_curve
+
+    shapes = {k: v.shape for k, v in nn.get_parameters(grad_only=False).items()}
+    plot_learning_curve(history, result_dir / "learning_curve.png")
+    project = load_project(project_path)
+    val_csv = None
+    for d in project.proto.dataset:
+        if d.name != project.proto.optimizer[0].dataset_name[0]:
+            val_csv = Path(d.uri) if Path(d.uri).is_absolute() else project_path.resolve().parent / d.uri
+    evaluation = evaluate(result_dir / "results.nnp", val_csv, result_dir, batch_size=batch_size) if val_csv else None
+    best_record = next((r for r in history if r.epoch == best[0]), history[-1] if history else None)
+    train_times = [r.seconds for r in history]
+    images = sum(r.images_per_second * r.seconds for r in history)
+    summary = {
+        "project": str(project_path),
+        "epochs": len(history),
+        "best_epoch": best[0],
+        "best_valid_error": best_record.valid_error if best_record else None,
+        "best_valid_accuracy": best_record.valid_accuracy if best_record else None,
+        "accuracy": evaluation["accuracy"] if evaluation else None,
+        "final_cost": history[-1].cost if history else None,
+        "wall_seconds": round(wall, 3),
+        "training_seconds": round(sum(train_times), 3),
+        "images_per_second": round(images / max(sum(train_times), 1e-9), 2),
+        "batch_size": batch_size,
+        "seed": options.seed,
+        "frozen_parameters": [n for n in frozen if not is_statistic(n)],
+        "frozen_parameter_values": int(sum(np.prod(shapes[n]) for n in frozen if n in shapes and not is_statistic(n))),
+        "frozen_bn": options.frozen_bn,
+        "reinitialised": [list(r) for r in reinitialised],
+        "context": options.context,
+    }
+    with atomic_output(result_dir / "summary.json") as temp:
+        temp.write_text(json.dumps(summary, indent=2) + "\n")
+    return summary

@@ -1,0 +1,301 @@
+"""`nnc-tl train` / `evaluate`: multipliers honoured exactly (against plain NNabla solvers), frozen means untouched and no
+backward work, frozen BN on running statistics, resume after SIGKILL bit-identical, results NNC and nnabla_cli know."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import OrderedDict
+from pathlib import Path
+
+import nnabla as nn
+import nnabla.functions as F
+import nnabla.parametric_functions as PF
+import nnabla.solvers as S
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+
+from nnc_tools.export import solver_proto
+from nnc_tools.freeze import apply_freeze
+from nnc_tools.nnp import Parameter, Project, load_project, multipliers, save_project
+from nnc_tools.train import TrainOptions, train
+
+from .conftest import tiny_contents
+
+
+def write_images(folder: Path, n: int, classes: int = 3, seed: int = 0, name: str = "data") -> Path:
+    rng = np.random.RandomState(seed)
+    (folder / name).mkdir(parents=True, exist_ok=True)
+    rows = ["x:image,y:label;" + ";".join(f"c{k}" for k in range(classes))]
+    for i in range(n):
+        label = i % classes
+        pixels = np.clip(rng.normal(60 + 70 * label, 25, size=(8, 8)), 0, 255).astype(np.uint8)
+        Image.fromarray(pixels).save(folder / name / f"{i}.png")
+        rows.append(f"./{name}/{i}.png,{label}")
+    csv = folder / f"{name}.csv"
+    csv.write_text("\n".join(rows) + "\n")
+    return csv
+
+
+def tiny_project(folder: Path, n_train: int = 24, batch: int = 4, epochs: int = 2) -> Path:
+    """conftest's conv -> BN -> ReLU -> pool -> affine project, with training and validation CSVs beside it."""
+    from nnabla.utils.save import save as nnabla_save
+
+    train_csv = write_images(folder, n_train, name="training")
+    val_csv = write_images(folder, 9, seed=1, name="validation")
+    contents = tiny_contents(batch_size=batch)
+    contents["training_config"]["max_epoch"] = epochs
+    contents["training_config"]["iter_per_epoch"] = n_train // batch
+    contents["datasets"][0]["uri"] = train_csv.name
+    validation = dict(contents["datasets"][0], name="Validation", uri=val_csv.name, shuffle=False)
+    contents["datasets"].append(validation)
+    contents["monitors"] = [dict(contents["monitors"][0], name="train_error", dataset="Training"),
+                            dict(contents["monitors"][0], name="valid_error", dataset="Validation")]
+    path = folder / "p.nnp"
+    nnabla_save(str(path), contents)
+    return path
+
+
+def params_of(path: Path):
+    return load_project(path).parameters
+
+
+def test_frozen_parameters_stay_bit_identical_others_move(tmp_path):
+    project = tiny_project(tmp_path)
+    overlay = tmp_path / "o.yaml"
+    overlay.write_text("freeze: [Convolution]\n")
+    apply_freeze(project, overlay)
+    result = train(project, tmp_path / "r", TrainOptions(progress=False))
+    before, after = params_of(project), params_of(tmp_path / "r" / "results_current.nnp")
+    for name in ("Convolution/conv/W", "Convolution/conv/b"):
+        assert before[name].data.tobytes() == after[name].data.tobytes()
+    for name in ("Affine/affine/W", "BatchNormalization/bn/gamma"):
+        assert before[name].data.tobytes() != after[name].data.tobytes()
+    assert result.summary["frozen_parameters"] == ["Convolution/conv/W", "Convolution/conv/b"]
+    for name in ("results.nnp", "results_current.nnp", "monitoring_report.yml", "training_log.csv", "learning_curve.png",
+                 "confusion_matrix.csv", "confusion_matrix.png", "summary.json"):
+        assert (tmp_path / "r" / name).is_file(), name
+    report = yaml.safe_load((tmp_path / "r" / "monitoring_report.yml").read_text())
+    assert set(report) == {0, 1} and {"cost", "valid_error"} <= set(report[1]) and "train_error" in report[1]
+    # what we write keeps the project's multipliers, so NNC and nnabla_cli see the same freeze
+    assert multipliers(load_project(tmp_path / "r" / "results.nnp").proto.optimizer[0])["Convolution/conv/W"] == 0
+
+
+def test_frozen_bn_runs_on_running_statistics_unless_batch(tmp_path):
+    project = tiny_project(tmp_path)
+    overlay = tmp_path / "o.yaml"
+    overlay.write_text("freeze: [Convolution, BatchNormalization]\n")
+    apply_freeze(project, overlay)
+    train(project, tmp_path / "inference", TrainOptions(progress=False))
+    before = params_of(project)
+    after = params_of(tmp_path / "inference" / "results_current.nnp")
+    for name in ("BatchNormalization/bn/mean", "BatchNormalization/bn/var", "BatchNormalization/bn/beta"):
+        assert before[name].data.tobytes() == after[name].data.tobytes(), name
+    def main_bn(path):
+        net = next(n for n in load_project(path).proto.network if n.name == "Main")
+        return next(f for f in net.function if f.type == "BatchNormalization").batch_normalization_param.batch_stat
+
+    assert main_bn(project) is True and main_bn(tmp_path / "inference" / "network.nntxt") is False
+    train(project, tmp_path / "batch", TrainOptions(progress=False, frozen_bn="batch"))
+    moved = params_of(tmp_path / "batch" / "results_current.nnp")
+    assert before["BatchNormalization/bn/var"].data.tobytes() != moved["BatchNormalization/bn/var"].data.tobytes()
+    assert before["BatchNormalization/bn/beta"].data.tobytes() == moved["BatchNormalization/bn/beta"].data.tobytes()
+
+
+def test_frozen_prefix_gets_no_backward(tmp_path):
+    from nnc_tools.train import _Graphs, _group_solvers, train_step, training_proto
+
+    project_path = tiny_project(tmp_path)
+    overlay = tmp_path / "o.yaml"
+    overlay.write_text("freeze: [Convolution, BatchNormalization]\n")
+    apply_freeze(project_path, overlay)
+    project = load_project(project_path)
+    nn.clear_parameters()
+    for name, p in project.parameters.items():
+        nn.parameter.get_parameter_or_create(name, p.data.shape).d = p.data
+    from nnc_tools.nnp import network_text
+
+    info = _Graphs(network_text(training_proto(project, TrainOptions())), 4, "cpu").build(1)
+    solvers = _group_solvers(project.proto.optimizer[0], nn.get_parameters(grad_only=False))
+    trained = {n for _, _, ps in solvers for n in ps}
+    for name, var in nn.get_parameters(grad_only=False).items():
+        var.need_grad = name in trained
+    called = []
+    batch = {"x": np.random.rand(4, 1, 8, 8).astype(np.float32), "y": np.array([[0], [1], [2], [0]])}
+    train_step(info.optimizers["Optimizer"], solvers, batch, 0, function_pre_hook=lambda f: called.append(f.info.type_name))
+    assert "Affine" in called
+    assert "Convolution" not in called and "BatchNormalization" not in called and "ReLU" not in called
+
+
+# ------------------------------------------------------------------------------------------ exact multipliers, every solver
+
+SOLVERS = ["Sgd", "Momentum", "Nesterov", "Adam", "AdamW", "AdaBelief", "RMSprop", "RMSpropGraves", "Adagrad", "Adadelta",
+           "Adamax", "AMSGRAD", "AdaBound", "AMSBound", "Lars", "Lamb", "Lion", "SgdW"]
+
+
+def affine_project(folder: Path, solver: str, lr: float, weight_decay: float, mults: dict) -> Path:
+    """x (1x8x8) -> Affine(3) -> softmax cross entropy; one full batch of 12 rows per iteration."""
+    csv = write_images(folder, 12, name="training")
+    nn.clear_parameters()
+    x, t = nn.Variable((12, 1, 8, 8)), nn.Variable((12, 1))
+    loss = F.mean(F.softmax_cross_entropy(PF.affine(x, 3, name="Affine"), t))
+    from nnabla.utils.save import create_proto
+
+    proto = create_proto({"networks": [{"name": "Main", "batch_size": 12, "outputs": {"loss": loss}, "names": {"x": x, "y": t}}]})
+    proto.training_config.max_epoch, proto.training_config.iter_per_epoch = 3, 1
+    d = proto.dataset.add()
+    d.name, d.uri, d.batch_size, d.shuffle = "Training", csv.name, 12, True
+    d.variable.extend(["x", "y"])
+    o = proto.optimizer.add()
+    o.name, o.network_name = "Optimizer", "Main"
+    o.dataset_name.append("Training")
+    o.solver.CopyFrom(solver_proto(solver, lr, allowed=SOLVERS))
+    o.solver.weight_decay = weight_decay
+    for var, data in (("x", "x"), ("y", "y")):
+        dv = o.data_variable.add()
+        dv.variable_name, dv.data_name = var, data
+    o.loss_variable.add().variable_name = "loss"
+    for name, m in mults.items():
+        pv = o.parameter_variable.add()
+        pv.variable_name, pv.learning_rate_multiplier = name, m
+    nn.get_parameters(grad_only=False)["Affine/affine/b"].d = [0.1, -0.2, 0.05]  # Lamb's trust ratio leaves zeros alone
+    params = OrderedDict((k, Parameter(k, v.d.copy())) for k, v in nn.get_parameters(grad_only=False).items())
+    path = folder / "affine.nnp"
+    save_project(Project(proto, params), path)
+    return path
+
+
+def reference_run(project: Path, solver: str, mults: dict) -> dict:
+    """Plain NNabla: one solver per parameter at lr x multiplier, the same data, nnabla_cli's update order."""
+    from nnc_tools.data import load_dataset
+
+    loaded = load_project(project)
+    o = loaded.proto.optimizer[0]
+    param = getattr(o.solver, o.solver.WhichOneof("parameter"))
+    fields = {f.name: getattr(param, f.name) for f in param.DESCRIPTOR.fields}
+    lr_key = next(k for k in ("lr", "alpha", "eta") if k in fields)
+    nn.clear_parameters()
+    x, t = nn.Variable((12, 1, 8, 8)), nn.Variable((12, 1))
+    loss = F.mean(F.softmax_cross_entropy(PF.affine(x, 3, name="Affine"), t))
+    params = nn.get_parameters(grad_only=False)
+    for name, p in loaded.parameters.items():
+        params[name].d = p.data
+    factory = getattr(S, solver)
+    accepted = inspect.signature(factory).parameters
+    solvers = []
+    for name, m in mults.items():
+        kwargs = {k: v for k, v in fields.items() if k in accepted}
+        kwargs[lr_key] = fields[lr_key] * m
+        s = factory(**kwargs)
+        s.set_parameters({name: params[name]})
+        solvers.append(s)
+    data = load_dataset(project.parent / "training.csv", project.parent / "refcache")
+    batch = data.batch(np.arange(12))
+    x.d, t.d = batch["x"], batch["y"]
+    for _ in range(3):
+        loss.forward()
+        for s in solvers:
+            s.zero_grad()
+        loss.backward(grad=1.0 / loss.size)
+        for s in solvers:
+            if o.solver.weight_decay > 0:
+                s.weight_decay(o.solver.weight_decay)
+            s.update()
+    return {k: v.d.copy() for k, v in params.items()}
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_fractional_multiplier_is_exactly_a_scaled_learning_rate(tmp_path, solver):
+    mults = {"Affine/affine/W": 0.5, "Affine/affine/b": 2.5}
+    project = affine_project(tmp_path, solver, 0.01, 1e-4, mults)
+    train(project, tmp_path / "r", TrainOptions(progress=False, seed=3))
+    ours = params_of(tmp_path / "r" / "results_current.nnp")
+    expected = reference_run(project, solver, mults)
+    start = params_of(project)
+    for name in mults:
+        assert not np.array_equal(ours[name].data, start[name].data), f"{solver}: {name} did not move"
+        np.testing.assert_allclose(ours[name].data, expected[name], rtol=1e-5, atol=1e-7, err_msg=f"{solver} {name}")
+    # and it is not what the full rate gives (what nnabla_cli would do with 0.5)
+    full = reference_run(project, solver, {k: 1.0 for k in mults})
+    assert not np.allclose(ours["Affine/affine/W"].data, full["Affine/affine/W"], rtol=1e-6, atol=1e-9)
+
+
+# ------------------------------------------------------------------------------------------------------ resume, CLI
+
+
+TRAIN = [sys.executable, "-m", "nnc_tools.cli", "train"]
+
+
+@pytest.mark.slow
+def test_sigkill_then_resume_is_bit_identical(tmp_path):
+    project = tiny_project(tmp_path, n_train=96, epochs=6)
+    whole = subprocess.run(TRAIN + [str(project), "-o", str(tmp_path / "whole"), "--seed", "7"], capture_output=True, text=True)
+    assert whole.returncode == 0, whole.stderr[-2000:]
+    out = tmp_path / "killed"
+    proc = subprocess.Popen(TRAIN + [str(project), "-o", str(out), "--seed", "7"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (out / "checkpoint.zip").exists():
+        time.sleep(0.01)
+    time.sleep(0.15)  # into a later epoch
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert (out / "checkpoint.zip").exists()
+    again = subprocess.run(TRAIN + [str(project), "-o", str(out), "--seed", "7"], capture_output=True, text=True)
+    assert again.returncode == 2 and "--resume" in again.stderr
+    resumed = subprocess.run(TRAIN + [str(project), "-o", str(out), "--seed", "7", "--resume"], capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    a, b = params_of(tmp_path / "whole" / "results_current.nnp"), params_of(out / "results_current.nnp")
+    assert list(a) == list(b)
+    for name in a:
+        assert a[name].data.tobytes() == b[name].data.tobytes(), name
+    assert json.loads((out / "summary.json").read_text())["epochs"] == 6
+
+
+def test_same_seed_same_bits_and_weights_flag(tmp_path):
+    project = tiny_project(tmp_path)
+    train(project, tmp_path / "a", TrainOptions(progress=False, seed=1))
+    train(project, tmp_path / "b", TrainOptions(progress=False, seed=1))
+    a, b = params_of(tmp_path / "a" / "results_current.nnp"), params_of(tmp_path / "b" / "results_current.nnp")
+    assert all(a[k].data.tobytes() == b[k].data.tobytes() for k in a)
+    # --weights: start from a's trained parameters; frozen ones must equal them exactly
+    overlay = tmp_path / "o.yaml"
+    overlay.write_text("freeze: [Convolution]\n")
+    apply_freeze(project, overlay)
+    result = train(project, tmp_path / "w", TrainOptions(progress=False, weights=tmp_path / "a" / "results.nnp"))
+    w = params_of(tmp_path / "w" / "results_current.nnp")
+    source = params_of(tmp_path / "a" / "results.nnp")
+    assert w["Convolution/conv/W"].data.tobytes() == source["Convolution/conv/W"].data.tobytes()
+    assert result.reinitialised == []
+
+
+def test_cudnn_without_the_extension_names_the_pip_line(cli, tmp_path):
+    try:
+        import nnabla_ext.cudnn  # noqa: F401
+
+        pytest.skip("the CUDA extension is installed here")
+    except ImportError:
+        pass
+    project = tiny_project(tmp_path)
+    result = cli("train", project, "-o", tmp_path / "r", "--context", "cudnn")
+    assert result.code == 2 and "pip install nnabla-ext-cuda120==1.39.0" in result.err
+    assert not (tmp_path / "r").exists()
+
+
+def test_evaluate_cli(cli, tmp_path):
+    project = tiny_project(tmp_path)
+    train(project, tmp_path / "r", TrainOptions(progress=False))
+    result = cli("evaluate", tmp_path / "r" / "results.nnp", "--dataset", tmp_path / "validation.csv", "-o", tmp_path / "e")
+    assert result.code == 0, result.err
+    assert "accuracy" in result.out and "c2" in result.out
+    matrix = (tmp_path / "e" / "confusion_matrix.csv").read_text().splitlines()
+    assert matrix[0] == "true \\ predicted,c0,c1,c2" and len(matrix) == 4
+    data = json.loads((tmp_path / "e" / "evaluation.json").read_text())
+    assert sum(map(sum, data["confusion_matrix"])) == 9 and 0 <= data["accuracy"] <= 1
+    assert (tmp_path / "e" / "confusion_matrix.png").stat().st_size > 1000
