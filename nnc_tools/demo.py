@@ -1,17 +1,23 @@
-"""`make demo`: the reference transfer experiment on built-in synthetic data (arrives with `nnc-tl experiment`)."""
+"""`make demo`: the transfer experiment on generated CIFAR-format data (experiments/demo.yaml), then where the report is."""
 
 from __future__ import annotations
 
 import sys
+import time
+from pathlib import Path
+
+from .cli import main as cli_main
+
+CONFIG = Path(__file__).resolve().parents[1] / "experiments" / "demo.yaml"
 
 
-def main() -> int:
-    print(
-        "nnc-tl demo: the scratch-vs-transfer experiment is not built yet; for now try\n"
-        "  .venv/bin/nnc-tl info PROJECT.nnp      (networks, parameters, learning-rate multipliers)\n"
-        "  .venv/bin/nnc-tl convert SRC DST       (.nnp <-> .nntxt/.prototxt (+ .h5) <-> .protobuf)"
-    )
-    return 0
+def main(argv=None) -> int:
+    run_dir = (argv or sys.argv[1:] or ["demo-run"])[0]
+    started = time.perf_counter()
+    code = cli_main(["experiment", "transfer", "-c", str(CONFIG), "--synthetic", "-o", run_dir])
+    if code == 0:
+        print(f"demo finished in {time.perf_counter() - started:.0f} s; open {run_dir}/report.html")
+    return code
 
 
 if __name__ == "__main__":

@@ -1,0 +1,83 @@
+"""`nnc-tl experiment transfer` end to end at the smallest settings: stages, resume, the report and where its numbers come from."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from nnc_tools.experiment import load_config, run_transfer, write_report
+
+
+@pytest.fixture
+def config_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("NNC_TL_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "o.yaml").write_text("rules:\n  - up_to: BatchNormalization_3\n    multiplier: 0\n")
+    path = tmp_path / "tiny.yaml"
+    path.write_text(
+        "network: resnet20\nsource_recipe: cifar10\ntarget_recipe: cifar100-aquatic\noverlay: o.yaml\n"
+        "source_epochs: 1\ntarget_epochs: 2\nbatch_size: 8\nsolver: Momentum\nlr: 0.01\nseeds: 2\n"
+        "synthetic_per_class: {source: 8, target: 5}\n"
+    )
+    return path
+
+
+def stage_times(run: Path):
+    return {p: p.stat().st_mtime_ns for p in run.rglob("stage.json")}
+
+
+@pytest.mark.slow
+def test_transfer_experiment_end_to_end_and_resume(tmp_path, config_file, capsys):
+    run = tmp_path / "run"
+    config = load_config(config_file)
+    report = run_transfer(run, config, synthetic=True)
+    out = capsys.readouterr().out
+    for stage in ("data/source", "data/target", "source", "scratch-s0", "transfer-s0", "scratch-s1", "transfer-s1"):
+        assert (run / stage / "stage.json").is_file(), stage
+    transfer = json.loads((run / "transfer-s0" / "stage.json").read_text())["summary"]
+    scratch = json.loads((run / "scratch-s0" / "stage.json").read_text())["summary"]
+    assert transfer["frozen_parameter_values"] > 0 and scratch["frozen_parameter_values"] == 0
+    assert "[experiment] transfer (seed 1)" in out
+
+    page = report.read_text()
+    assert page.count("data:image/png;base64,") == 3  # learning curves + two confusion matrices, embedded
+    assert not re.search(r'src="(?!data:)', page)
+    md = (run / "report.md").read_text()
+    assert "| from scratch | 2 |" in md and " ± " in md and "Published reference" in md
+
+    # a re-run finds every stage finished and only rewrites the report
+    before = stage_times(run)
+    run_transfer(run, config, synthetic=True)
+    assert stage_times(run) == before
+    assert "[experiment]" not in capsys.readouterr().out
+
+    # an interrupted stage (no stage.json) is run again, resuming its training from the checkpoint
+    (run / "transfer-s1" / "stage.json").unlink()
+    run_transfer(run, config, synthetic=True)
+    out = capsys.readouterr().out
+    assert "transfer (seed 1)" in out and "scratch (seed 0)" not in out and "source:" not in out
+
+    # the table is computed from the runs' own files, not typed in
+    for seed in (0, 1):
+        stage = run / f"scratch-s{seed}" / "stage.json"
+        record = json.loads(stage.read_text())
+        record["summary"]["wall_seconds"] = 98765.0
+        record["test_accuracy"] = 0.4321
+        stage.write_text(json.dumps(record))
+    write_report(run, config)
+    md = (run / "report.md").read_text()
+    assert "98765 s ± 0 s" in md and "43.2 % ± 0.0 %" in md
+
+
+def test_config_errors(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("network: resnet20\nepochz: 3\n")
+    from nnc_tools.errors import NncToolsError
+
+    with pytest.raises(NncToolsError, match="unknown key 'epochz'"):
+        load_config(bad)
+    config = load_config(None, seeds=3)
+    assert config.seeds == 3 and config.network == "mini_vggnet_mark2" and config.target_epochs == 50
+    assert config.path(config.overlay).is_file()  # the checkout's networks/ overlay
