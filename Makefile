@@ -9,7 +9,7 @@ venv:
 	@scripts/bootstrap.sh
 
 demo: venv
-	@$(PY) -m nnc_tools.demo
+	@$(PY) -m nnc_tools.demo demo-run
 
 test: venv
 	$(PY) -m pytest -q $(PYTEST_ARGS)

@@ -97,7 +97,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from .train import TrainOptions, train
 
     options = TrainOptions(epochs=args.epochs, batch_size=args.batch_size, context=args.context, device_id=args.device_id,
-                           weights=args.weights, resume=args.resume, seed=args.seed, frozen_bn=args.frozen_bn)
+                           weights=args.weights, resume=args.resume, seed=args.seed, frozen_bn=args.frozen_bn,
+                           cache_frozen=args.cache_frozen, cache_budget=args.cache_budget)
     result = train(args.project, args.output, options)
     s = result.summary
     for name, why in result.reinitialised:
@@ -130,6 +131,15 @@ def _cmd_experiment(args: argparse.Namespace) -> int:
     print(headline(args.output))
     print(f"report: {report} (and {report.with_suffix('.md')})")
     return 0
+
+
+def _size(text: str) -> int:
+    units = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+    number, unit = text[:-1] if text[-1:].upper() in units and text[-1:].isalpha() else text, text[-1:].upper() if text[-1:].isalpha() else ""
+    try:
+        return int(float(number) * units[unit])
+    except (ValueError, KeyError):
+        raise argparse.ArgumentTypeError(f"expected a size such as 512M or 2G, got '{text}'") from None
 
 
 def _shape(text: str) -> tuple:
@@ -240,6 +250,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue the run in RESULT_DIR from its last checkpoint")
     p.add_argument("--frozen-bn", choices=["inference", "batch"], default="inference")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--cache-frozen", choices=["auto", "on", "off"], default="auto",
+                   help="compute a frozen, deterministic prefix of the network once per image and train the rest on it")
+    p.add_argument("--cache-budget", type=_size, metavar="SIZE", help="RAM for cached features (e.g. 2G); beyond it a "
+                   "memory-mapped file in RESULT_DIR/cache (default: a quarter of memory)")
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("evaluate", help="accuracy, per-class table and confusion matrix of a trained project on a dataset CSV")

@@ -40,6 +40,7 @@ from tqdm import tqdm
 
 from .errors import NncToolsError
 from .export import copy_weights
+from .frozen_cache import FeatureCache, detach, find_frozen_prefix, memory_budget
 from .fileio import PathLike, atomic_output
 from .data import Dataset, load_dataset
 from .engine import nnabla_load
@@ -60,6 +61,8 @@ class TrainOptions:
     seed: int = 0
     frozen_bn: str = "inference"  # or "batch"
     progress: bool = True
+    cache_frozen: str = "auto"  # auto | on | off
+    cache_budget: Optional[int] = None  # bytes of RAM for cached features; default a quarter of memory
 
 
 @dataclass
@@ -220,13 +223,17 @@ class _Graphs:
                            extension=".nntxt", context=self.context)
 
 
-def _feed(assign, data: Dict[str, np.ndarray]) -> None:
+def _feed(assign, data: Dict[str, np.ndarray], cut: Optional[nn.Variable] = None) -> None:
     for variable, name in assign.items():
         if name not in data:
             raise NncToolsError(None, f"variable {variable.name} wants data '{name}', which the dataset does not have")
         v = variable.variable_instance
         value = data[name]
+        if value.size == 1 and v.size > 1:
+            continue  # an input the frozen-prefix cache has cut off
         v.d = value.reshape(v.shape) if value.size == v.size else value
+    if cut is not None:
+        cut.d = data["__cut__"]
 
 
 def _padded(indices: np.ndarray, batch_size: int) -> np.ndarray:
@@ -304,7 +311,8 @@ def _load_checkpoint(path: Path, solvers) -> Tuple[int, List[EpochRecord], Tuple
 def train_step(opt, solvers, batch: Dict[str, np.ndarray], iteration: int, function_pre_hook=None) -> float:
     """One iteration as ``nnabla_cli`` runs it (forward, backward with grad 1/size, weight decay, scheduled learning rate,
     update), with one solver per multiplier group; returns the mean loss of the batch."""
-    _feed(opt.dataset_assign, batch)
+    cut = opt.network.variables[batch_cut].variable_instance if (batch_cut := batch.get("__cut_name__")) else None
+    _feed(opt.dataset_assign, batch, cut)
     opt.target.forward(clear_no_need_grad=True)
     for _, created, _ in solvers:
         created.solver.zero_grad()
@@ -316,6 +324,21 @@ def train_step(opt, solvers, batch: Dict[str, np.ndarray], iteration: int, funct
         created.solver.set_learning_rate(created.scheduler.get_learning_rate(iteration))
         created.solver.update()
     return float(np.mean(opt.loss_variables[0].variable_instance.d))
+
+
+def _cached_batches(dataset: Dataset, features, cut_name: str, assign):
+    """Batches whose image input is replaced by the cached prefix output (fed to the cut variable)."""
+    image_names = {name for var, name in assign.items() if dataset.arrays[name].ndim >= 3}
+    labels = {name: dataset.arrays[name] for name in dataset.arrays if name not in image_names}
+
+    def batch(indices: np.ndarray) -> Dict[str, np.ndarray]:
+        out = {name: values[indices] for name, values in labels.items()}
+        out.update({name: np.zeros(1, np.float32) for name in image_names})  # the input variable is cut off
+        out["__cut__"] = np.asarray(features.values[indices])
+        out["__cut_name__"] = cut_name
+        return out
+
+    return batch
 
 
 def _current_parameters() -> "OrderedDict[str, Parameter]":
@@ -376,6 +399,20 @@ def train(project_path: PathLike, result_dir: PathLike, options: Optional[TrainO
     for name, var in params_now.items():
         var.need_grad = name in trained
 
+    plan = None
+    if options.cache_frozen not in ("auto", "on", "off"):
+        raise NncToolsError(None, f"--cache-frozen must be auto, on or off, got {options.cache_frozen}")
+    if options.cache_frozen != "off":
+        plan = find_frozen_prefix(proto, optimizer_proto.name)
+        if plan.cut is None:
+            if options.cache_frozen == "on":
+                raise NncToolsError(project_path, f"--cache-frozen on: no frozen prefix to cache ({plan.stopped_at}: {plan.reason})")
+            print(f"frozen-prefix cache: not used ({plan.stopped_at or 'first layer'}: {plan.reason})", file=sys.stderr)
+            plan = None
+        else:
+            print(f"frozen-prefix cache: {len(plan.layers)} functions up to {plan.layers[-1]} computed once per image "
+                  f"(stopped at {plan.stopped_at or 'the end'}: {plan.reason})", file=sys.stderr)
+    features: Optional[FeatureCache] = None
     history: List[EpochRecord] = []
     best: Tuple[int, float] = (0, math.inf)
     start_epoch = 0
@@ -386,6 +423,17 @@ def train(project_path: PathLike, result_dir: PathLike, options: Optional[TrainO
     for epoch in range(start_epoch + 1, epochs + 1):
         info = graphs.build(_epoch_seed(options.seed, epoch))
         opt = info.optimizers[optimizer_proto.name]
+        batches = train_set.batch
+        if plan is not None:
+            cut = opt.network.variables[plan.cut].variable_instance
+            if features is None:
+                t_cache = time.perf_counter()
+                features = FeatureCache(cut, train_set.size, options.cache_budget or memory_budget(), result_dir / "cache")
+                features.fill(cut, lambda b: _feed(opt.dataset_assign, b), train_set, batch_size)
+                print(f"frozen-prefix cache: {features.nbytes / 2**20:.0f} MB {'in RAM' if features.in_memory else 'memory-mapped'}, "
+                      f"{time.perf_counter() - t_cache:.1f} s", file=sys.stderr)
+            detach(cut)
+            batches = _cached_batches(train_set, features, plan.cut, opt.dataset_assign)
         order = np.random.RandomState(_epoch_seed(options.seed, epoch)).permutation(train_set.size) if train_set.shuffle \
             else np.arange(train_set.size)
         t0 = time.perf_counter()
@@ -394,7 +442,7 @@ def train(project_path: PathLike, result_dir: PathLike, options: Optional[TrainO
         for i in bar:
             iteration = (epoch - 1) * iter_per_epoch + i
             idx = np.take(order, np.arange(i * batch_size, (i + 1) * batch_size), mode="wrap")
-            cost += train_step(opt, solvers, train_set.batch(idx), iteration)
+            cost += train_step(opt, solvers, batches(idx), iteration)
         seconds = time.perf_counter() - t0
         record = EpochRecord(epoch, cost / iter_per_epoch, None, None, None, seconds, iter_per_epoch * batch_size / max(seconds, 1e-9))
         interval = proto.training_config.monitor_interval or 10

@@ -302,3 +302,40 @@ def test_evaluate_cli(cli, tmp_path):
     data = json.loads((tmp_path / "e" / "evaluation.json").read_text())
     assert sum(map(sum, data["confusion_matrix"])) == 9 and 0 <= data["accuracy"] <= 1
     assert (tmp_path / "e" / "confusion_matrix.png").stat().st_size > 1000
+
+
+# ------------------------------------------------------------------------------------------------- frozen-prefix cache
+
+
+def test_cache_frozen_gives_the_same_parameters(tmp_path, capsys):
+    project = tiny_project(tmp_path)
+    overlay = tmp_path / "o.yaml"
+    overlay.write_text("freeze: [Convolution, BatchNormalization]\n")
+    apply_freeze(project, overlay)
+    train(project, tmp_path / "off", TrainOptions(progress=False, cache_frozen="off", seed=2))
+    train(project, tmp_path / "on", TrainOptions(progress=False, cache_frozen="on", seed=2))
+    err = capsys.readouterr().err
+    assert "frozen-prefix cache: 4 functions up to MaxPooling computed once per image (stopped at Affine" in err
+    off, on = params_of(tmp_path / "off" / "results_current.nnp"), params_of(tmp_path / "on" / "results_current.nnp")
+    for name in off:
+        np.testing.assert_allclose(on[name].data, off[name].data, rtol=1e-5, atol=1e-6, err_msg=name)
+    assert not np.array_equal(on["Affine/affine/W"].data, params_of(project)["Affine/affine/W"].data)
+    # a tiny budget puts the features in a memory-mapped file in the result folder, same result
+    train(project, tmp_path / "mm", TrainOptions(progress=False, cache_frozen="on", seed=2, cache_budget=1))
+    assert (tmp_path / "mm" / "cache" / "frozen_features.npy").is_file()
+    mm = params_of(tmp_path / "mm" / "results_current.nnp")
+    np.testing.assert_allclose(mm["Affine/affine/W"].data, on["Affine/affine/W"].data, rtol=1e-6, atol=1e-7)
+
+
+def test_cache_frozen_on_without_a_legal_prefix_says_why(cli, tmp_path):
+    project = tiny_project(tmp_path)
+    overlay = tmp_path / "o.yaml"
+    overlay.write_text("freeze: [Affine]\n")  # the first layer trains: nothing to cache
+    apply_freeze(project, overlay, tmp_path / "head.nnp")
+    result = cli("train", tmp_path / "head.nnp", "-o", tmp_path / "r", "--cache-frozen", "on")
+    assert result.code == 2 and "Convolution/conv/W is trained" in result.err
+    overlay.write_text("freeze: [Convolution]\n")  # BatchNormalization trains on batch statistics: the cut is after Convolution
+    apply_freeze(project, overlay)
+    auto = cli("train", project, "-o", tmp_path / "r2")
+    assert auto.code == 0, auto.err
+    assert "frozen-prefix cache: 1 functions up to Convolution computed once per image (stopped at BatchNormalization" in auto.err

@@ -1,0 +1,131 @@
+"""The frozen-prefix cache: when a network's prefix, from the input up to some layer, is frozen and deterministic, compute
+its output once per training image and train the rest of the network on those features.
+
+A function belongs to the prefix when every input is the data input, a prefix output or a frozen parameter, it draws no
+random numbers (Dropout, RandomShift, ImageAugmentation, …) and, for Batch Normalization, runs on running statistics.
+The cut is the last point in function order where exactly one prefix variable is still needed by the rest.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Optional, Set
+
+import nnabla as nn
+import numpy as np
+
+from .nnp import multipliers
+
+RANDOM_FUNCTIONS = {
+    "Dropout", "RandomShift", "RandomFlip", "RandomCrop", "RandomErase", "ImageAugmentation", "Rand", "Randn", "Randint",
+    "RandomChoice", "MixUp", "Cutout", "GaussianNoise",
+}
+
+
+@dataclass
+class PrefixPlan:
+    cut: Optional[str]  # the variable whose values are cached (None: no legal prefix)
+    layers: List[str]  # the functions computed once
+    stopped_at: Optional[str]  # the first function that could not join, and why
+    reason: str
+
+
+def find_frozen_prefix(proto, optimizer_name: str) -> PrefixPlan:
+    """The longest legal frozen prefix of the optimizer's network (see the module docstring)."""
+    opt = next(o for o in proto.optimizer if o.name == optimizer_name)
+    net = next(n for n in proto.network if n.name == opt.network_name)
+    m = multipliers(opt)
+    parameters = {v.name for v in net.variable if v.type == "Parameter"}
+    frozen = {p for p in parameters if m.get(p, 0.0) == 0.0}
+    data_names = {d.variable_name for d in opt.data_variable}
+    consumers: Dict[str, List[int]] = {}
+    for i, f in enumerate(net.function):
+        for name in f.input:
+            consumers.setdefault(name, []).append(i)
+    inputs = {name for name in data_names if any(_is_image_input(net, name, c) for c in consumers.get(name, []))}
+    known: Set[str] = set(inputs)
+    best: Optional[int] = None
+    stopped, reason = None, "every function is frozen and deterministic"
+    for i, f in enumerate(net.function):
+        why = _illegal(f, known, frozen, parameters)
+        if why:
+            stopped, reason = _layer(f.name), why
+            break
+        known.update(f.output)
+        live = {v for v in known if any(c > i for c in consumers.get(v, []))}
+        if len(live) == 1 and not (live & inputs):
+            best = i
+    if best is None:
+        return PrefixPlan(None, [], stopped, reason if stopped else "no layer to cache")
+    cut_function = net.function[best]
+    live = [v for v in known if any(c > best for c in consumers.get(v, []))]
+    cut = next(v for v in cut_function.output if v in live) if any(v in live for v in cut_function.output) else live[0]
+    return PrefixPlan(cut, [_layer(f.name) for f in net.function[: best + 1]], stopped, reason)
+
+
+def _layer(name: str) -> str:
+    """A function's layer name without the ``@Network/`` prefix NNabla's save() gives it."""
+    return name.split("/", 1)[1] if name.startswith("@") and "/" in name else name
+
+
+def _is_image_input(net, name: str, consumer: int) -> bool:
+    f = net.function[consumer]
+    return not (f.type in ("CategoricalCrossEntropy", "SoftmaxCrossEntropy", "BinaryCrossEntropy", "SquaredError",
+                           "SigmoidCrossEntropy", "AbsoluteError", "HuberLoss", "EpsilonInsensitiveLoss", "KLMultinomial")
+                and list(f.input).index(name) > 0)
+
+
+def _illegal(f, known: Set[str], frozen: Set[str], parameters: Set[str]) -> Optional[str]:
+    if f.type in RANDOM_FUNCTIONS:
+        return f"{f.type} draws random numbers"
+    for name in f.input:
+        if name in parameters and name not in frozen:
+            return f"its parameter {name} is trained"
+        if name not in parameters and name not in known:
+            return f"it reads {name}, which the prefix does not compute"
+    if f.type == "BatchNormalization" and f.batch_normalization_param.batch_stat:
+        return "Batch Normalization on batch statistics"
+    if not f.input:
+        return "it has no inputs"
+    return None
+
+
+def memory_budget() -> int:
+    """Default feature-cache budget: a quarter of physical memory."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 4
+    except (ValueError, OSError):
+        return 2 << 30
+
+
+class FeatureCache:
+    """The cut variable's values for every training image, in RAM within the budget, else memory-mapped in ``folder``."""
+
+    def __init__(self, cut: nn.Variable, size: int, budget: int, folder: Path):
+        per_example = int(np.prod(cut.shape[1:]))
+        shape = (size, *cut.shape[1:])
+        self.nbytes = size * per_example * 4
+        self.in_memory = self.nbytes <= budget
+        if self.in_memory:
+            self.values = np.empty(shape, np.float32)
+        else:
+            folder.mkdir(parents=True, exist_ok=True)
+            self.values = np.lib.format.open_memmap(folder / "frozen_features.npy", mode="w+", dtype=np.float32, shape=shape)
+
+    def fill(self, cut: nn.Variable, feed, dataset, batch_size: int) -> None:
+        """Run the prefix once over the dataset, batch by batch."""
+        for start in range(0, dataset.size, batch_size):
+            idx = np.arange(start, min(start + batch_size, dataset.size))
+            padded = np.resize(idx, batch_size)
+            feed(dataset.batch(padded))
+            cut.forward(clear_buffer=True)
+            self.values[idx] = cut.d[: len(idx)]
+
+
+def detach(cut: nn.Variable) -> None:
+    """Make the cut variable a leaf, so that the network's forward and backward start there. (NNabla's public
+    ``rewire_on`` needs a variable with a parent to take over; ``_clear_parent`` is how a graph is cut.)"""
+    cut._clear_parent()
+    cut.need_grad = False
