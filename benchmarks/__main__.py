@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import platform
 import sys
 from pathlib import Path
 
 logging.getLogger("nnabla").setLevel(logging.WARNING)
 
-from . import project_io  # noqa: E402
+from . import project_io, training  # noqa: E402
 
-BENCHMARKS = [project_io]
+BENCHMARKS = [project_io, training]
 
 
 def main() -> int:
@@ -23,6 +25,7 @@ def main() -> int:
         results[name] = module.run(out / name)
         for key, value in results[name].items():
             print(f"{name}.{key}: {value}")
+    results["machine"] = {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()}
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     print(f"wrote {out / 'results.json'}")
     return 0

@@ -23,7 +23,6 @@ import io
 import json
 import logging
 import math
-import os
 import sys
 import time
 import zipfile

@@ -71,6 +71,25 @@ def tiny_contents(batch_size: int = 4, classes: int = 3, seed: int = 0) -> dict:
     }
 
 
+def write_image_csv(folder: Path, n: int, *, classes: int = 3, size: int = 8, channels: int = 1, seed: int = 0,
+                    name: str = "data") -> Path:
+    """A learnable image dataset in NNC's CSV format: class k is noise around grey level 60 + 70k."""
+    from PIL import Image
+
+    rng = np.random.RandomState(seed)
+    (folder / name).mkdir(parents=True, exist_ok=True)
+    rows = ["x:image,y:label;" + ";".join(f"c{k}" for k in range(classes))]
+    for i in range(n):
+        label = i % classes
+        shape = (size, size) if channels == 1 else (size, size, channels)
+        pixels = np.clip(rng.normal(60 + 70 * label, 25, size=shape), 0, 255).astype(np.uint8)
+        Image.fromarray(pixels).save(folder / name / f"{i}.png")
+        rows.append(f"./{name}/{i}.png,{label}")
+    csv = folder / f"{name}.csv"
+    csv.write_text("\n".join(rows) + "\n")
+    return csv
+
+
 def nnabla_saved(path: Path, **kwargs) -> Path:
     """Write a tiny project with NNabla's own save() (format from the extension)."""
     nnabla_save(str(path), tiny_contents(), **kwargs)

@@ -8,13 +8,11 @@ import sys
 import zipfile
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
 
 from nnc_tools.nnp import load_project, multipliers
 
-from .conftest import nnabla_saved, tiny_contents
+from .conftest import nnabla_saved, tiny_contents, write_image_csv
 from .test_sdcproj import single
 
 
@@ -118,26 +116,12 @@ def test_output_extension_must_match(cli, nnp, tmp_path):
     assert result.code == 2 and "extension" in result.err and not (tmp_path / "x.nntxt").exists()
 
 
-def write_tiny_dataset(folder: Path, n: int = 24) -> Path:
-    rng = np.random.RandomState(0)
-    (folder / "img").mkdir()
-    rows = ["x:image,y:label"]
-    for i in range(n):
-        label = i % 3
-        pixels = (rng.rand(8, 8) * 80 + label * 60).astype(np.uint8)
-        Image.fromarray(pixels).save(folder / "img" / f"{i}.png")
-        rows.append(f"./img/{i}.png,{label}")
-    csv = folder / "training.csv"
-    csv.write_text("\n".join(rows) + "\n")
-    return csv
-
-
 @pytest.mark.slow
 def test_nnabla_cli_train_leaves_frozen_parameters_bit_identical(cli, tmp_path):
     exe = Path(sys.executable).with_name("nnabla_cli")
     if not exe.exists():
         pytest.skip(f"{exe} is not installed")
-    csv = write_tiny_dataset(tmp_path)
+    csv = write_image_csv(tmp_path, 24, name="training")
     from nnabla.utils.save import save as nnabla_save
 
     contents = tiny_contents()

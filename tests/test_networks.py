@@ -12,12 +12,13 @@ import nnabla as nn
 import numpy as np
 import pytest
 from nnabla.utils.load import load as nnabla_load
-from PIL import Image
 
 from nnc_tools.export import build_project, export_network, solver_proto
 from nnc_tools.freeze import apply_freeze, layer_of
 from nnc_tools.networks import get_network, list_networks
 from nnc_tools.nnp import load_project, multipliers
+
+from .conftest import write_image_csv
 
 REPO = Path(__file__).resolve().parents[1]
 NETWORKS = list_networks()
@@ -151,27 +152,13 @@ def test_zoo_overlays(tmp_path, overlay, frozen):
     assert {n for n, v in m.items() if v == 0} - statistics == frozen
 
 
-def tiny_csv_dataset(folder: Path, classes: int = 3, per_class: int = 8, size: int = 16) -> Path:
-    rng = np.random.RandomState(0)
-    rows = ["x:image,y:label;" + ";".join(f"c{i}" for i in range(classes))]
-    (folder / "img").mkdir(exist_ok=True)
-    for i in range(classes * per_class):
-        label = i % classes
-        pixels = (rng.rand(size, size, 3) * 60 + label * 80).astype(np.uint8)
-        Image.fromarray(pixels).save(folder / "img" / f"{i}.png")
-        rows.append(f"./img/{i}.png,{label}")
-    csv = folder / "data.csv"
-    csv.write_text("\n".join(rows) + "\n")
-    return csv
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("name", NETWORKS)
 def test_nnabla_cli_trains_the_exported_project(tmp_path, name):
     exe = Path(sys.executable).with_name("nnabla_cli")
     if not exe.exists():
         pytest.skip(f"{exe} is not installed")
-    csv = tiny_csv_dataset(tmp_path)
+    csv = write_image_csv(tmp_path, 24, size=16, channels=3)
     project = tmp_path / "p.nnp"
     export_network(name, project, train_csv=csv, val_csv=csv, classes=3, input_shape=(3, 16, 16), batch_size=8, epochs=1)
     assert load_project(project).proto.dataset[0].uri == "data.csv"  # relative to the project's folder

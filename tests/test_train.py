@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import inspect
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -20,28 +19,17 @@ import nnabla.solvers as S
 import numpy as np
 import pytest
 import yaml
-from PIL import Image
 
 from nnc_tools.export import solver_proto
 from nnc_tools.freeze import apply_freeze
 from nnc_tools.nnp import Parameter, Project, load_project, multipliers, save_project
 from nnc_tools.train import TrainOptions, train
 
-from .conftest import tiny_contents
+from .conftest import tiny_contents, write_image_csv
 
 
 def write_images(folder: Path, n: int, classes: int = 3, seed: int = 0, name: str = "data") -> Path:
-    rng = np.random.RandomState(seed)
-    (folder / name).mkdir(parents=True, exist_ok=True)
-    rows = ["x:image,y:label;" + ";".join(f"c{k}" for k in range(classes))]
-    for i in range(n):
-        label = i % classes
-        pixels = np.clip(rng.normal(60 + 70 * label, 25, size=(8, 8)), 0, 255).astype(np.uint8)
-        Image.fromarray(pixels).save(folder / name / f"{i}.png")
-        rows.append(f"./{name}/{i}.png,{label}")
-    csv = folder / f"{name}.csv"
-    csv.write_text("\n".join(rows) + "\n")
-    return csv
+    return write_image_csv(folder, n, classes=classes, seed=seed, name=name)
 
 
 def tiny_project(folder: Path, n_train: int = 24, batch: int = 4, epochs: int = 2) -> Path:
