@@ -127,11 +127,9 @@ def _data_variables(message, with_target: bool = True) -> None:
 
 def dataset_uri(csv: PathLike, project_path: PathLike) -> str:
     """A CSV path as the project should record it: relative to the project's folder when it lies below it."""
-    csv, folder = Path(csv), Path(project_path).resolve().parent
-    if not csv.is_absolute():
-        return csv.as_posix()
+    csv, folder = Path(csv).resolve(), Path(project_path).resolve().parent  # a relative CSV path is relative to here
     try:
-        return csv.resolve().relative_to(folder).as_posix()
+        return csv.relative_to(folder).as_posix()
     except ValueError:
         return str(csv)
 
