@@ -114,8 +114,8 @@ def test_weights_copies_matches_and_reinitialises_the_rest(tmp_path, cli):
 
 def test_dataset_paths_are_relative_to_the_project_where_possible(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "run" / "data").mkdir(parents=True)
-    (tmp_path / "other").mkdir()
+    write_image_csv(tmp_path / "run" / "data", 8, name="training")
+    write_image_csv(tmp_path / "other", 4, name="validation")
     export_network("resnet20", Path("run/p.nntxt"), train_csv="run/data/training.csv", val_csv="other/validation.csv")
     uris = [d.uri for d in load_project(tmp_path / "run" / "p.nntxt").proto.dataset]
     assert uris == ["data/training.csv", str(tmp_path / "other" / "validation.csv")]
