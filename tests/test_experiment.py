@@ -29,8 +29,9 @@ def stage_times(run: Path):
 
 
 @pytest.mark.slow
-def test_transfer_experiment_end_to_end_and_resume(tmp_path, config_file, capsys):
-    run = tmp_path / "run"
+def test_transfer_experiment_end_to_end_and_resume(tmp_path, config_file, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    run = Path("run")  # relative, as `make demo` passes it
     config = load_config(config_file)
     report = run_transfer(run, config, synthetic=True)
     out = capsys.readouterr().out
