@@ -74,6 +74,12 @@ def test_frozen_parameters_stay_bit_identical_others_move(tmp_path):
     assert set(report) == {0, 1} and {"cost", "valid_error"} <= set(report[1]) and "train_error" in report[1]
     # what we write keeps the project's multipliers, so NNC and nnabla_cli see the same freeze
     assert multipliers(load_project(tmp_path / "r" / "results.nnp").proto.optimizer[0])["Convolution/conv/W"] == 0
+    from nnc_tools.engine import nnabla_load
+
+    for name in ("results.nnp", "results_current.nnp"):  # nnabla_cli's loader takes both
+        info = nnabla_load([str(tmp_path / "r" / name)], prepare_data_iterator=False)
+        assert set(info.networks) == {"Main", "MainValidation", "MainRuntime"} and "Optimizer" in info.optimizers
+    assert np.array_equal(nn.get_parameters(grad_only=False)["Affine/affine/W"].d, after["Affine/affine/W"].data)
 
 
 def test_frozen_bn_runs_on_running_statistics_unless_batch(tmp_path):
@@ -327,3 +333,22 @@ def test_cache_frozen_on_without_a_legal_prefix_says_why(cli, tmp_path):
     auto = cli("train", project, "-o", tmp_path / "r2")
     assert auto.code == 0, auto.err
     assert "frozen-prefix cache: 1 functions up to Convolution computed once per image (stopped at BatchNormalization" in auto.err
+
+
+@pytest.mark.slow
+def test_exported_mini_vggnet_mark2_learns_the_synthetic_aquatic_set(tmp_path, monkeypatch):
+    """The reference network, exported and trained from scratch for a few epochs: validation error well below chance."""
+    from nnc_tools.datasets import make_dataset
+    from nnc_tools.export import export_network
+
+    monkeypatch.setenv("NNC_TL_CACHE", str(tmp_path / "cache"))
+    data = tmp_path / "aquatic"
+    make_dataset("cifar100-aquatic", data, synthetic=True, synthetic_per_class=20)
+    project = tmp_path / "m.nnp"
+    export_network("mini_vggnet_mark2", project, train_csv=data / "training.csv", val_csv=data / "validation.csv",
+                   epochs=6, batch_size=8, solver="Adam", lr=0.001)
+    result = train(project, tmp_path / "r", TrainOptions(progress=False))
+    chance = float(np.log(10))  # the cross entropy of a uniform guess over 10 classes
+    errors = [r.valid_error for r in result.history]
+    assert errors[-1] < 0.8 * chance, errors
+    assert max(r.valid_accuracy for r in result.history) >= 0.25
