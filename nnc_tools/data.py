@@ -28,9 +28,12 @@ class Dataset:
     def size(self) -> int:
         return len(next(iter(self.arrays.values())))
 
-    def batch(self, indices: np.ndarray) -> Dict[str, np.ndarray]:
+    def batch(self, indices: np.ndarray, skip=()) -> Dict[str, np.ndarray]:
+        """The rows at ``indices``, images scaled to [0, 1] when the dataset says so; ``skip`` leaves columns out."""
         out = {}
         for key, values in self.arrays.items():
+            if key in skip:
+                continue
             chunk = values[indices]
             out[key] = chunk.astype(np.float32) / 255.0 if (self.normalize and chunk.dtype == np.uint8) else chunk
         return out

@@ -222,17 +222,16 @@ class _Graphs:
                            extension=".nntxt", context=self.context)
 
 
-def _feed(assign, data: Dict[str, np.ndarray], cut: Optional[nn.Variable] = None) -> None:
+def _feed(assign, data: Dict[str, np.ndarray], skip=()) -> None:
+    """Put a batch into the network's data variables (``skip``: data names the frozen-prefix cache has cut off)."""
     for variable, name in assign.items():
+        if name in skip:
+            continue
         if name not in data:
             raise NncToolsError(None, f"variable {variable.name} wants data '{name}', which the dataset does not have")
         v = variable.variable_instance
         value = data[name]
-        if value.size == 1 and v.size > 1:
-            continue  # an input the frozen-prefix cache has cut off
         v.d = value.reshape(v.shape) if value.size == v.size else value
-    if cut is not None:
-        cut.d = data["__cut__"]
 
 
 def _padded(indices: np.ndarray, batch_size: int) -> np.ndarray:
@@ -307,11 +306,10 @@ def _load_checkpoint(path: Path, solvers) -> Tuple[int, List[EpochRecord], Tuple
 # ---------------------------------------------------------------------------------------------------------- training
 
 
-def train_step(opt, solvers, batch: Dict[str, np.ndarray], iteration: int, function_pre_hook=None) -> float:
+def train_step(opt, solvers, batch: Dict[str, np.ndarray], iteration: int, function_pre_hook=None, skip=()) -> float:
     """One iteration as ``nnabla_cli`` runs it (forward, backward with grad 1/size, weight decay, scheduled learning rate,
     update), with one solver per multiplier group; returns the mean loss of the batch."""
-    cut = opt.network.variables[batch_cut].variable_instance if (batch_cut := batch.get("__cut_name__")) else None
-    _feed(opt.dataset_assign, batch, cut)
+    _feed(opt.dataset_assign, batch, skip)
     opt.target.forward(clear_no_need_grad=True)
     for _, created, _ in solvers:
         created.solver.zero_grad()
@@ -323,21 +321,6 @@ def train_step(opt, solvers, batch: Dict[str, np.ndarray], iteration: int, funct
         created.solver.set_learning_rate(created.scheduler.get_learning_rate(iteration))
         created.solver.update()
     return float(np.mean(opt.loss_variables[0].variable_instance.d))
-
-
-def _cached_batches(dataset: Dataset, features, cut_name: str, assign):
-    """Batches whose image input is replaced by the cached prefix output (fed to the cut variable)."""
-    image_names = {name for var, name in assign.items() if dataset.arrays[name].ndim >= 3}
-    labels = {name: dataset.arrays[name] for name in dataset.arrays if name not in image_names}
-
-    def batch(indices: np.ndarray) -> Dict[str, np.ndarray]:
-        out = {name: values[indices] for name, values in labels.items()}
-        out.update({name: np.zeros(1, np.float32) for name in image_names})  # the input variable is cut off
-        out["__cut__"] = np.asarray(features.values[indices])
-        out["__cut_name__"] = cut_name
-        return out
-
-    return batch
 
 
 def _current_parameters() -> "OrderedDict[str, Parameter]":
@@ -422,7 +405,7 @@ def train(project_path: PathLike, result_dir: PathLike, options: Optional[TrainO
     for epoch in range(start_epoch + 1, epochs + 1):
         info = graphs.build(_epoch_seed(options.seed, epoch))
         opt = info.optimizers[optimizer_proto.name]
-        batches = train_set.batch
+        cut, skip = None, ()
         if plan is not None:
             cut = opt.network.variables[plan.cut].variable_instance
             if features is None:
@@ -432,7 +415,7 @@ def train(project_path: PathLike, result_dir: PathLike, options: Optional[TrainO
                 print(f"frozen-prefix cache: {features.nbytes / 2**20:.0f} MB {'in RAM' if features.in_memory else 'memory-mapped'}, "
                       f"{time.perf_counter() - t_cache:.1f} s", file=sys.stderr)
             detach(cut)
-            batches = _cached_batches(train_set, features, plan.cut, opt.dataset_assign)
+            skip = {name for name in train_set.arrays if train_set.arrays[name].ndim >= 3}  # the images: cut off
         order = np.random.RandomState(_epoch_seed(options.seed, epoch)).permutation(train_set.size) if train_set.shuffle \
             else np.arange(train_set.size)
         t0 = time.perf_counter()
@@ -441,7 +424,9 @@ def train(project_path: PathLike, result_dir: PathLike, options: Optional[TrainO
         for i in bar:
             iteration = (epoch - 1) * iter_per_epoch + i
             idx = np.take(order, np.arange(i * batch_size, (i + 1) * batch_size), mode="wrap")
-            cost += train_step(opt, solvers, batches(idx), iteration)
+            if cut is not None:
+                cut.d = features.values[idx]
+            cost += train_step(opt, solvers, train_set.batch(idx, skip), iteration, skip=skip)
         seconds = time.perf_counter() - t0
         record = EpochRecord(epoch, cost / iter_per_epoch, None, None, None, seconds, iter_per_epoch * batch_size / max(seconds, 1e-9))
         interval = proto.training_config.monitor_interval or 10
