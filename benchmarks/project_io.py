@@ -1,4 +1,5 @@
-"""Project I/O on a large generated .nnp: time and peak memory of a network-only edit, and of a full parameter decode.
+"""Project I/O on a large generated .nnp: time and peak memory of a network-only edit (what apply-freeze does) beside `cp`
+of the same file, and of a full parameter decode.
 
 Size with NNC_TL_BENCH_MB (default 512). Each measurement runs in a fresh process and reads its own peak RSS (VmHWM, which execve resets).
 """
@@ -78,13 +79,18 @@ def run(work: Path) -> dict:
     make_big_nnp(big, megabytes)
     made = time.perf_counter() - t
     _, base_rss = _measure(BASELINE)
+    t = time.perf_counter()
+    subprocess.run(["cp", str(big), str(work / "copied.nnp")], check=True)
+    cp_s = time.perf_counter() - t
     edit_s, edit_rss = _measure(EDIT, str(big), str(work / "edited.nnp"))
     decode_s, decode_rss = _measure(DECODE, str(big))
     return {
         "nnp_mb": round(big.stat().st_size / 2**20, 1),
         "generate_s": round(made, 2),
         "import_baseline_rss_mb": round(base_rss, 1),
+        "cp_s": round(cp_s, 3),
         "network_edit_s": round(edit_s, 3),
+        "network_edit_vs_cp": round(edit_s / max(cp_s, 1e-9), 2),
         "network_edit_peak_rss_mb": round(edit_rss, 1),
         "decode_all_parameters_s": round(decode_s, 3),
         "decode_all_parameters_peak_rss_mb": round(decode_rss, 1),
