@@ -356,7 +356,7 @@ def train(project_path: PathLike, result_dir: PathLike, options: Optional[TrainO
     reinitialised: List[Tuple[str, str]] = []
     text = network_text(proto)
     graphs = _Graphs(network_text(_loader_safe(proto)), batch_size, context)
-    info = graphs.build(_epoch_seed(options.seed, 0))  # creates the parameters the project does not store
+    graphs.build(_epoch_seed(options.seed, 0))  # creates (from the initializers) the parameters the project does not store
     if options.weights is not None:
         params = _current_parameters()
         _, reinitialised = copy_weights(params, options.weights)
