@@ -11,9 +11,9 @@ from pathlib import Path
 
 logging.getLogger("nnabla").setLevel(logging.WARNING)
 
-from . import project_io, training  # noqa: E402
+from . import data_pipeline, project_io, training  # noqa: E402
 
-BENCHMARKS = [project_io, training]
+BENCHMARKS = [project_io, data_pipeline, training]
 
 
 def main() -> int:

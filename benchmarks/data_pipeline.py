@@ -1,0 +1,56 @@
+"""Data pipeline: `nnc-tl dataset` on a generated CIFAR-100-size archive (60,000 images) with 1 and all workers, the
+one-time decode of a dataset CSV through NNabla's iterator, and batch assembly from the decoded uint8 arrays.
+
+NNC_TL_BENCH_DATASET_PER_CLASS (default 500, the real size) scales the archive; NNC_TL_BENCH_SKIP_DATASET=1 skips it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+
+from nnc_tools.cifar import read_cifar
+from nnc_tools.data import load_dataset
+from nnc_tools.datasets import BUILTIN, build, make_dataset
+from nnc_tools.synthetic import generate, write_archive
+
+
+def run(work: Path) -> dict:
+    work = work.resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    results = {}
+    if os.environ.get("NNC_TL_BENCH_SKIP_DATASET") != "1":
+        per_class = int(os.environ.get("NNC_TL_BENCH_DATASET_PER_CLASS", "500"))
+        archive = work / "cifar100-size.tar.gz"
+        t = time.perf_counter()
+        write_archive(generate("cifar100", per_class, per_class // 5), archive)
+        results["generate_archive_s"] = round(time.perf_counter() - t, 1)
+        data = read_cifar(archive)
+        results["images"] = int(len(data.train.labels) + len(data.test.labels))
+        for workers in sorted({1, os.cpu_count() or 1}):
+            out = work / f"dataset_w{workers}"
+            shutil.rmtree(out, ignore_errors=True)
+            t = time.perf_counter()
+            build(BUILTIN["cifar100"], data, out, workers=workers, progress=False)
+            results[f"dataset_{workers}_workers_s"] = round(time.perf_counter() - t, 1)
+    aquatic = work / "aquatic"
+    os.environ.setdefault("NNC_TL_CACHE", str(work / "cache"))
+    make_dataset("cifar100-aquatic", aquatic, synthetic=True, synthetic_per_class=100)
+    shutil.rmtree(work / "decode-cache", ignore_errors=True)
+    t = time.perf_counter()
+    dataset = load_dataset(aquatic / "training.csv", work / "decode-cache")
+    decode_s = time.perf_counter() - t
+    results["decode_images"] = dataset.size
+    results["decode_img_s"] = round(dataset.size / decode_s, 1)
+    rng = np.random.RandomState(0)
+    t = time.perf_counter()
+    batches = 0
+    while time.perf_counter() - t < 2.0:
+        dataset.batch(rng.randint(0, dataset.size, 64))
+        batches += 1
+    results["batch_assembly_img_s"] = round(batches * 64 / (time.perf_counter() - t), 1)
+    return results
