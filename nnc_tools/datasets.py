@@ -316,8 +316,9 @@ def resolve_source(recipe: Recipe, source: Optional[str], synthetic: bool, verif
     cached = cache_dir() / official
     if cached.is_file():
         return cached
-    raise NncToolsError(None, f"recipe {recipe.name} needs {official}: pass --source PATH or URL (official: "
-                        f"https://www.cs.toronto.edu/~kriz/{official}), or --synthetic for generated data")
+    raise NncToolsError(None, f"recipe {recipe.name} needs {official}: give it as a path or URL (--source for nnc-tl dataset, "
+                        f"--{recipe.source} for nnc-tl experiment; official: https://www.cs.toronto.edu/~kriz/{official}), "
+                        "or use --synthetic for generated data")
 
 
 def make_dataset(recipe_name: str, outdir: PathLike, *, source: Optional[str] = None, synthetic: bool = False, seed: int = 0,

@@ -23,7 +23,7 @@ from typing import Dict, List, Optional
 
 import yaml
 
-from .datasets import make_dataset
+from .datasets import load_recipe, make_dataset, resolve_source
 from .errors import NncToolsError
 from .evaluate import evaluate
 from .export import export_network
@@ -123,11 +123,15 @@ def run_transfer(run_dir: PathLike, config: ExperimentConfig, *, synthetic: bool
                  cifar100: Optional[str] = None, source_weights: Optional[PathLike] = None, verify: bool = True) -> Path:
     """Run every stage that is not finished yet, then write the report; returns the path of ``report.html``."""
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
     archives = {"cifar10": cifar10, "cifar100": cifar100}
     overlay = config.path(config.overlay)
     if not overlay.is_file():
         raise NncToolsError(overlay, "freeze overlay not found")
+    for role, recipe in (("source", config.source_recipe), ("target", config.target_recipe)):
+        if not synthetic and not (role == "source" and source_weights is not None) and not _done(run_dir / "data" / role):
+            loaded = load_recipe(recipe if not recipe.endswith((".yaml", ".yml")) else str(config.path(recipe)))
+            resolve_source(loaded, archives.get(loaded.source), False, verify)  # fails before anything is written
+    run_dir.mkdir(parents=True, exist_ok=True)
     with atomic_output(run_dir / "config.json") as temp:
         temp.write_text(json.dumps({**asdict(config), "base": str(config.base), "synthetic": synthetic}, indent=2) + "\n")
 

@@ -23,6 +23,8 @@ import io
 import json
 import logging
 import math
+import os
+import shutil
 import sys
 import time
 import zipfile
@@ -42,6 +44,7 @@ from .export import copy_weights
 from .frozen_cache import FeatureCache, detach, find_frozen_prefix, memory_budget
 from .fileio import PathLike, atomic_output
 from .data import Dataset, load_dataset
+from .nnc_csv import read_header_and_count
 from .engine import nnabla_load
 from .nnp import Parameter, Project, decode_parameters, encode_parameters, load_project, multipliers, network_text, save_project
 
@@ -343,9 +346,34 @@ def train(project_path: PathLike, result_dir: PathLike, options: Optional[TrainO
     proto = training_proto(project, options)
     optimizer_proto = proto.optimizer[0]
     batch_size = options.batch_size or next((n.batch_size for n in proto.network if n.name == optimizer_proto.network_name), 64) or 64
-    epochs = proto.training_config.max_epoch
 
+    base = project_path.resolve().parent
+    uris = {d.name: dataset_path(d.uri, base) for d in proto.dataset}
+    for d in proto.dataset:
+        read_header_and_count(uris[d.name])  # a missing or unreadable CSV fails before anything is written
+    created = not result_dir.exists()
     result_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        return _train(project_path, result_dir, options, project, proto, uris, batch_size, context)
+    except NncToolsError:
+        if created:
+            shutil.rmtree(result_dir, ignore_errors=True)
+        raise
+
+
+def dataset_path(uri: str, base: Path) -> Path:
+    """A dataset URI as a path: relative ones against the project's folder; NNC's Windows separators accepted."""
+    if "{SDCPATH}" in uri:
+        raise NncToolsError(uri, "points into NNC's installation folder ({SDCPATH}); point the project at a local CSV")
+    path = Path(uri.replace("\\", "/")) if os.sep == "/" else Path(uri)
+    return path if path.is_absolute() else base / path
+
+
+def _train(project_path: Path, result_dir: Path, options: TrainOptions, project: Project, proto, uris: Dict[str, Path],
+           batch_size: int, context: str) -> TrainResult:
+    optimizer_proto = proto.optimizer[0]
+    checkpoint = result_dir / CHECKPOINT
+    epochs = proto.training_config.max_epoch
     logging.getLogger("nnabla").setLevel(logging.WARNING)
     logging.getLogger("matplotlib").setLevel(logging.WARNING)
     nn.clear_parameters()
@@ -365,12 +393,10 @@ def train(project_path: PathLike, result_dir: PathLike, options: Optional[TrainO
     with atomic_output(result_dir / "network.nntxt") as temp:
         temp.write_text(text)
 
-    base = project_path.resolve().parent
     datasets: Dict[str, Dataset] = {}
     for d in proto.dataset:
-        uri = Path(d.uri) if Path(d.uri).is_absolute() else base / d.uri
-        datasets[d.name] = load_dataset(uri, result_dir / "cache" / d.name, name=d.name, normalize=not d.no_image_normalization,
-                                        shuffle=d.shuffle)
+        datasets[d.name] = load_dataset(uris[d.name], result_dir / "cache" / d.name, name=d.name,
+                                        normalize=not d.no_image_normalization, shuffle=d.shuffle)
     train_set = datasets[optimizer_proto.dataset_name[0]]
     iter_per_epoch = proto.training_config.iter_per_epoch or max(1, train_set.size // batch_size)
 
@@ -493,7 +519,7 @@ def _summary(project_path, result_dir, history, best, frozen, reinitialised, wal
     val_csv = None
     for d in project.proto.dataset:
         if d.name != project.proto.optimizer[0].dataset_name[0]:
-            val_csv = Path(d.uri) if Path(d.uri).is_absolute() else project_path.resolve().parent / d.uri
+            val_csv = dataset_path(d.uri, project_path.resolve().parent)
     evaluation = evaluate(result_dir / "results.nnp", val_csv, result_dir, batch_size=batch_size) if val_csv else None
     best_record = next((r for r in history if r.epoch == best[0]), history[-1] if history else None)
     train_times = [r.seconds for r in history]

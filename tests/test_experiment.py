@@ -82,3 +82,10 @@ def test_config_errors(tmp_path):
     config = load_config(None, seeds=3)
     assert config.seeds == 3 and config.network == "mini_vggnet_mark2" and config.target_epochs == 50
     assert config.path(config.overlay).is_file()  # the checkout's networks/ overlay
+
+
+def test_missing_archives_fail_before_anything_is_written(cli, tmp_path, monkeypatch):
+    monkeypatch.setenv("NNC_TL_CACHE", str(tmp_path / "cache"))
+    result = cli("experiment", "transfer", "-o", tmp_path / "run")
+    assert result.code == 2 and "--cifar10" in result.err and "cifar-10-python.tar.gz" in result.err
+    assert not (tmp_path / "run").exists()

@@ -352,3 +352,20 @@ def test_exported_mini_vggnet_mark2_learns_the_synthetic_aquatic_set(tmp_path, m
     errors = [r.valid_error for r in result.history]
     assert errors[-1] < 0.8 * chance, errors
     assert max(r.valid_accuracy for r in result.history) >= 0.25
+
+
+def test_a_missing_dataset_is_one_line_and_no_result_folder(cli, tmp_path):
+    project = tiny_project(tmp_path)
+    (tmp_path / "validation.csv").unlink()
+    result = cli("train", project, "-o", tmp_path / "r")
+    assert result.code == 2 and "validation.csv" in result.err and len(result.err.strip().splitlines()) == 1
+    assert not (tmp_path / "r").exists()
+
+
+def test_nnc_sample_datasets_in_the_install_folder_are_named(cli, tmp_path):
+    sample = Path(__file__).resolve().parents[2] / "shared" / "nnc-samples" / "02_binary_cnn.prototxt"
+    if not sample.is_file():
+        pytest.skip(f"{sample} is absent (../shared not checked out)")
+    result = cli("train", sample, "-o", tmp_path / "r")
+    assert result.code == 2 and "{SDCPATH}" in result.err and "local CSV" in result.err
+    assert not (tmp_path / "r").exists()
