@@ -262,3 +262,14 @@ def test_full_size_format_archive_gives_the_real_counts(cli, tmp_path, cache):
         _, table = rows(tmp_path / "aq" / f"{split}.csv")
         assert len(table) == per_class * 10
         assert all(sum(1 for _, label in table if label == k) == per_class for k in range(10))
+
+
+def test_max_per_class_caps_before_the_split(cli, tmp_path):
+    recipe = tmp_path / "capped.yaml"
+    recipe.write_text("source: cifar100\nsuperclasses: [fish]\nsplit: {training: 0.5, validation: 0.5}\nmax_per_class: 4\ntest: false\n")
+    result = cli("dataset", recipe, "--synthetic", "--synthetic-per-class", "10", "-o", tmp_path / "out", "--workers", "1")
+    assert result.code == 0, result.err
+    header, training = rows(tmp_path / "out" / "training.csv")
+    assert header[1] == "y:label;aquarium_fish;flatfish;ray;shark;trout"
+    assert len(training) == 10 and len(rows(tmp_path / "out" / "validation.csv")[1]) == 10
+    assert not (tmp_path / "out" / "test.csv").exists() and not (tmp_path / "out" / "test").exists()
