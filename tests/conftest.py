@@ -96,6 +96,12 @@ def nnabla_saved(path: Path, **kwargs) -> Path:
     return path
 
 
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path_factory, monkeypatch):
+    """Every test gets its own NNC_TL_CACHE (downloads, synthetic archives, decoded datasets), never ~/.cache."""
+    monkeypatch.setenv("NNC_TL_CACHE", str(tmp_path_factory.mktemp("nnc-tl-cache")))
+
+
 class CliResult(NamedTuple):
     code: int
     out: str

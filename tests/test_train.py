@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -19,6 +20,7 @@ import nnabla.solvers as S
 import numpy as np
 import pytest
 import yaml
+from PIL import Image
 
 from nnc_tools.export import solver_proto
 from nnc_tools.freeze import apply_freeze
@@ -369,3 +371,26 @@ def test_nnc_sample_datasets_in_the_install_folder_are_named(cli, tmp_path):
     result = cli("train", sample, "-o", tmp_path / "r")
     assert result.code == 2 and "{SDCPATH}" in result.err and "local CSV" in result.err
     assert not (tmp_path / "r").exists()
+
+
+def test_decoded_datasets_are_reused_until_a_file_changes(tmp_path, monkeypatch):
+    import nnabla.utils.data_iterator as iterators
+
+    from nnc_tools.data import load_dataset
+
+    csv = write_image_csv(tmp_path, 12, name="d")
+    first = load_dataset(csv, tmp_path / "c1")
+    real = iterators.data_iterator_csv_dataset
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("decoded again")
+
+    monkeypatch.setattr(iterators, "data_iterator_csv_dataset", refuse)
+    again = load_dataset(csv, tmp_path / "c2")  # another run, same files: no decoding
+    assert all(np.array_equal(first.arrays[k], again.arrays[k]) for k in first.arrays)
+    assert again.arrays["x"].dtype == np.uint8
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "d" / "0.png")  # an image changes
+    os.utime(tmp_path / "d" / "0.png", ns=(1, 1))
+    monkeypatch.setattr(iterators, "data_iterator_csv_dataset", real)
+    changed = load_dataset(csv, tmp_path / "c3")
+    assert changed.arrays["x"][0].max() == 0 and first.arrays["x"][0].max() > 0
