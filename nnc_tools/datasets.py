@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from .cifar import CifarData, read_cifar
 from .download import cache_dir, fetch, is_url
-from .errors import NncToolsError
+from .errors import NncToolsError, reject_unknown_keys
 from .fileio import PathLike, atomic_output
 
 FORMAT_VERSION = 1
@@ -65,9 +65,7 @@ def parse_recipe(data: Any, where: PathLike) -> Recipe:
     """Check a recipe mapping (from YAML) and turn it into a :class:`Recipe`."""
     if not isinstance(data, dict):
         raise NncToolsError(where, "a recipe must be a mapping")
-    unknown = sorted(set(map(str, data)) - RECIPE_KEYS)
-    if unknown:
-        raise NncToolsError(where, f"unknown key '{unknown[0]}' (allowed: {', '.join(sorted(RECIPE_KEYS))})")
+    reject_unknown_keys(data, RECIPE_KEYS, where)
     source = data.get("source")
     if source not in ("cifar10", "cifar100"):
         raise NncToolsError(where, f"source must be cifar10 or cifar100, got {source!r}")

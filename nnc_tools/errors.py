@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Optional, Union
+from typing import Iterable, Optional, Union
 
 
 class NncToolsError(Exception):
@@ -13,3 +13,12 @@ class NncToolsError(Exception):
         self.path = None if path is None else os.fspath(path)
         self.problem = problem
         super().__init__(f"{self.path}: {problem}" if self.path else problem)
+
+
+def reject_unknown_keys(mapping: dict, allowed: Iterable[str], path: Optional[Union[str, os.PathLike]], where: str = "") -> None:
+    """The one check every YAML file we read makes: a key we do not know is an error that lists the known ones."""
+    allowed = set(allowed)
+    unknown = sorted(set(map(str, mapping)) - allowed)
+    if unknown:
+        prefix = f"{where}: " if where else ""
+        raise NncToolsError(path, f"{prefix}unknown key '{unknown[0]}' (allowed: {', '.join(sorted(allowed))})")

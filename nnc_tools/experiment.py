@@ -24,7 +24,7 @@ from typing import Dict, List, Optional
 import yaml
 
 from .datasets import load_recipe, make_dataset, resolve_source
-from .errors import NncToolsError
+from .errors import NncToolsError, reject_unknown_keys
 from .evaluate import evaluate
 from .export import export_network
 from .fileio import PathLike, atomic_output
@@ -78,9 +78,7 @@ def load_config(path: Optional[PathLike], **overrides) -> ExperimentConfig:
             raise NncToolsError(path, f"not a readable YAML config: {' '.join(str(e).split())}") from None
         if not isinstance(data, dict):
             raise NncToolsError(path, "an experiment config must be a mapping")
-        unknown = sorted(set(data) - CONFIG_KEYS)
-        if unknown:
-            raise NncToolsError(path, f"unknown key '{unknown[0]}' (allowed: {', '.join(sorted(CONFIG_KEYS))})")
+        reject_unknown_keys(data, CONFIG_KEYS, path)
         for key, value in data.items():
             setattr(config, key, value)
         config.base = path.resolve().parent
@@ -242,14 +240,10 @@ def write_report(run_dir: PathLike, config: ExperimentConfig) -> Path:
     """``report.md`` (images beside it) and ``report.html`` (images embedded) from the finished runs."""
     run_dir = Path(run_dir)
     rows = comparison(run_dir)
-    curves = {}
-    for kind in ("scratch", "transfer"):
-        runs = _runs(run_dir, kind)
-        if runs:
-            curves[kind] = _history(Path(runs[0]["result_dir"]))
+    first = {kind: runs[0] for kind in ("scratch", "transfer") if (runs := _runs(run_dir, kind))}  # seed 0 of each
+    curves = {kind: _history(Path(run["result_dir"])) for kind, run in first.items()}
     plot_learning_curves(curves, run_dir / "learning_curves.png", title="Target training (seed 0): scratch vs transfer")
-    matrices = {kind: Path(_runs(run_dir, kind)[0]["test_dir"]) / "confusion_matrix.png" for kind in ("scratch", "transfer")
-                if _runs(run_dir, kind)}
+    matrices = {kind: Path(run["test_dir"]) / "confusion_matrix.png" for kind, run in first.items()}
     settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items() if k != "base"}
     published = (f"Published reference (the seed experiment in NNC, not produced by this run): from scratch "
                  f"{PUBLISHED['scratch']['accuracy']:.1%} in {PUBLISHED['scratch']['wall']}, transfer "

@@ -15,8 +15,10 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import yaml
 
-from .errors import NncToolsError
+from .errors import NncToolsError, reject_unknown_keys
 from .fileio import PathLike, atomic_output, same_file
+from .nnp import PROJECT_EXTS, load_project, save_project
+from .sdcproj import load_sdcproj
 
 RULE_KEYS = {"match", "up_to", "params", "multiplier"}
 TOP_KEYS = {"optimizers", "rules", "freeze", "lr_multiplier"}
@@ -100,9 +102,7 @@ def parse_overlay(data: Any, path: PathLike) -> Overlay:
         data = {}
     if not isinstance(data, dict):
         raise NncToolsError(path, "an overlay must be a mapping with 'rules', 'freeze' or 'lr_multiplier'")
-    unknown = sorted(set(map(str, data)) - TOP_KEYS)
-    if unknown:
-        raise NncToolsError(path, f"unknown key '{unknown[0]}' (allowed: {', '.join(sorted(TOP_KEYS))})")
+    reject_unknown_keys(data, TOP_KEYS, path)
     optimizers = data.get("optimizers")
     if optimizers is not None:
         if isinstance(optimizers, str):
@@ -136,9 +136,7 @@ def parse_overlay(data: Any, path: PathLike) -> Overlay:
 def _parse_rule(item: Any, path: Path, where: str) -> Rule:
     if not isinstance(item, dict):
         raise NncToolsError(path, f"{where}: expected a mapping with match or up_to, and multiplier")
-    unknown = sorted(set(map(str, item)) - RULE_KEYS)
-    if unknown:
-        raise NncToolsError(path, f"{where}: unknown key '{unknown[0]}' (allowed: {', '.join(sorted(RULE_KEYS))})")
+    reject_unknown_keys(item, RULE_KEYS, path, where)
     if ("match" in item) == ("up_to" in item):
         raise NncToolsError(path, f"{where}: give exactly one of 'match' and 'up_to'")
     if "multiplier" not in item:
@@ -390,9 +388,6 @@ def apply_freeze(
     The whole overlay is checked against the project before anything is written. An ``.nnp`` gets only its network
     text rewritten; an ``.sdcproj`` only its ``*.LRateMultiplier`` property lines.
     """
-    from .nnp import PROJECT_EXTS, load_project, save_project
-    from .sdcproj import load_sdcproj
-
     project = Path(project)
     overlay_path = Path(overlay) if overlay is not None else find_overlay(project)
     rules = load_overlay(overlay_path)

@@ -46,6 +46,8 @@ from .fileio import PathLike, atomic_output
 from .data import Dataset, load_dataset
 from .nnc_csv import read_header_and_count
 from .engine import nnabla_load
+from .evaluate import evaluate
+from .plots import plot_learning_curve
 from .nnp import Parameter, Project, decode_parameters, encode_parameters, load_project, multipliers, network_text, save_project
 
 CUDA_PIP = "pip install nnabla-ext-cuda120==1.39.0"
@@ -483,7 +485,9 @@ def _train(project_path: Path, result_dir: Path, options: TrainOptions, project:
         _save_checkpoint(checkpoint, epoch, solvers, history, best, options.seed)
 
     wall = time.perf_counter() - started
-    summary = _summary(project_path, result_dir, history, best, frozen, reinitialised, wall, batch_size, options)
+    validation = [uris[d.name] for d in proto.dataset if d.name != optimizer_proto.dataset_name[0]]
+    summary = _summary(project_path, result_dir, validation[-1] if validation else None, history, best, frozen, reinitialised,
+                       wall, batch_size, options)
     return TrainResult(result_dir, history, best[0], summary, reinitialised)
 
 
@@ -509,17 +513,9 @@ def _write_reports(result_dir: Path, history: List[EpochRecord]) -> None:
             writer.writerow([r.epoch, r.cost, r.train_error, r.valid_error, r.valid_accuracy, round(r.seconds, 3), round(r.images_per_second, 2)])
 
 
-def _summary(project_path, result_dir, history, best, frozen, reinitialised, wall, batch_size, options) -> Dict:
-    from .evaluate import evaluate
-    from .plots import plot_learning_curve
-
+def _summary(project_path, result_dir, val_csv, history, best, frozen, reinitialised, wall, batch_size, options) -> Dict:
     shapes = {k: v.shape for k, v in nn.get_parameters(grad_only=False).items()}
     plot_learning_curve(history, result_dir / "learning_curve.png")
-    project = load_project(project_path)
-    val_csv = None
-    for d in project.proto.dataset:
-        if d.name != project.proto.optimizer[0].dataset_name[0]:
-            val_csv = dataset_path(d.uri, project_path.resolve().parent)
     evaluation = evaluate(result_dir / "results.nnp", val_csv, result_dir, batch_size=batch_size) if val_csv else None
     best_record = next((r for r in history if r.epoch == best[0]), history[-1] if history else None)
     train_times = [r.seconds for r in history]
