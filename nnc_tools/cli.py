@@ -98,7 +98,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     options = TrainOptions(epochs=args.epochs, batch_size=args.batch_size, context=args.context, device_id=args.device_id,
                            weights=args.weights, resume=args.resume, seed=args.seed, frozen_bn=args.frozen_bn,
-                           cache_frozen=args.cache_frozen, cache_budget=args.cache_budget)
+                           cache_frozen=args.cache_frozen, cache_budget=args.cache_budget, workers=args.workers)
     result = train(args.project, args.output, options)
     s = result.summary
     for name, why in result.reinitialised:
@@ -254,6 +254,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="compute a frozen, deterministic prefix of the network once per image and train the rest on it")
     p.add_argument("--cache-budget", type=_size, metavar="SIZE", help="RAM for cached features (e.g. 2G); beyond it a "
                    "memory-mapped file in RESULT_DIR/cache (default: a quarter of memory)")
+    p.add_argument("--workers", type=int, metavar="N", help="CPU threads, each on a slice of every batch; the update equals "
+                   "one worker's (default: every core; on GPU one process per device)")
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("evaluate", help="accuracy, per-class table and confusion matrix of a trained project on a dataset CSV")

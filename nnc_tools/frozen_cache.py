@@ -114,14 +114,19 @@ class FeatureCache:
             folder.mkdir(parents=True, exist_ok=True)
             self.values = np.lib.format.open_memmap(folder / "frozen_features.npy", mode="w+", dtype=np.float32, shape=shape)
 
-    def fill(self, cut: nn.Variable, feed, dataset, batch_size: int) -> None:
-        """Run the prefix once over the dataset, batch by batch."""
+    def fill(self, cut: nn.Variable, feed, dataset, batch_size: int, forward=None) -> None:
+        """Run the prefix once over the dataset, batch by batch (``forward``: returns the cut's values for the batch
+        fed, e.g. split over workers; default one ``cut.forward``)."""
         for start in range(0, dataset.size, batch_size):
             idx = np.arange(start, min(start + batch_size, dataset.size))
             padded = np.resize(idx, batch_size)
             feed(dataset.batch(padded))
-            cut.forward(clear_buffer=True)
-            self.values[idx] = cut.d[: len(idx)]
+            if forward is None:
+                cut.forward(clear_buffer=True)
+                values = cut.d
+            else:
+                values = forward()
+            self.values[idx] = values[: len(idx)]
 
 
 def detach(cut: nn.Variable) -> None:

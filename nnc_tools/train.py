@@ -42,6 +42,7 @@ from tqdm import tqdm
 from .errors import NncToolsError
 from .export import copy_weights
 from .frozen_cache import FeatureCache, detach, find_frozen_prefix, memory_budget
+from .parallel import DataParallel
 from .fileio import PathLike, atomic_output
 from .data import Dataset, load_dataset
 from .nnc_csv import read_header_and_count
@@ -67,6 +68,7 @@ class TrainOptions:
     progress: bool = True
     cache_frozen: str = "auto"  # auto | on | off
     cache_budget: Optional[int] = None  # bytes of RAM for cached features; default a quarter of memory
+    workers: Optional[int] = None  # CPU threads for data-parallel training; default every core this process may use
 
 
 @dataclass
@@ -90,6 +92,18 @@ class TrainResult:
 
 
 # --------------------------------------------------------------------------------------------------------- context
+
+
+def resolve_workers(workers: Optional[int], context: str) -> int:
+    """Data-parallel threads: every usable core by default on CPU; one process per device on GPU."""
+    if workers is not None and workers < 1:
+        raise NncToolsError(None, f"--workers must be at least 1, got {workers}")
+    if context != "cpu":
+        if workers not in (None, 1):
+            raise NncToolsError(None, f"--workers {workers} is for CPU training; on GPU run one process per device "
+                                "(mpirun, see the README's multi-GPU section)")
+        return 1
+    return workers or len(os.sched_getaffinity(0))
 
 
 def make_context(context: str, device_id: int = 0) -> str:
@@ -245,22 +259,28 @@ def _padded(indices: np.ndarray, batch_size: int) -> np.ndarray:
     return np.concatenate([indices, np.resize(indices, batch_size - len(indices))])
 
 
-def evaluate_monitor(monitor, dataset: Dataset, batch_size: int) -> Tuple[float, Optional[np.ndarray]]:
-    """Mean of the monitor variable over the dataset (``nnabla_cli``'s monitor value) and the class scores, if any."""
+def evaluate_monitor(monitor, dataset: Dataset, batch_size: int, workers: int = 1) -> Tuple[float, Optional[np.ndarray]]:
+    """Mean of the monitor variable over the dataset (``nnabla_cli``'s monitor value) and the class scores, if any;
+    with ``workers`` > 1 each batch is split over that many threads."""
     total, count = 0.0, 0
     scores = []
     score_var = _score_variable(monitor)
+    outputs = [var.variable_instance for var in monitor.monitor_variables] + ([score_var] if score_var is not None else [])
+    parallel = DataParallel(outputs, nn.get_parameters(grad_only=False), workers, batch_size) if workers > 1 else None
     for start in range(0, dataset.size, batch_size):
         idx = np.arange(start, min(start + batch_size, dataset.size))
         _feed(monitor.dataset_assign, dataset.batch(_padded(idx, batch_size)))
-        monitor.target.forward(clear_buffer=False)
+        if parallel is not None:
+            values = parallel.forward()
+        else:
+            monitor.target.forward(clear_buffer=False)
+            values = [v.d for v in outputs]
         n = len(idx)
-        for var in monitor.monitor_variables:
-            values = var.variable_instance.d.reshape(batch_size, -1)[:n]
-            total += float(values.mean(axis=1).sum())
+        for v in values[: len(monitor.monitor_variables)]:
+            total += float(v.reshape(batch_size, -1)[:n].mean(axis=1).sum())
         count += n
         if score_var is not None:
-            scores.append(score_var.d.reshape(batch_size, -1)[:n].copy())
+            scores.append(values[-1].reshape(batch_size, -1)[:n].copy())
     return total / max(count, 1), (np.concatenate(scores) if scores else None)
 
 
@@ -311,21 +331,27 @@ def _load_checkpoint(path: Path, solvers) -> Tuple[int, List[EpochRecord], Tuple
 # ---------------------------------------------------------------------------------------------------------- training
 
 
-def train_step(opt, solvers, batch: Dict[str, np.ndarray], iteration: int, function_pre_hook=None, skip=()) -> float:
+def train_step(opt, solvers, batch: Dict[str, np.ndarray], iteration: int, function_pre_hook=None, skip=(),
+               parallel: Optional[DataParallel] = None) -> float:
     """One iteration as ``nnabla_cli`` runs it (forward, backward with grad 1/size, weight decay, scheduled learning rate,
-    update), with one solver per multiplier group; returns the mean loss of the batch."""
+    update), with one solver per multiplier group; returns the mean loss of the batch. With ``parallel`` the forward and
+    backward are split over its workers (the gradients, hence the update, are the same)."""
     _feed(opt.dataset_assign, batch, skip)
-    opt.target.forward(clear_no_need_grad=True)
     for _, created, _ in solvers:
         created.solver.zero_grad()
-    opt.target.backward(grad=1.0 / opt.loss_variables[0].variable_instance.size, clear_buffer=True,
-                        function_pre_hook=function_pre_hook)
+    if parallel is not None:
+        loss = parallel.forward_backward()
+    else:
+        opt.target.forward(clear_no_need_grad=True)
+        opt.target.backward(grad=1.0 / opt.loss_variables[0].variable_instance.size, clear_buffer=True,
+                            function_pre_hook=function_pre_hook)
+        loss = float(np.mean(opt.loss_variables[0].variable_instance.d))
     for _, created, _ in solvers:
         if created.weight_decay > 0:
             created.solver.weight_decay(created.weight_decay)
         created.solver.set_learning_rate(created.scheduler.get_learning_rate(iteration))
         created.solver.update()
-    return float(np.mean(opt.loss_variables[0].variable_instance.d))
+    return loss
 
 
 def _current_parameters() -> "OrderedDict[str, Parameter]":
@@ -342,6 +368,7 @@ def train(project_path: PathLike, result_dir: PathLike, options: Optional[TrainO
     if options.frozen_bn not in ("inference", "batch"):
         raise NncToolsError(None, f"--frozen-bn must be inference or batch, got {options.frozen_bn}")
     context = make_context(options.context, options.device_id)
+    resolve_workers(options.workers, options.context)
     project = load_project(project_path)
     if not project.proto.optimizer:
         raise NncToolsError(project_path, "has no optimizer to train")
@@ -422,6 +449,7 @@ def _train(project_path: Path, result_dir: Path, options: TrainOptions, project:
         else:
             print(f"frozen-prefix cache: {len(plan.layers)} functions up to {plan.layers[-1]} computed once per image "
                   f"(stopped at {plan.stopped_at or 'the end'}: {plan.reason})", file=sys.stderr)
+    workers = resolve_workers(options.workers, options.context)
     features: Optional[FeatureCache] = None
     history: List[EpochRecord] = []
     best: Tuple[int, float] = (0, math.inf)
@@ -439,11 +467,21 @@ def _train(project_path: Path, result_dir: Path, options: TrainOptions, project:
             if features is None:
                 t_cache = time.perf_counter()
                 features = FeatureCache(cut, train_set.size, options.cache_budget or memory_budget(), result_dir / "cache")
-                features.fill(cut, lambda b: _feed(opt.dataset_assign, b), train_set, batch_size)
+                prefix = DataParallel([cut], params_now, workers, batch_size) if workers > 1 else None
+                features.fill(cut, lambda b: _feed(opt.dataset_assign, b), train_set, batch_size,
+                              forward=(lambda: prefix.forward()[0]) if prefix is not None else None)
                 print(f"frozen-prefix cache: {features.nbytes / 2**20:.0f} MB {'in RAM' if features.in_memory else 'memory-mapped'}, "
                       f"{time.perf_counter() - t_cache:.1f} s", file=sys.stderr)
             detach(cut)
             skip = {name for name in train_set.arrays if train_set.arrays[name].ndim >= 3}  # the images: cut off
+        parallel = None
+        if workers > 1 and len(opt.loss_variables) == 1:
+            parallel = DataParallel([opt.loss_variables[0].variable_instance], params_now, workers, batch_size)
+            if epoch == start_epoch + 1:
+                print(f"data parallel: {parallel.workers} workers on slices of each batch; run on the whole batch: "
+                      f"{parallel.describe_sync_points()}", file=sys.stderr)
+        elif workers > 1 and epoch == start_epoch + 1:
+            print(f"data parallel: not used ({len(opt.loss_variables)} loss variables); one worker", file=sys.stderr)
         order = np.random.RandomState(_epoch_seed(options.seed, epoch)).permutation(train_set.size) if train_set.shuffle \
             else np.arange(train_set.size)
         t0 = time.perf_counter()
@@ -454,7 +492,7 @@ def _train(project_path: Path, result_dir: Path, options: TrainOptions, project:
             idx = np.take(order, np.arange(i * batch_size, (i + 1) * batch_size), mode="wrap")
             if cut is not None:
                 cut.d = features.values[idx]
-            cost += train_step(opt, solvers, train_set.batch(idx, skip), iteration, skip=skip)
+            cost += train_step(opt, solvers, train_set.batch(idx, skip), iteration, skip=skip, parallel=parallel)
         seconds = time.perf_counter() - t0
         record = EpochRecord(epoch, cost / iter_per_epoch, None, None, None, seconds, iter_per_epoch * batch_size / max(seconds, 1e-9))
         interval = proto.training_config.monitor_interval or 10
@@ -463,7 +501,7 @@ def _train(project_path: Path, result_dir: Path, options: TrainOptions, project:
             on_training_set = dataset is train_set or name.startswith("train")
             if on_training_set and epoch % interval and epoch != epochs:
                 continue  # like nnabla_cli: the training-set monitor every monitor_interval epochs (and at the end)
-            value, scores = evaluate_monitor(monitor, dataset, batch_size)
+            value, scores = evaluate_monitor(monitor, dataset, batch_size, workers)
             if on_training_set:
                 record.train_error = value
             else:
@@ -538,6 +576,7 @@ def _summary(project_path, result_dir, val_csv, history, best, frozen, reinitial
         "frozen_bn": options.frozen_bn,
         "reinitialised": [list(r) for r in reinitialised],
         "context": options.context,
+        "workers": resolve_workers(options.workers, options.context),
     }
     with atomic_output(result_dir / "summary.json") as temp:
         temp.write_text(json.dumps(summary, indent=2) + "\n")

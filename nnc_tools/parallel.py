@@ -1,0 +1,437 @@
+"""Data-parallel training on CPU cores: the training graph replayed once per worker on a slice of the batch, in threads
+(NNabla's graph forward and backward release the GIL), gradients summed before the one solver update.
+
+Exactness is the point. A function is run per slice only when its result for a sample depends on that sample alone
+(convolutions, affine, pooling, activations, per-sample losses, Batch Normalization on running statistics …). Everything
+else is a *sync point*, run once on the whole batch in the main thread with the slices gathered and scattered around it:
+Batch Normalization on batch statistics (so mean, variance, their gradients and the running statistics are those of the
+global batch, i.e. a synchronised BN), random functions (one dropout mask for the global batch, drawn as one worker draws
+it), and any function this module does not know to be per-sample. The update therefore equals the single-graph update on
+the same global batch up to the order of float additions.
+
+Each worker's part of the graph between two sync points is one NNabla graph ending in ``F.sink(one_input_grad=False)``,
+so its forward and backward are single GIL-free calls that take the gradients arriving from later stages.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Sequence
+
+import nnabla as nn
+import nnabla.function as _functions
+import nnabla.functions as F
+import numpy as np
+
+from .frozen_cache import RANDOM_FUNCTIONS
+
+# Function types whose output for one sample depends only on that sample (given the checks in ``_per_sample``).
+PER_SAMPLE = {
+    "Affine", "Convolution", "Deconvolution", "DepthwiseConvolution", "DepthwiseDeconvolution", "MaxPooling",
+    "AveragePooling", "SumPooling", "Unpooling", "GlobalAveragePooling", "ReLU", "ReLU6", "LeakyReLU", "ELU", "SELU",
+    "CELU", "CReLU", "PReLU", "GELU", "Swish", "Sigmoid", "Tanh", "Softplus", "Softsign", "HardSigmoid", "HardTanh",
+    "Identity", "Abs", "Exp", "Log", "Add2", "Sub2", "Mul2", "Div2", "Pow2", "Maximum2", "Minimum2", "AddScalar",
+    "MulScalar", "PowScalar", "RSubScalar", "RDivScalar", "MaximumScalar", "MinimumScalar", "Softmax", "LogSoftmax",
+    "SoftmaxCrossEntropy", "CategoricalCrossEntropy", "SigmoidCrossEntropy", "BinaryCrossEntropy", "SquaredError",
+    "AbsoluteError", "HuberLoss", "EpsilonInsensitiveLoss", "KLMultinomial", "BatchNormalization", "Concatenate", "Split",
+    "Reshape", "Transpose",
+}
+
+
+def _per_sample(f, batch: int, parameters: Dict[int, nn.Variable]) -> bool:
+    """Whether ``f`` may run on a slice of the batch (see ``PER_SAMPLE``); anything unsure is a sync point."""
+    kind = f.info.type_name
+    if kind not in PER_SAMPLE or kind in RANDOM_FUNCTIONS:
+        return False
+    args = f.info.args
+    data_inputs = [v for v in f.inputs if hash(v) not in parameters]
+    if not data_inputs or any(len(v.shape) == 0 or v.shape[0] != batch for v in list(data_inputs) + list(f.outputs)):
+        return False
+    ndim = len(data_inputs[0].shape)
+    if kind == "BatchNormalization" and args.get("batch_stat", True):
+        return False
+    if args.get("base_axis", 1) < 1:
+        return False
+    if "axis" in args and args["axis"] % max(ndim, 1) == 0:
+        return False
+    if "axes" in args and kind != "Transpose" and any(a % max(ndim, 1) == 0 for a in args["axes"]):
+        return False
+    if kind == "Transpose" and args["axes"][0] != 0:
+        return False
+    if "kernel" in args and len(args["kernel"]) >= ndim:
+        return False
+    if kind == "Reshape" and (not args["shape"] or args["shape"][0] != batch):
+        return False
+    return True
+
+
+def _replay(f, inputs: Sequence[nn.Variable], batch: Optional[int] = None):
+    """``f`` applied again to other inputs (a new function instance with the same arguments); a Reshape gets the slice's
+    batch size."""
+    args = dict(f.info.args)
+    if f.info.type_name == "Reshape" and batch is not None:
+        args["shape"] = [batch] + list(args["shape"][1:])
+    made = getattr(_functions, f.info.type_name)(nn.get_current_context(), **args)
+    out = made(*inputs, n_outputs=len(f.outputs), auto_forward=False)
+    return list(out) if isinstance(out, (list, tuple)) else [out]
+
+
+def graph_functions(roots: Sequence[nn.Variable]) -> list:
+    """The functions computing ``roots``, in forward order, each once."""
+    seen, order = set(), []
+
+    def add(f):
+        key = hash(f.outputs[0])
+        if key not in seen:
+            seen.add(key)
+            order.append(f)
+
+    for root in roots:
+        root.visit(add)
+    return order
+
+
+@dataclass
+class _Stage:
+    sink: Optional[nn.Variable] = None
+    outputs: List[tuple] = field(default_factory=list)  # (key, variable in this stage)
+
+
+@dataclass
+class _Replica:
+    size: int
+    start: int
+    holders: Dict[int, nn.Variable] = field(default_factory=dict)  # a variable's values for this slice
+    boundaries: Dict[int, nn.Variable] = field(default_factory=dict)  # leaves that later stages read; .g collects
+    params: Dict[int, nn.Variable] = field(default_factory=dict)  # this worker's parameters (worker 0: the real ones)
+    stages: List[_Stage] = field(default_factory=list)
+
+
+@dataclass
+class _ChannelGroup:
+    channels: slice
+    x: nn.Variable
+    params: List[tuple]  # (key of the real parameter, this group's channels of it)
+    y: nn.Variable
+
+
+@dataclass
+class _ChannelSync:
+    function: object
+    x: int
+    y: int
+    groups: List[_ChannelGroup]
+
+
+@dataclass
+class _Sync:
+    """A sync point run as one worker runs it: the graph's own function instance on its own whole-batch variables (a
+    random function thus draws exactly what it draws without workers)."""
+    function: object
+    inputs: List[Optional[int]]  # per input: its key when the workers hold slices of it, else None (a parameter …)
+    outputs: List[int]
+
+
+class DataParallel:
+    """A graph (``outputs`` at batch size B, its leaves fed as usual) run by ``workers`` threads on slices of the batch.
+    ``forward`` returns the outputs' values; ``forward_backward`` also leaves in every trained parameter's ``.g`` the
+    gradient of the single-graph ``outputs[0].backward(grad=1/outputs[0].size)``. The caller zeroes the gradients
+    before and updates after, as with one graph. ``batch_size``: the first dimension of the graph's data."""
+
+    def __init__(self, outputs: Sequence[nn.Variable], parameters: Dict[str, nn.Variable], workers: int, batch_size: int):
+        self.outputs = list(outputs)
+        self.loss = self.outputs[0]
+        self.batch = batch_size
+        self.workers = max(1, min(workers, self.batch))
+        functions = graph_functions(self.outputs)
+        self._output_keys = {hash(v) for v in self.outputs}
+        used = {hash(v) for f in functions for v in f.inputs}
+        self.parameters = {hash(v): v for v in parameters.values() if hash(v) in used}
+        self.functions = functions
+        self.per_sample = [_per_sample(f, self.batch, self.parameters) for f in functions]
+        self.sync_points = [f.info.type_name for f, par in zip(functions, self.per_sample) if not par]
+        produced = {}
+        for i, f in enumerate(functions):
+            for v in f.outputs:
+                produced[hash(v)] = i
+        self.leaves: Dict[int, nn.Variable] = {}
+        for f in functions:
+            for v in f.inputs:
+                if hash(v) not in produced and hash(v) not in self.parameters:
+                    self.leaves[hash(v)] = v
+        stage_of, stage = [], 0
+        for par in self.per_sample:
+            stage_of.append(stage)
+            if not par:
+                stage += 1
+        self.stage_count = stage + 1
+        # A variable crosses a boundary when a sync point or a later stage reads it, or a sync point made it.
+        crossing = set()
+        for i, f in enumerate(functions):
+            for v in f.inputs:
+                key = hash(v)
+                if key in produced and (not self.per_sample[i] or not self.per_sample[produced[key]]
+                                        or stage_of[produced[key]] != stage_of[i]):
+                    crossing.add(key)
+        sizes = [self.batch // self.workers + (1 if k < self.batch % self.workers else 0) for k in range(self.workers)]
+        starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(int)
+        self.replicas = [self._build_replica(k, int(n), int(s), functions, stage_of, produced, crossing)
+                         for k, (n, s) in enumerate(zip(sizes, starts))]
+        self.syncs: List[_Sync] = []
+        for i, f in enumerate(functions):
+            if not self.per_sample[i]:
+                self.syncs.append(self._build_sync(f))
+        self.pool = ThreadPoolExecutor(self.workers) if self.workers > 1 else None
+
+    def describe_sync_points(self) -> str:
+        """What runs on the whole batch, e.g. ``9 BatchNormalization (batch statistics, split by channel), 2 Dropout``."""
+        counts: Dict[str, int] = {}
+        for sync in self.syncs:
+            kind = sync.function.info.type_name
+            if isinstance(sync, _ChannelSync):
+                kind += " (batch statistics, split by channel)"
+            counts[kind] = counts.get(kind, 0) + 1
+        return ", ".join(f"{n} {kind}" for kind, n in counts.items()) or "nothing"
+
+    # ---------------------------------------------------------------------------------------------------- building
+
+    def _build_replica(self, k, size, start, functions, stage_of, produced, crossing) -> _Replica:
+        r = _Replica(size, start)
+        for key, p in self.parameters.items():
+            r.params[key] = p if k == 0 else nn.Variable(p.shape, need_grad=p.need_grad)
+        for key, v in self.leaves.items():
+            shape = (size, *v.shape[1:]) if v.shape and v.shape[0] == self.batch else v.shape
+            r.holders[key] = nn.Variable(shape, need_grad=False)
+        stages = [_Stage() for _ in range(self.stage_count)]
+        stage_vars: Dict[int, Dict[int, nn.Variable]] = {s: {} for s in range(self.stage_count)}
+        for i, f in enumerate(functions):
+            if not self.per_sample[i]:
+                for v in f.outputs:  # made by a sync point: a leaf per slice, its values scattered in
+                    if self._sliced(v):
+                        leaf = nn.Variable((size, *v.shape[1:]), need_grad=v.need_grad)
+                        r.holders[hash(v)] = r.boundaries[hash(v)] = leaf
+                continue
+            s = stage_of[i]
+            inputs = []
+            for v in f.inputs:
+                key = hash(v)
+                if key in self.parameters:
+                    inputs.append(r.params[key])
+                elif key in stage_vars[s]:
+                    inputs.append(stage_vars[s][key])
+                elif key in r.boundaries:
+                    inputs.append(r.boundaries[key])
+                else:
+                    inputs.append(r.holders[key])
+            outs = _replay(f, inputs, size)
+            for v, out in zip(f.outputs, outs):
+                key = hash(v)
+                stage_vars[s][key] = r.holders[key] = out
+                if key in crossing or key in self._output_keys:
+                    stages[s].outputs.append((key, out))
+                    if key in crossing:
+                        r.boundaries[key] = nn.Variable(out.shape, need_grad=v.need_grad)
+        for st in stages:
+            for _, out in st.outputs:
+                out.persistent = True  # read after the stage's forward (by a sync point) or backward
+            if st.outputs:
+                st.sink = F.sink(*[out for _, out in st.outputs], one_input_grad=False)
+        r.stages = stages
+        self._stage_outputs = {key for st in stages for key, _ in st.outputs}
+        return r
+
+    def _build_sync(self, f):
+        if f.info.type_name == "BatchNormalization" and list(f.info.args["axes"]) == [1] and self.workers > 1 \
+                and all(hash(v) in self.parameters for v in f.inputs[1:]) and self._sliced(f.inputs[0]) \
+                and f.inputs[0].shape[1] >= self.workers:
+            return self._build_channel_sync(f)
+        return _Sync(f, [hash(v) if self._sliced(v) else None for v in f.inputs], [hash(v) for v in f.outputs])
+
+    def _sliced(self, v: nn.Variable) -> bool:
+        """A batch-sized variable that is not a parameter: each worker holds its slice."""
+        return hash(v) not in self.parameters and bool(v.shape) and v.shape[0] == self.batch
+
+    def _build_channel_sync(self, f) -> "_ChannelSync":
+        """Batch Normalization on batch statistics, split by channel (each channel's statistics are independent), so
+        that every worker normalises the whole batch for its share of the channels."""
+        x = f.inputs[0]
+        channels = x.shape[1]
+        bounds = [channels * c // self.workers for c in range(self.workers + 1)]
+        groups = []
+        for lo, hi in zip(bounds[:-1], bounds[1:]):
+            leaf = nn.Variable((x.shape[0], hi - lo, *x.shape[2:]), need_grad=x.need_grad)
+            params = [(hash(p), nn.Variable((p.shape[0], hi - lo, *p.shape[2:]), need_grad=p.need_grad)) for p in f.inputs[1:]]
+            y = _replay(f, [leaf] + [v for _, v in params])[0]
+            groups.append(_ChannelGroup(slice(lo, hi), leaf, params, y))
+        return _ChannelSync(f, hash(x), hash(f.outputs[0]), groups)
+
+    # ---------------------------------------------------------------------------------------------------- running
+
+    def _each(self, work) -> None:
+        if self.pool is None:
+            work(self.replicas[0])
+            return
+        for future in [self.pool.submit(work, r) for r in self.replicas]:
+            future.result()
+
+    def _slice(self, r: _Replica) -> slice:
+        return slice(r.start, r.start + r.size)
+
+    def forward(self) -> List[np.ndarray]:
+        """Forward of the global batch held in the graph's leaves; the outputs' values, whole batch."""
+        for key, v in self.leaves.items():
+            whole = v.d
+            for r in self.replicas:
+                r.holders[key].d = whole[self._slice(r)] if v.shape and v.shape[0] == self.batch else whole
+        for r in self.replicas[1:]:
+            for key, p in self.parameters.items():
+                r.params[key].data.copy_from(p.data)
+        syncs = iter(self.syncs)
+        for s in range(self.stage_count):
+            self._each(lambda r, s=s: self._stage_forward(r, s))
+            if s < self.stage_count - 1:
+                self._sync_forward(next(syncs))
+        return [np.concatenate([self._value(r, hash(v)) for r in self.replicas]) if hash(v) in self.replicas[0].holders
+                else v.d.copy() for v in self.outputs]
+
+    def forward_backward(self) -> float:
+        """Forward and backward of the global batch held in the graph's leaves; returns the mean of ``outputs[0]``."""
+        loss = self.forward()[0]
+        for r in self.replicas:
+            for key, p in r.params.items():
+                if p.need_grad and r is not self.replicas[0]:
+                    p.grad.zero()
+            for b in r.boundaries.values():
+                b.grad.zero()
+        seed = 1.0 / self.loss.size
+        for sync in self.syncs:  # whole-batch outputs that are not sliced (a batch mean …) gather their gradient as one
+            if isinstance(sync, _Sync):
+                for key, v in zip(sync.outputs, sync.function.outputs):
+                    if v.need_grad and key not in self.replicas[0].holders:
+                        v.grad.zero()
+        key = hash(self.loss)
+        if key in self.replicas[0].boundaries and key not in self._stage_outputs:
+            for r in self.replicas:
+                r.boundaries[key].grad.fill(seed)
+        elif key not in self.replicas[0].holders:
+            self.loss.grad.fill(seed)
+        for s in reversed(range(self.stage_count)):
+            if s < self.stage_count - 1:
+                self._sync_backward(self.syncs[s])
+            self._each(lambda r, s=s: self._stage_backward(r, s, seed))
+        if self.workers > 1:
+            for key, p in self.parameters.items():
+                if p.need_grad:
+                    total = p.g
+                    for r in self.replicas[1:]:
+                        total += r.params[key].g
+        return float(np.mean(loss))
+
+    def _value(self, r: _Replica, key: int) -> np.ndarray:
+        return r.holders[key].d
+
+    def _stage_forward(self, r: _Replica, s: int) -> None:
+        st = r.stages[s]
+        if st.sink is None:
+            return
+        st.sink.forward(clear_no_need_grad=True)
+        for key, out in st.outputs:
+            if key in r.boundaries:
+                r.boundaries[key].d = out.d
+
+    def _stage_backward(self, r: _Replica, s: int, seed: float) -> None:
+        st = r.stages[s]
+        if st.sink is None:
+            return
+        for key, out in st.outputs:
+            if key == hash(self.loss):
+                out.g = np.full(out.shape, seed, np.float32)
+            elif key in r.boundaries:
+                out.g = r.boundaries[key].g
+            else:
+                out.grad.zero()
+        st.sink.backward(clear_buffer=True)
+
+    def _channel_forward(self, sync: _ChannelSync) -> None:
+        xs = [self.replicas[k].holders[sync.x].d for k in range(self.workers)]  # numpy views, taken in this thread
+        ys = [r.boundaries[sync.y].d for r in self.replicas]
+        params = {key: p.d for key, p in self.parameters.items()}
+
+        def run(group: _ChannelGroup) -> None:
+            c = group.channels
+            x = group.x.d
+            for r, values in zip(self.replicas, xs):
+                x[self._slice(r)] = values[:, c]
+            for key, leaf in group.params:
+                leaf.d = params[key][:, c]
+            group.y.forward(clear_no_need_grad=False)
+            y = group.y.d
+            for r, out in zip(self.replicas, ys):
+                out[:, c] = y[self._slice(r)]
+            for key, leaf in group.params:
+                params[key][:, c] = leaf.d  # the running mean and variance, updated from the global batch
+
+        for future in [self.pool.submit(run, g) for g in sync.groups]:
+            future.result()
+
+    def _channel_backward(self, sync: _ChannelSync) -> None:
+        gys = [r.boundaries[sync.y].g for r in self.replicas]
+        gxs = [r.boundaries[sync.x].g if sync.x in r.boundaries else None for r in self.replicas]
+        grads = {key: p.g for key, p in self.parameters.items() if p.need_grad}
+
+        def run(group: _ChannelGroup) -> None:
+            c = group.channels
+            gy = group.y.g
+            for r, values in zip(self.replicas, gys):
+                gy[self._slice(r)] = values[:, c]
+            if group.x.need_grad:
+                group.x.grad.zero()
+            for key, leaf in group.params:
+                if leaf.need_grad:
+                    leaf.grad.zero()
+            group.y.backward(grad=None, clear_buffer=False)
+            if group.x.need_grad:
+                gx = group.x.g
+                for r, out in zip(self.replicas, gxs):
+                    if out is not None:
+                        out[:, c] += gx[self._slice(r)]
+            for key, leaf in group.params:
+                if leaf.need_grad:
+                    grads[key][:, c] += leaf.g
+
+        for future in [self.pool.submit(run, g) for g in sync.groups]:
+            future.result()
+
+    def _sync_forward(self, sync) -> None:
+        if isinstance(sync, _ChannelSync):
+            return self._channel_forward(sync)
+        f = sync.function
+        for key, v in zip(sync.inputs, f.inputs):
+            if key is not None:
+                v.d = np.concatenate([self._value(r, key) for r in self.replicas])
+        f.forward(list(f.inputs), list(f.outputs))  # main thread only: holding the GIL costs nothing here
+        for key, v in zip(sync.outputs, f.outputs):
+            if key in self.replicas[0].boundaries:
+                values = v.d
+                for r in self.replicas:
+                    r.boundaries[key].d = values[self._slice(r)]
+
+    def _sync_backward(self, sync) -> None:
+        if isinstance(sync, _ChannelSync):
+            return self._channel_backward(sync)
+        f = sync.function
+        for key, v in zip(sync.outputs, f.outputs):
+            if key in self.replicas[0].boundaries:
+                v.g = np.concatenate([r.boundaries[key].g for r in self.replicas])
+        propagate = [v.need_grad for v in f.inputs]
+        accum = [key is None for key in sync.inputs]  # parameters add to their gradient; sliced inputs are written
+        f.backward(list(f.inputs), list(f.outputs), accum)  # inputs without need_grad get nothing
+        for key, v, down in zip(sync.inputs, f.inputs, propagate):
+            if key is None or not down:
+                continue
+            g = v.g
+            for r in self.replicas:
+                if key in r.boundaries:
+                    grad = r.boundaries[key].g
+                    grad += g[self._slice(r)]
