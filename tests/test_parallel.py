@@ -1,0 +1,149 @@
+"""Data-parallel training (`--workers`): N threads on slices of the batch give the gradients, running statistics and
+update of one graph on the same global batch (float tolerance), for every network in the zoo, uneven slices, dropout,
+Batch Normalization on batch statistics and functions that mix the batch."""
+
+from __future__ import annotations
+
+import nnabla as nn
+import nnabla.functions as F
+import nnabla.parametric_functions as PF
+import numpy as np
+import pytest
+
+from nnc_tools.errors import NncToolsError
+from nnc_tools.freeze import apply_freeze
+from nnc_tools.networks import get_network, list_networks
+from nnc_tools.parallel import DataParallel
+from nnc_tools.train import TrainOptions, resolve_workers, train
+
+from .test_train import params_of, tiny_project
+
+
+def _one_graph_then_parallel(loss: nn.Variable, batch: int, workers: int):
+    """Gradients, parameters after the forward (running statistics) and loss: one graph, then ``workers`` threads."""
+    params = nn.get_parameters(grad_only=False)
+    for name, p in params.items():
+        p.need_grad = not name.endswith(("/mean", "/var"))
+    start = {k: p.d.copy() for k, p in params.items()}
+    results = []
+    for run in ("one graph", "parallel"):
+        for k, p in params.items():
+            p.d = start[k]
+            p.grad.zero()
+        nn.seed(5)  # the same dropout masks, if the parallel run draws them as one graph does
+        if run == "one graph":
+            loss.forward(clear_no_need_grad=True)
+            loss.backward(grad=1.0 / loss.size, clear_buffer=True)
+            value = float(loss.d.mean())
+        else:
+            value = DataParallel([loss], params, workers, batch).forward_backward()
+        results.append(({k: p.g.copy() for k, p in params.items() if p.need_grad}, {k: p.d.copy() for k, p in params.items()}, value))
+    return results
+
+
+def _assert_same(one, parallel):
+    (g1, d1, l1), (g2, d2, l2) = one, parallel
+    assert l2 == pytest.approx(l1, rel=1e-5)
+    scale = max(float(np.abs(g).max()) for g in g1.values())
+    for k in g1:
+        np.testing.assert_allclose(g2[k], g1[k], rtol=0, atol=1e-5 * scale, err_msg=k)
+    for k in d1:
+        np.testing.assert_allclose(d2[k], d1[k], rtol=1e-5, atol=1e-6, err_msg=k)  # BN running mean/var updated alike
+
+
+@pytest.mark.parametrize("batch,workers", [(4, 2), (5, 3)])
+@pytest.mark.parametrize("name", list_networks())
+def test_every_zoo_network_gets_the_one_graph_gradients(name, batch, workers):
+    nn.clear_parameters()
+    nn.seed(1)
+    rng = np.random.RandomState(0)
+    x, y = nn.Variable((batch, 3, 16, 16)), nn.Variable((batch, 1))
+    loss = F.softmax_cross_entropy(get_network(name).builder(x, 10, False), y)  # training mode: dropout, batch stats
+    x.d, y.d = rng.randn(*x.shape), rng.randint(0, 10, y.shape)
+    one, parallel = _one_graph_then_parallel(loss, batch, workers)
+    _assert_same(one, parallel)
+    # the running means (initially 0) moved, so the comparison above covered their update
+    for k in (k for k in one[1] if k.endswith("/bn/mean")):
+        assert np.abs(one[1][k]).max() > 1e-6, k
+
+
+def test_functions_that_mix_the_batch_run_on_the_whole_batch():
+    nn.clear_parameters()
+    batch = 6
+    rng = np.random.RandomState(3)
+    x, t = nn.Variable((batch, 2, 5, 5)), nn.Variable((batch, 50))
+    h = PF.batch_normalization(PF.convolution(x, 2, (3, 3), pad=(1, 1), name="c"), name="bn")
+    skip = F.relu(h)
+    g = F.reshape(F.tanh(PF.convolution(skip, 2, (3, 3), pad=(1, 1), name="c2")) + skip, (batch, 50))
+    mixed = F.softmax(g, axis=0)  # across the batch: cannot run on slices
+    loss = F.mean(F.squared_error(mixed, t))  # a scalar loss
+    x.d, t.d = rng.randn(*x.shape), rng.rand(*t.shape)
+    dp = DataParallel([loss], nn.get_parameters(grad_only=False), 2, batch)
+    assert dp.describe_sync_points() == "1 BatchNormalization (batch statistics, split by channel), 1 Softmax, 1 Mean"
+    one, parallel = _one_graph_then_parallel(loss, batch, 2)
+    _assert_same(one, parallel)
+
+
+def test_one_training_step_equals_one_worker(tmp_path):
+    from nnc_tools.nnp import load_project, network_text
+    from nnc_tools.train import _Graphs, _group_solvers, _loader_safe, train_step, training_proto
+
+    project = load_project(tiny_project(tmp_path, batch=6))
+    proto = training_proto(project, TrainOptions())
+    rng = np.random.RandomState(0)
+    batch = {"x": rng.rand(6, 1, 8, 8).astype(np.float32), "y": rng.randint(0, 3, (6, 1))}
+    after = []
+    for workers in (1, 2):
+        nn.clear_parameters()
+        for name, p in project.parameters.items():
+            nn.parameter.get_parameter_or_create(name, p.data.shape).d = p.data
+        opt = _Graphs(network_text(_loader_safe(proto)), 6, "cpu").build(1).optimizers["Optimizer"]
+        params = nn.get_parameters(grad_only=False)
+        solvers = _group_solvers(proto.optimizer[0], params)
+        trained = {n for _, _, ps in solvers for n in ps}
+        for name, var in params.items():
+            var.need_grad = name in trained
+        loss_var = opt.loss_variables[0].variable_instance
+        parallel = DataParallel([loss_var], params, workers, 6) if workers > 1 else None
+        loss = train_step(opt, solvers, batch, 0, parallel=parallel)
+        after.append((loss, {k: v.d.copy() for k, v in params.items()}))
+    assert after[1][0] == pytest.approx(after[0][0], rel=1e-6)
+    moved = 0
+    for k, v in after[0][1].items():
+        np.testing.assert_allclose(after[1][1][k], v, rtol=1e-6, atol=1e-7, err_msg=k)
+        moved += not np.array_equal(v, project.parameters[k].data)
+    assert moved >= 4  # the step did update: conv, BN and affine parameters
+
+
+def test_train_with_two_workers_matches_one(tmp_path, capsys):
+    project = tiny_project(tmp_path)
+    train(project, tmp_path / "one", TrainOptions(progress=False, workers=1, seed=3))
+    train(project, tmp_path / "two", TrainOptions(progress=False, workers=2, seed=3))
+    err = capsys.readouterr().err
+    assert "data parallel: 2 workers on slices of each batch; run on the whole batch: 1 BatchNormalization" in err
+    one, two = params_of(tmp_path / "one" / "results_current.nnp"), params_of(tmp_path / "two" / "results_current.nnp")
+    for name in one:
+        np.testing.assert_allclose(two[name].data, one[name].data, rtol=1e-5, atol=1e-6, err_msg=name)
+    assert not np.array_equal(one["Affine/affine/W"].data, params_of(project)["Affine/affine/W"].data)
+
+
+def test_cached_prefix_filled_by_workers_matches_one(tmp_path):
+    project = tiny_project(tmp_path)
+    overlay = tmp_path / "o.yaml"
+    overlay.write_text("freeze: [Convolution, BatchNormalization]\n")
+    apply_freeze(project, overlay)
+    train(project, tmp_path / "one", TrainOptions(progress=False, workers=1, cache_frozen="off", seed=2))
+    train(project, tmp_path / "two", TrainOptions(progress=False, workers=2, cache_frozen="on", seed=2))
+    one, two = params_of(tmp_path / "one" / "results_current.nnp"), params_of(tmp_path / "two" / "results_current.nnp")
+    for name in one:
+        np.testing.assert_allclose(two[name].data, one[name].data, rtol=1e-5, atol=1e-6, err_msg=name)
+
+
+def test_workers_are_for_the_cpu(cli, tmp_path):
+    assert resolve_workers(None, "cpu") >= 1 and resolve_workers(3, "cpu") == 3
+    assert resolve_workers(None, "cudnn") == 1
+    with pytest.raises(NncToolsError, match="one process per device"):
+        resolve_workers(2, "cudnn")
+    project = tiny_project(tmp_path)
+    result = cli("train", project, "-o", tmp_path / "r", "--workers", "0")
+    assert result.code == 2 and "--workers must be at least 1" in result.err and not (tmp_path / "r").exists()
