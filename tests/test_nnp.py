@@ -142,35 +142,55 @@ def test_network_edit_never_decodes_parameters(tmp_path, monkeypatch):
         assert a.read("network.nntxt") != b.read("network.nntxt")
 
 
-def test_member_copy_streams_in_bounded_chunks(tmp_path):
+def _stored_bytes(path, name):
+    """A member's bytes as they lie in the file (compressed, if it is)."""
+    with zipfile.ZipFile(path) as zf, open(path, "rb") as f:
+        info = zf.getinfo(name)
+        f.seek(info.header_offset + 26)
+        skip = int.from_bytes(f.read(2), "little") + int.from_bytes(f.read(2), "little")
+        f.seek(info.header_offset + 30 + skip)
+        return f.read(info.compress_size)
+
+
+def test_members_are_copied_as_stored_never_inflated(tmp_path, monkeypatch):
     big = tmp_path / "big.nnp"
     nnabla_saved(big)
-    blob = np.random.RandomState(0).bytes(6 << 20)
+    blob = np.random.RandomState(0).bytes(3 << 20) + bytes(3 << 20)  # deflates to about half
     add_members(big, {"blob.optimizer": blob})
-    reads = []
-    original_open = zipfile.ZipFile.open
-
-    def spying_open(self, name, mode="r", **kwargs):
-        handle = original_open(self, name, mode, **kwargs)
-        if mode == "r":
-            real_read = handle.read
-
-            def read(n=-1):
-                reads.append(n)
-                return real_read(n)
-
-            handle.read = read
-        return handle
-
+    with zipfile.ZipFile(big, "a", compression=zipfile.ZIP_DEFLATED) as zf:
+        with zf.open("streamed.bin", "w") as f:  # written with a data descriptor (flag bit 3)
+            f.write(b"abc" * 1000)
     project = load_project(big)
-    zipfile.ZipFile.open = spying_open
-    try:
-        save_project(project, tmp_path / "out.nnp")
-    finally:
-        zipfile.ZipFile.open = original_open
-    assert reads and all(0 < n <= 1 << 20 for n in reads)
+    project.proto.optimizer[0].parameter_variable[0].learning_rate_multiplier = 0
+    real_open = zipfile.ZipFile.open
+
+    def no_reads(self, name, mode="r", **kwargs):
+        assert mode != "r", f"{name} was inflated"
+        return real_open(self, name, mode, **kwargs)
+
+    monkeypatch.setattr(zipfile.ZipFile, "open", no_reads)
+    save_project(project, tmp_path / "out.nnp")
+    monkeypatch.undo()
+    for name in ("blob.optimizer", "parameter.h5", "streamed.bin"):
+        assert _stored_bytes(tmp_path / "out.nnp", name) == _stored_bytes(big, name)
     with zipfile.ZipFile(tmp_path / "out.nnp") as zf:
-        assert zf.read("blob.optimizer") == blob
+        assert zf.testzip() is None  # CRCs and sizes in the new headers are right
+        assert zf.read("blob.optimizer") == blob and zf.read("streamed.bin") == b"abc" * 1000
+        assert zf.getinfo("blob.optimizer").compress_type == zipfile.ZIP_DEFLATED
+
+
+def test_a_member_without_its_local_header_is_one_line_and_no_output(cli, tmp_path):
+    damaged = nnabla_saved(tmp_path / "d.nnp")
+    data = bytearray(damaged.read_bytes())
+    with zipfile.ZipFile(damaged) as zf:
+        offset = zf.getinfo("parameter.h5").header_offset
+    data[offset:offset + 4] = b"XXXX"
+    damaged.write_bytes(bytes(data))
+    overlay = tmp_path / "o.yaml"
+    overlay.write_text("freeze: [Affine]\n")
+    result = cli("apply-freeze", damaged, "-c", overlay, "-o", tmp_path / "out.nnp")
+    assert result.code == 2 and "d.nnp" in result.err and "damaged" in result.err
+    assert len(result.err.strip().splitlines()) == 1 and not (tmp_path / "out.nnp").exists()
 
 
 def test_text_project_picks_up_sidecar_parameters(tmp_path):
