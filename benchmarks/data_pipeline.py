@@ -18,6 +18,8 @@ from nnc_tools.data import load_dataset
 from nnc_tools.datasets import BUILTIN, build, make_dataset
 from nnc_tools.synthetic import generate, write_archive
 
+from .measure import usable_cores
+
 
 def run(work: Path) -> dict:
     work = work.resolve()
@@ -31,7 +33,7 @@ def run(work: Path) -> dict:
         results["generate_archive_s"] = round(time.perf_counter() - t, 1)
         data = read_cifar(archive)
         results["images"] = int(len(data.train.labels) + len(data.test.labels))
-        for workers in sorted({1, os.cpu_count() or 1}):
+        for workers in sorted({1, usable_cores()}):
             out = work / f"dataset_w{workers}"
             shutil.rmtree(out, ignore_errors=True)
             t = time.perf_counter()
@@ -54,3 +56,14 @@ def run(work: Path) -> dict:
         batches += 1
     results["batch_assembly_img_s"] = round(batches * 64 / (time.perf_counter() - t), 1)
     return results
+
+
+def table(r: dict) -> str:
+    lines = ["| data pipeline | workers | result |", "|---|---:|---:|"]
+    for key, value in r.items():
+        if key.startswith("dataset_") and key.endswith("_workers_s"):
+            workers = key[len("dataset_"):-len("_workers_s")]
+            lines.append(f"| `nnc-tl dataset cifar100` on a generated {r['images']:,}-image archive | {workers} | {value} s |")
+    lines.append(f"| decode a dataset CSV once (NNabla's iterator, then kept as uint8) | 1 | {r['decode_img_s']} img/s |")
+    lines.append(f"| batch assembly from the decoded uint8 arrays (the training loader) | 1 | {r['batch_assembly_img_s']:,} img/s |")
+    return "\n".join(lines)

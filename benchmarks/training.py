@@ -1,8 +1,10 @@
-"""Training throughput, measured in one run: `nnabla_cli train` on the exported mini_vggnet_mark2 (what NNC runs) against
-`nnc-tl train` full, frozen (the reference transfer overlay with frozen BN) and frozen with the prefix cache.
+"""Training throughput, measured in one run: `nnabla_cli train` on the exported, unfrozen mini_vggnet_mark2 (what NNC
+runs) against `nnc-tl train` full, frozen (the reference overlay freeze-conv1-6-bn, cache off) and frozen with the
+prefix cache (the reference transfer run: cache auto, the reference's 50 epochs), each with 1 and all workers.
 
-Synthetic aquatic data, batch 64, NNC_TL_BENCH_IMAGES training images (default 256), two epochs; img/s counts the
-training loop of the first epoch for nnabla_cli (its own log) and of all epochs for nnc-tl (summary.json).
+Synthetic aquatic data, batch 64, NNC_TL_BENCH_IMAGES training images (default 384). img/s: training images over the
+training loop's time (nnabla_cli: its own epoch-1 log line; nnc-tl: summary.json, whose epoch time includes filling the
+frozen-prefix cache). Validation is outside the loop for both. NNC_TL_BENCH_CACHED_EPOCHS changes the 50.
 """
 
 from __future__ import annotations
@@ -10,72 +12,85 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
+from .measure import measured, usable_cores
+
 REPO = Path(__file__).resolve().parents[1]
+BATCH = 64
 
 
 def _run(args, **kwargs):
     return subprocess.run(args, capture_output=True, text=True, check=True, **kwargs)
 
 
-def _peak_and_time(args, cwd=None):
-    t = time.perf_counter()
-    done = _run(["/usr/bin/time", "-f", "%M"] + args, cwd=cwd) if Path("/usr/bin/time").exists() else _run(args, cwd=cwd)
-    wall = time.perf_counter() - t
-    peak = None
-    lines = done.stderr.strip().splitlines()
-    if lines and lines[-1].strip().isdigit():
-        peak = int(lines[-1]) / 1024
-    return done, wall, peak
-
-
 def run(work: Path) -> dict:
     work = work.resolve()
     work.mkdir(parents=True, exist_ok=True)
-    images = int(os.environ.get("NNC_TL_BENCH_IMAGES", "256"))
-    env_py = sys.executable
-    cli = [env_py, "-m", "nnc_tools.cli"]
-    per_class = max(2, images // 8)  # 80 % of it lands in training.csv
+    images = int(os.environ.get("NNC_TL_BENCH_IMAGES", "384"))
+    cached_epochs = int(os.environ.get("NNC_TL_BENCH_CACHED_EPOCHS", "50"))
+    cli = [sys.executable, "-m", "nnc_tools.cli"]
     data = work / "data"
+    shutil.rmtree(data, ignore_errors=True)
+    per_class = max(2, images // 8)  # 80 % of it lands in training.csv
     _run(cli + ["dataset", "cifar100-aquatic", "--synthetic", "--synthetic-per-class", str(per_class), "-o", str(data)],
          env=dict(os.environ, NNC_TL_CACHE=str(work / "cache")))
     rows = sum(1 for _ in open(data / "training.csv")) - 1
     project = work / "full.nnp"
     _run(cli + ["export", "mini_vggnet_mark2", "-o", str(project), "--train-csv", str(data / "training.csv"),
-                "--val-csv", str(data / "validation.csv"), "--epochs", "2", "--batch-size", "64"])
+                "--val-csv", str(data / "validation.csv"), "--epochs", "1", "--batch-size", str(BATCH)])
     frozen = work / "frozen.nnp"
     _run(cli + ["apply-freeze", str(project), "-c", str(REPO / "networks" / "mini_vggnet_mark2.freeze-conv1-6-bn.yaml"),
                 "-o", str(frozen)])
-    results = {"training_images": rows, "batch_size": 64, "cpu_count": os.cpu_count()}
+    iterations = rows // BATCH
+    runs = []
 
     out = work / "nnabla_cli"
-    out.mkdir(exist_ok=True)
-    exe = str(Path(env_py).with_name("nnabla_cli"))
-    done, wall, peak = _peak_and_time([exe, "train", "-c", str(project), "-o", str(out)], cwd=work)
-    first = re.search(r"epoch 1 of 2 .*time=\(([\d.]+)s", done.stdout + done.stderr)
-    iterations = rows // 64
-    results["nnabla_cli_full_img_s"] = round(iterations * 64 / float(first.group(1)), 2) if first else None
-    results["nnabla_cli_wall_s"] = round(wall, 1)
-    results["nnabla_cli_peak_rss_mb"] = peak
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir()
+    exe = str(Path(sys.executable).with_name("nnabla_cli"))
+    done, wall, peak = measured([exe, "train", "-c", str(project), "-o", str(out)], cwd=work)
+    first = re.search(r"epoch 1 of 1 .*time=\(([\d.]+)s", done.stdout + done.stderr)
+    if first is None:
+        raise RuntimeError(f"nnabla_cli printed no epoch time:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
+    runs.append({"run": "nnabla_cli train (unfrozen, what NNC runs)", "key": "nnabla_cli", "workers": 1, "epochs": 1,
+                 "img_s": round(iterations * BATCH / float(first.group(1)), 2), "wall_s": round(wall, 1), "peak_rss_mb": peak})
 
-    for name, source, extra in (("full", project, ["--cache-frozen", "off"]), ("frozen", frozen, ["--cache-frozen", "off"]),
-                                ("frozen_cached", frozen, ["--cache-frozen", "on"])):
-        result_dir = work / f"nnc_tl_{name}"
-        if result_dir.exists():
-            import shutil
-
-            shutil.rmtree(result_dir)
-        done, wall, peak = _peak_and_time(cli + ["train", str(source), "-o", str(result_dir)] + extra)
-        summary = json.loads((result_dir / "summary.json").read_text())
-        results[f"nnc_tl_{name}_img_s"] = summary["images_per_second"]
-        results[f"nnc_tl_{name}_wall_s"] = round(wall, 1)
-        results[f"nnc_tl_{name}_peak_rss_mb"] = peak
-    base = results["nnabla_cli_full_img_s"]
-    if base:
-        for name in ("full", "frozen", "frozen_cached"):
-            results[f"ratio_{name}_vs_nnabla_cli"] = round(results[f"nnc_tl_{name}_img_s"] / base, 2)
+    all_workers = usable_cores()
+    plans = [("full", "nnc-tl train full", project, ["--cache-frozen", "off"], 1),
+             ("frozen", "nnc-tl train frozen conv1-6+BN, no cache", frozen, ["--cache-frozen", "off"], 1),
+             ("frozen_cached", "nnc-tl train frozen conv1-6+BN, prefix cache (reference transfer run)", frozen,
+              ["--cache-frozen", "on"], cached_epochs)]
+    for key, label, source, extra, epochs in plans:
+        for workers in sorted({1, all_workers}):
+            result_dir = work / f"nnc_tl_{key}_w{workers}"
+            shutil.rmtree(result_dir, ignore_errors=True)
+            _, wall, peak = measured(cli + ["train", str(source), "-o", str(result_dir), "--epochs", str(epochs),
+                                            "--workers", str(workers)] + extra)
+            summary = json.loads((result_dir / "summary.json").read_text())
+            runs.append({"run": label, "key": key, "workers": workers, "epochs": epochs, "img_s": summary["images_per_second"],
+                         "wall_s": round(wall, 1), "peak_rss_mb": peak})
+    base = runs[0]["img_s"]
+    for r in runs:
+        r["x_nnabla_cli"] = round(r["img_s"] / base, 2)
+    by = {(r["key"], r["workers"]): r["img_s"] for r in runs}
+    results = {"training_images": rows, "batch_size": BATCH, "all_workers": all_workers, "runs": runs,
+               "reference_transfer_vs_nnabla_cli": round(by[("frozen_cached", all_workers)] / base, 2),
+               "full_all_workers_vs_one": round(by[("full", all_workers)] / by[("full", 1)], 2)}
     return results
+
+
+def table(results: dict) -> str:
+    lines = ["| training run | workers | epochs | img/s | × nnabla_cli | peak RSS (MB) | wall (s) |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for r in results["runs"]:
+        lines.append(f"| {r['run']} | {r['workers']} | {r['epochs']} | {r['img_s']:.1f} | {r['x_nnabla_cli']:.2f} | "
+                     f"{r['peak_rss_mb'] or 'n/a'} | {r['wall_s']} |")
+    lines.append("")
+    lines.append(f"Reference transfer run (all workers) vs nnabla_cli: **{results['reference_transfer_vs_nnabla_cli']}×**; "
+                 f"full training, {results['all_workers']} workers vs 1: **{results['full_all_workers_vs_one']}×** "
+                 f"({results['training_images']} training images, batch {results['batch_size']}).")
+    return "\n".join(lines)

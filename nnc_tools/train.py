@@ -461,6 +461,7 @@ def _train(project_path: Path, result_dir: Path, options: TrainOptions, project:
     for epoch in range(start_epoch + 1, epochs + 1):
         info = graphs.build(_epoch_seed(options.seed, epoch))
         opt = info.optimizers[optimizer_proto.name]
+        t0 = time.perf_counter()  # the epoch's time includes filling the frozen-prefix cache, when it is filled
         cut, skip = None, ()
         if plan is not None:
             cut = opt.network.variables[plan.cut].variable_instance
@@ -484,7 +485,6 @@ def _train(project_path: Path, result_dir: Path, options: TrainOptions, project:
             print(f"data parallel: not used ({len(opt.loss_variables)} loss variables); one worker", file=sys.stderr)
         order = np.random.RandomState(_epoch_seed(options.seed, epoch)).permutation(train_set.size) if train_set.shuffle \
             else np.arange(train_set.size)
-        t0 = time.perf_counter()
         cost = 0.0
         bar = tqdm(range(iter_per_epoch), desc=f"epoch {epoch}/{epochs}", disable=not progress, leave=False, unit="it")
         for i in bar:
