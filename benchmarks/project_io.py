@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from nnc_tools.nnp import Parameter, Project, save_project
-from nnabla.utils import nnabla_pb2
+from nnc_tools.schema import nnabla_pb2
 
 from .measure import measured
 

@@ -18,7 +18,7 @@ import nnabla as nn
 import nnabla.functions as F
 import nnabla.solvers as S
 import numpy as np
-from nnabla.utils import nnabla_pb2
+from .schema import nnabla_pb2
 from nnabla.utils.save import create_proto
 
 from .errors import NncToolsError

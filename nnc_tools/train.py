@@ -36,7 +36,7 @@ from typing import Dict, List, Optional, Tuple
 import nnabla as nn
 import numpy as np
 import yaml
-from nnabla.utils import nnabla_pb2
+from .schema import nnabla_pb2
 from tqdm import tqdm
 
 from .errors import NncToolsError

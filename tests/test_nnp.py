@@ -213,3 +213,31 @@ def test_failed_write_leaves_nothing_behind(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError):
         save_project(project, out / "b.nntxt")
     assert list(out.iterdir()) == []
+
+
+def test_project_files_are_read_without_starting_the_engine(tmp_path):
+    """apply-freeze and friends never load NNabla's core; a later `import nnabla` (train) still works alongside."""
+    import subprocess
+    import sys
+
+    src = nnabla_saved(tmp_path / "a.nnp")
+    script = f"""
+import sys
+from nnc_tools.freeze import apply_freeze
+from nnc_tools.nnp import load_project, save_project
+p = load_project({str(src)!r})
+p.proto.training_config.max_epoch = 3
+save_project(p, {str(tmp_path / "b.nnp")!r})
+assert "nnabla" not in sys.modules and "h5py" not in sys.modules, "the engine was started"
+import nnabla
+from nnabla.utils import nnabla_pb2
+from nnabla.utils.load import load
+theirs = nnabla_pb2.NNablaProtoBuf()
+theirs.CopyFrom(load_project({str(tmp_path / "b.nnp")!r}).proto)
+assert theirs.training_config.max_epoch == 3
+info = load([{str(tmp_path / "b.nnp")!r}], prepare_data_iterator=False)
+assert info.networks
+print("ok")
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stderr[-2000:]
