@@ -146,11 +146,11 @@ class DataParallel:
         self.workers = max(1, min(workers, self.batch))
         functions = graph_functions(self.outputs)
         self._output_keys = {hash(v) for v in self.outputs}
-        used = {hash(v) for f in functions for v in f.inputs}
-        self.parameters = {hash(v): v for v in parameters.values() if hash(v) in used}
-        self.functions = functions
+        # The graph's own parameter variables: they share data and gradient with ``parameters`` but carry the graph's
+        # need_grad (NNabla's loader links unlinked copies into the graph), which decides what backward skips.
+        registered = {hash(v) for v in parameters.values()}
+        self.parameters = {hash(v): v for f in functions for v in f.inputs if hash(v) in registered}
         self.per_sample = [_per_sample(f, self.batch, self.parameters) for f in functions]
-        self.sync_points = [f.info.type_name for f, par in zip(functions, self.per_sample) if not par]
         produced = {}
         for i, f in enumerate(functions):
             for v in f.outputs:
@@ -168,21 +168,30 @@ class DataParallel:
         self.stage_count = stage + 1
         # A variable crosses a boundary when a sync point or a later stage reads it, or a sync point made it.
         crossing = set()
+        self._read_later: set = set()  # stage outputs a later stage reads (their values are copied to a leaf)
         for i, f in enumerate(functions):
             for v in f.inputs:
                 key = hash(v)
                 if key in produced and (not self.per_sample[i] or not self.per_sample[produced[key]]
                                         or stage_of[produced[key]] != stage_of[i]):
                     crossing.add(key)
+                    if self.per_sample[i] and self.per_sample[produced[key]]:
+                        self._read_later.add(key)
         sizes = [self.batch // self.workers + (1 if k < self.batch % self.workers else 0) for k in range(self.workers)]
         starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(int)
-        self.replicas = [self._build_replica(k, int(n), int(s), functions, stage_of, produced, crossing)
+        self.replicas = [self._build_replica(k, int(n), int(s), functions, stage_of, crossing)
                          for k, (n, s) in enumerate(zip(sizes, starts))]
         self.syncs: List[_Sync] = []
         for i, f in enumerate(functions):
             if not self.per_sample[i]:
                 self.syncs.append(self._build_sync(f))
-        self.pool = ThreadPoolExecutor(self.workers) if self.workers > 1 else None
+        self.pool = ThreadPoolExecutor(self.workers - 1) if self.workers > 1 else None
+
+    def close(self) -> None:
+        """Stop the worker threads."""
+        if self.pool is not None:
+            self.pool.shutdown()
+            self.pool = None
 
     def describe_sync_points(self) -> str:
         """What runs on the whole batch, e.g. ``9 BatchNormalization (batch statistics, split by channel), 2 Dropout``."""
@@ -196,7 +205,7 @@ class DataParallel:
 
     # ---------------------------------------------------------------------------------------------------- building
 
-    def _build_replica(self, k, size, start, functions, stage_of, produced, crossing) -> _Replica:
+    def _build_replica(self, k, size, start, functions, stage_of, crossing) -> _Replica:
         r = _Replica(size, start)
         for key, p in self.parameters.items():
             r.params[key] = p if k == 0 else nn.Variable(p.shape, need_grad=p.need_grad)
@@ -268,11 +277,12 @@ class DataParallel:
 
     # ---------------------------------------------------------------------------------------------------- running
 
-    def _each(self, work) -> None:
-        if self.pool is None:
-            work(self.replicas[0])
-            return
-        for future in [self.pool.submit(work, r) for r in self.replicas]:
+    def _each(self, work, items=None) -> None:
+        """``work(item)`` for every replica (or item), the first in this thread and the others in the pool."""
+        items = self.replicas if items is None else items
+        futures = [self.pool.submit(work, item) for item in items[1:]] if self.pool is not None else []
+        work(items[0])
+        for future in futures:
             future.result()
 
     def _slice(self, r: _Replica) -> slice:
@@ -337,7 +347,7 @@ class DataParallel:
             return
         st.sink.forward(clear_no_need_grad=True)
         for key, out in st.outputs:
-            if key in r.boundaries:
+            if key in self._read_later:  # sync points read the stage's own variable
                 r.boundaries[key].d = out.d
 
     def _stage_backward(self, r: _Replica, s: int, seed: float) -> None:
@@ -372,8 +382,7 @@ class DataParallel:
             for key, leaf in group.params:
                 params[key][:, c] = leaf.d  # the running mean and variance, updated from the global batch
 
-        for future in [self.pool.submit(run, g) for g in sync.groups]:
-            future.result()
+        self._each(run, sync.groups)
 
     def _channel_backward(self, sync: _ChannelSync) -> None:
         gys = [r.boundaries[sync.y].g for r in self.replicas]
@@ -400,8 +409,7 @@ class DataParallel:
                 if leaf.need_grad:
                     grads[key][:, c] += leaf.g
 
-        for future in [self.pool.submit(run, g) for g in sync.groups]:
-            future.result()
+        self._each(run, sync.groups)
 
     def _sync_forward(self, sync) -> None:
         if isinstance(sync, _ChannelSync):
