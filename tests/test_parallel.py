@@ -147,3 +147,36 @@ def test_workers_are_for_the_cpu(cli, tmp_path):
     project = tiny_project(tmp_path)
     result = cli("train", project, "-o", tmp_path / "r", "--workers", "0")
     assert result.code == 2 and "--workers must be at least 1" in result.err and not (tmp_path / "r").exists()
+
+
+def test_a_frozen_prefix_gets_no_backward_with_workers(tmp_path):
+    """NNabla's loader links its own copies of the parameters into the graph (need_grad as the graph wants it) and sets
+    the registered ones back to need_grad=True; the workers must follow the graph, or they backpropagate through the
+    frozen prefix (slow, and its gradients fill up)."""
+    from nnc_tools.nnp import load_project, network_text
+    from nnc_tools.train import _Graphs, _group_solvers, _loader_safe, train_step, training_proto
+
+    project_path = tiny_project(tmp_path, batch=6)
+    overlay = tmp_path / "o.yaml"
+    overlay.write_text("freeze: [Convolution, BatchNormalization]\n")
+    apply_freeze(project_path, overlay)
+    project = load_project(project_path)
+    proto = training_proto(project, TrainOptions())
+    nn.clear_parameters()
+    for name, p in project.parameters.items():
+        nn.parameter.get_parameter_or_create(name, p.data.shape).d = p.data
+    graphs = _Graphs(network_text(_loader_safe(proto)), 6, "cpu")
+    graphs.build(0)
+    params = nn.get_parameters(grad_only=False)
+    solvers = _group_solvers(proto.optimizer[0], params)
+    trained = {n for _, _, ps in solvers for n in ps}
+    for name, var in params.items():
+        var.need_grad = name in trained
+        var.grad.zero()
+    opt = graphs.build(1).optimizers["Optimizer"]  # as train does every epoch
+    parallel = DataParallel([opt.loss_variables[0].variable_instance], params, 2, 6)
+    rng = np.random.RandomState(0)
+    train_step(opt, solvers, {"x": rng.rand(6, 1, 8, 8).astype(np.float32), "y": rng.randint(0, 3, (6, 1))}, 0,
+               parallel=parallel)
+    assert not np.any(params["Convolution/conv/W"].g) and not np.any(params["BatchNormalization/bn/gamma"].g)
+    assert np.any(params["Affine/affine/W"].g)
