@@ -11,8 +11,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
-import numpy as np
-
 from .errors import NncToolsError
 from .fileio import PathLike
 
@@ -97,6 +95,8 @@ def parse_float(value: str) -> float:
 
 def format_multiplier(value: float) -> str:
     """NNC writes floats as ``1.0``/``0.0``/``0.5``; never an exponent."""
+    import numpy as np  # here, not at the top: editing a project's multipliers never needs numpy otherwise
+
     return np.format_float_positional(float(value), trim="0")
 
 
