@@ -281,6 +281,8 @@ def evaluate_monitor(monitor, dataset: Dataset, batch_size: int, workers: int = 
         count += n
         if score_var is not None:
             scores.append(values[-1].reshape(batch_size, -1)[:n].copy())
+    if parallel is not None:
+        parallel.close()
     return total / max(count, 1), (np.concatenate(scores) if scores else None)
 
 
@@ -471,6 +473,8 @@ def _train(project_path: Path, result_dir: Path, options: TrainOptions, project:
                 prefix = DataParallel([cut], params_now, workers, batch_size) if workers > 1 else None
                 features.fill(cut, lambda b: _feed(opt.dataset_assign, b), train_set, batch_size,
                               forward=(lambda: prefix.forward()[0]) if prefix is not None else None)
+                if prefix is not None:
+                    prefix.close()
                 print(f"frozen-prefix cache: {features.nbytes / 2**20:.0f} MB {'in RAM' if features.in_memory else 'memory-mapped'}, "
                       f"{time.perf_counter() - t_cache:.1f} s", file=sys.stderr)
             detach(cut)
@@ -494,6 +498,8 @@ def _train(project_path: Path, result_dir: Path, options: TrainOptions, project:
                 cut.d = features.values[idx]
             cost += train_step(opt, solvers, train_set.batch(idx, skip), iteration, skip=skip, parallel=parallel)
         seconds = time.perf_counter() - t0
+        if parallel is not None:
+            parallel.close()
         record = EpochRecord(epoch, cost / iter_per_epoch, None, None, None, seconds, iter_per_epoch * batch_size / max(seconds, 1e-9))
         interval = proto.training_config.monitor_interval or 10
         for name, monitor in info.monitors.items():
