@@ -65,6 +65,42 @@ def find_frozen_prefix(proto, optimizer_name: str) -> PrefixPlan:
     return PrefixPlan(cut, [_layer(f.name) for f in net.function[: best + 1]], stopped, reason)
 
 
+def shared_cut(proto, optimizer_name: str, network_name: str, plan: PrefixPlan) -> Optional[str]:
+    """The cut variable's name in another network (a monitor's, e.g. ``MainValidation``) when that network starts with
+    the same functions as the plan's prefix and needs nothing of it but the cut, so that the cached features of an image
+    are its features there too; else None. Names are compared without NNabla's ``@Network/`` prefix."""
+    if plan.cut is None:
+        return None
+    opt = next(o for o in proto.optimizer if o.name == optimizer_name)
+    nets = {n.name: n for n in proto.network}
+    main, other = nets.get(opt.network_name), nets.get(network_name)
+    n = len(plan.layers)
+    if main is None or other is None or len(other.function) <= n:
+        return None
+
+    def local(f, net):
+        g = type(f)()
+        g.CopyFrom(f)
+        g.name = _local(f.name, net.name)
+        g.input[:] = [_local(v, net.name) for v in f.input]
+        g.output[:] = [_local(v, net.name) for v in f.output]
+        return g
+
+    if any(local(a, main) != local(b, other) for a, b in zip(main.function[:n], other.function[:n])):
+        return None
+    cut = next((v.name for v in other.variable if _local(v.name, other.name) == _local(plan.cut, main.name)), None)
+    made = {v for f in other.function[:n] for v in list(f.output) + list(f.input)}
+    parameters = {v.name for v in other.variable if v.type == "Parameter"}
+    if cut is None or any(v != cut and v in made and v not in parameters for f in other.function[n:] for v in f.input):
+        return None
+    return cut
+
+
+def _local(name: str, network: str) -> str:
+    prefix = f"@{network}/"
+    return name[len(prefix):] if name.startswith(prefix) else name
+
+
 def _layer(name: str) -> str:
     """A function's layer name without the ``@Network/`` prefix NNabla's save() gives it."""
     return name.split("/", 1)[1] if name.startswith("@") and "/" in name else name

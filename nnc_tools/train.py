@@ -41,7 +41,7 @@ from tqdm import tqdm
 
 from .errors import NncToolsError
 from .export import copy_weights
-from .frozen_cache import FeatureCache, detach, find_frozen_prefix, memory_budget
+from .frozen_cache import FeatureCache, detach, find_frozen_prefix, memory_budget, shared_cut
 from .parallel import DataParallel
 from .fileio import PathLike, atomic_output
 from .data import Dataset, load_dataset
@@ -259,9 +259,10 @@ def _padded(indices: np.ndarray, batch_size: int) -> np.ndarray:
     return np.concatenate([indices, np.resize(indices, batch_size - len(indices))])
 
 
-def evaluate_monitor(monitor, dataset: Dataset, batch_size: int, workers: int = 1) -> Tuple[float, Optional[np.ndarray]]:
+def evaluate_monitor(monitor, dataset: Dataset, batch_size: int, workers: int = 1, cached=None) -> Tuple[float, Optional[np.ndarray]]:
     """Mean of the monitor variable over the dataset (``nnabla_cli``'s monitor value) and the class scores, if any;
-    with ``workers`` > 1 each batch is split over that many threads."""
+    with ``workers`` > 1 each batch is split over that many threads. ``cached``: (the monitor graph's cut variable, made a
+    leaf, and the dataset's frozen-prefix features), so that only the rest of the network runs."""
     total, count = 0.0, 0
     scores = []
     score_var = _score_variable(monitor)
@@ -269,7 +270,11 @@ def evaluate_monitor(monitor, dataset: Dataset, batch_size: int, workers: int = 
     parallel = DataParallel(outputs, nn.get_parameters(grad_only=False), workers, batch_size) if workers > 1 else None
     for start in range(0, dataset.size, batch_size):
         idx = np.arange(start, min(start + batch_size, dataset.size))
-        _feed(monitor.dataset_assign, dataset.batch(_padded(idx, batch_size)))
+        if cached is not None:
+            cached[0].d = cached[1].values[_padded(idx, batch_size)]
+            _feed(monitor.dataset_assign, dataset.batch(_padded(idx, batch_size), _image_keys(dataset)), _image_keys(dataset))
+        else:
+            _feed(monitor.dataset_assign, dataset.batch(_padded(idx, batch_size)))
         if parallel is not None:
             values = parallel.forward()
         else:
@@ -453,6 +458,7 @@ def _train(project_path: Path, result_dir: Path, options: TrainOptions, project:
                   f"(stopped at {plan.stopped_at or 'the end'}: {plan.reason})", file=sys.stderr)
     workers = resolve_workers(options.workers, options.context)
     features: Optional[FeatureCache] = None
+    monitor_features: Dict[str, FeatureCache] = {}  # per dataset name, for monitors that share the frozen prefix
     history: List[EpochRecord] = []
     best: Tuple[int, float] = (0, math.inf)
     start_epoch = 0
@@ -478,7 +484,8 @@ def _train(project_path: Path, result_dir: Path, options: TrainOptions, project:
                 print(f"frozen-prefix cache: {features.nbytes / 2**20:.0f} MB {'in RAM' if features.in_memory else 'memory-mapped'}, "
                       f"{time.perf_counter() - t_cache:.1f} s", file=sys.stderr)
             detach(cut)
-            skip = {name for name in train_set.arrays if train_set.arrays[name].ndim >= 3}  # the images: cut off
+            monitor_features[train_set.name] = features  # the training-set monitor reads the same features
+            skip = _image_keys(train_set)  # the images: cut off
         parallel = None
         if workers > 1 and len(opt.loss_variables) == 1:
             parallel = DataParallel([opt.loss_variables[0].variable_instance], params_now, workers, batch_size)
@@ -507,7 +514,12 @@ def _train(project_path: Path, result_dir: Path, options: TrainOptions, project:
             on_training_set = dataset is train_set or name.startswith("train")
             if on_training_set and epoch % interval and epoch != epochs:
                 continue  # like nnabla_cli: the training-set monitor every monitor_interval epochs (and at the end)
-            value, scores = evaluate_monitor(monitor, dataset, batch_size, workers)
+            cached = None
+            monitor_cut = shared_cut(proto, optimizer_proto.name, monitor.proto.network_name, plan) if plan else None
+            if monitor_cut is not None:
+                cached = _monitor_features(monitor, dataset, monitor_cut, monitor_features, batch_size, workers,
+                                           options.cache_budget or memory_budget(), result_dir / "cache" / "monitors")
+            value, scores = evaluate_monitor(monitor, dataset, batch_size, workers, cached)
             if on_training_set:
                 record.train_error = value
             else:
@@ -533,6 +545,29 @@ def _train(project_path: Path, result_dir: Path, options: TrainOptions, project:
     summary = _summary(project_path, result_dir, validation[-1] if validation else None, history, best, frozen, reinitialised,
                        wall, batch_size, options)
     return TrainResult(result_dir, history, best[0], summary, reinitialised)
+
+
+def _image_keys(dataset: Dataset) -> set:
+    """The dataset's image arrays: what a network cut after its frozen prefix no longer reads."""
+    return {name for name in dataset.arrays if dataset.arrays[name].ndim >= 3}
+
+
+def _monitor_features(monitor, dataset: Dataset, cut: str, known: Dict[str, FeatureCache], batch_size: int, workers: int,
+                      budget: int, folder: Path) -> Tuple[nn.Variable, FeatureCache]:
+    """The monitor graph's cut (made a leaf) and the dataset's features: the training cache for the training set,
+    else computed once through the monitor's own prefix and kept for later epochs."""
+    var = monitor.network.variables[cut].variable_instance
+    if dataset.name not in known:
+        print(f"frozen-prefix cache: also for the monitors on {dataset.name} ({dataset.size} images)", file=sys.stderr)
+        cache = FeatureCache(var, dataset.size, budget, folder / dataset.name)
+        prefix = DataParallel([var], nn.get_parameters(grad_only=False), workers, batch_size) if workers > 1 else None
+        cache.fill(var, lambda b: _feed(monitor.dataset_assign, b), dataset, batch_size,
+                   forward=(lambda: prefix.forward()[0]) if prefix is not None else None)
+        if prefix is not None:
+            prefix.close()
+        known[dataset.name] = cache
+    detach(var)
+    return var, known[dataset.name]
 
 
 def _label_key(dataset: Dataset) -> str:

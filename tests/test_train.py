@@ -316,6 +316,14 @@ def test_cache_frozen_gives_the_same_parameters(tmp_path, capsys):
     for name in off:
         np.testing.assert_allclose(on[name].data, off[name].data, rtol=1e-5, atol=1e-6, err_msg=name)
     assert not np.array_equal(on["Affine/affine/W"].data, params_of(project)["Affine/affine/W"].data)
+    # the monitors (MainValidation shares the frozen prefix) ran on cached features too, with the same values
+    assert "frozen-prefix cache: also for the monitors on Validation (9 images)" in err
+    report_off = yaml.safe_load((tmp_path / "off" / "monitoring_report.yml").read_text())
+    report_on = yaml.safe_load((tmp_path / "on" / "monitoring_report.yml").read_text())
+    assert report_on.keys() == report_off.keys() and "valid_error" in report_on[1] and "train_error" in report_on[1]
+    for epoch, values in report_off.items():
+        for key, value in values.items():
+            assert report_on[epoch][key] == pytest.approx(value, rel=1e-5, abs=1e-6), (epoch, key)
     # a tiny budget puts the features in a memory-mapped file in the result folder, same result
     train(project, tmp_path / "mm", TrainOptions(progress=False, cache_frozen="on", seed=2, cache_budget=1))
     assert (tmp_path / "mm" / "cache" / "frozen_features.npy").is_file()
