@@ -12,12 +12,13 @@ PathLike = Union[str, os.PathLike]
 
 
 def _temp_beside(target: Path) -> Path:
+    """A fresh, unused name beside ``target`` (reserved by mkstemp, then released): writers create the file anew. Handing
+    them an existing empty file instead makes their "w" a truncation, and ext4 then writes the whole file to disk on
+    close (its replace-via-truncate safeguard): 0.3 s more for a 500 MB project."""
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(name, 0o666 & ~umask)
+    os.unlink(name)
     return Path(name)
 
 
@@ -31,6 +32,7 @@ def atomic_outputs(targets: Sequence[PathLike]) -> Iterator[List[Path]]:
             temps.append(_temp_beside(final))
         yield temps
         for temp, final in zip(temps, finals):
+            temp.touch()  # a block that wrote nothing still leaves an (empty) output, as before
             os.replace(temp, final)
     finally:
         for temp in temps:

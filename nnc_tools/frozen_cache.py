@@ -78,17 +78,17 @@ def shared_cut(proto, optimizer_name: str, network_name: str, plan: PrefixPlan) 
     if main is None or other is None or len(other.function) <= n:
         return None
 
-    def local(f, net):
+    def local(f):
         g = type(f)()
         g.CopyFrom(f)
-        g.name = _local(f.name, net.name)
-        g.input[:] = [_local(v, net.name) for v in f.input]
-        g.output[:] = [_local(v, net.name) for v in f.output]
+        g.name = _layer(f.name)
+        g.input[:] = [_layer(v) for v in f.input]
+        g.output[:] = [_layer(v) for v in f.output]
         return g
 
-    if any(local(a, main) != local(b, other) for a, b in zip(main.function[:n], other.function[:n])):
+    if any(local(a) != local(b) for a, b in zip(main.function[:n], other.function[:n])):
         return None
-    cut = next((v.name for v in other.variable if _local(v.name, other.name) == _local(plan.cut, main.name)), None)
+    cut = next((v.name for v in other.variable if _layer(v.name) == _layer(plan.cut)), None)
     made = {v for f in other.function[:n] for v in list(f.output) + list(f.input)}
     parameters = {v.name for v in other.variable if v.type == "Parameter"}
     if cut is None or any(v != cut and v in made and v not in parameters for f in other.function[n:] for v in f.input):
@@ -96,13 +96,8 @@ def shared_cut(proto, optimizer_name: str, network_name: str, plan: PrefixPlan) 
     return cut
 
 
-def _local(name: str, network: str) -> str:
-    prefix = f"@{network}/"
-    return name[len(prefix):] if name.startswith(prefix) else name
-
-
 def _layer(name: str) -> str:
-    """A function's layer name without the ``@Network/`` prefix NNabla's save() gives it."""
+    """A function's (or variable's) name without the ``@Network/`` prefix NNabla's save() gives it."""
     return name.split("/", 1)[1] if name.startswith("@") and "/" in name else name
 
 

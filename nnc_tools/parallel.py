@@ -302,16 +302,17 @@ class DataParallel:
             self._each(lambda r, s=s: self._stage_forward(r, s))
             if s < self.stage_count - 1:
                 self._sync_forward(next(syncs))
-        return [np.concatenate([self._value(r, hash(v)) for r in self.replicas]) if hash(v) in self.replicas[0].holders
+        return [np.concatenate([r.holders[hash(v)].d for r in self.replicas]) if hash(v) in self.replicas[0].holders
                 else v.d.copy() for v in self.outputs]
 
     def forward_backward(self) -> float:
         """Forward and backward of the global batch held in the graph's leaves; returns the mean of ``outputs[0]``."""
         loss = self.forward()[0]
-        for r in self.replicas:
-            for key, p in r.params.items():
-                if p.need_grad and r is not self.replicas[0]:
+        for r in self.replicas[1:]:  # the first worker's parameters are the real ones: the caller zeroes those
+            for p in r.params.values():
+                if p.need_grad:
                     p.grad.zero()
+        for r in self.replicas:
             for b in r.boundaries.values():
                 b.grad.zero()
         seed = 1.0 / self.loss.size
@@ -337,9 +338,6 @@ class DataParallel:
                     for r in self.replicas[1:]:
                         total += r.params[key].g
         return float(np.mean(loss))
-
-    def _value(self, r: _Replica, key: int) -> np.ndarray:
-        return r.holders[key].d
 
     def _stage_forward(self, r: _Replica, s: int) -> None:
         st = r.stages[s]
@@ -417,7 +415,7 @@ class DataParallel:
         f = sync.function
         for key, v in zip(sync.inputs, f.inputs):
             if key is not None:
-                v.d = np.concatenate([self._value(r, key) for r in self.replicas])
+                v.d = np.concatenate([r.holders[key].d for r in self.replicas])
         f.forward(list(f.inputs), list(f.outputs))  # main thread only: holding the GIL costs nothing here
         for key, v in zip(sync.outputs, f.outputs):
             if key in self.replicas[0].boundaries:

@@ -268,13 +268,13 @@ def evaluate_monitor(monitor, dataset: Dataset, batch_size: int, workers: int = 
     score_var = _score_variable(monitor)
     outputs = [var.variable_instance for var in monitor.monitor_variables] + ([score_var] if score_var is not None else [])
     parallel = DataParallel(outputs, nn.get_parameters(grad_only=False), workers, batch_size) if workers > 1 else None
+    skip = _image_keys(dataset) if cached is not None else ()
     for start in range(0, dataset.size, batch_size):
         idx = np.arange(start, min(start + batch_size, dataset.size))
+        rows = _padded(idx, batch_size)
         if cached is not None:
-            cached[0].d = cached[1].values[_padded(idx, batch_size)]
-            _feed(monitor.dataset_assign, dataset.batch(_padded(idx, batch_size), _image_keys(dataset)), _image_keys(dataset))
-        else:
-            _feed(monitor.dataset_assign, dataset.batch(_padded(idx, batch_size)))
+            cached[0].d = cached[1].values[rows]
+        _feed(monitor.dataset_assign, dataset.batch(rows, skip), skip)
         if parallel is not None:
             values = parallel.forward()
         else:
@@ -375,7 +375,7 @@ def train(project_path: PathLike, result_dir: PathLike, options: Optional[TrainO
     if options.frozen_bn not in ("inference", "batch"):
         raise NncToolsError(None, f"--frozen-bn must be inference or batch, got {options.frozen_bn}")
     context = make_context(options.context, options.device_id)
-    resolve_workers(options.workers, options.context)
+    workers = resolve_workers(options.workers, options.context)
     project = load_project(project_path)
     if not project.proto.optimizer:
         raise NncToolsError(project_path, "has no optimizer to train")
@@ -390,7 +390,7 @@ def train(project_path: PathLike, result_dir: PathLike, options: Optional[TrainO
     created = not result_dir.exists()
     result_dir.mkdir(parents=True, exist_ok=True)
     try:
-        return _train(project_path, result_dir, options, project, proto, uris, batch_size, context)
+        return _train(project_path, result_dir, options, project, proto, uris, batch_size, context, workers)
     except NncToolsError:
         if created:
             shutil.rmtree(result_dir, ignore_errors=True)
@@ -406,7 +406,7 @@ def dataset_path(uri: str, base: Path) -> Path:
 
 
 def _train(project_path: Path, result_dir: Path, options: TrainOptions, project: Project, proto, uris: Dict[str, Path],
-           batch_size: int, context: str) -> TrainResult:
+           batch_size: int, context: str, workers: int) -> TrainResult:
     optimizer_proto = proto.optimizer[0]
     checkpoint = result_dir / CHECKPOINT
     epochs = proto.training_config.max_epoch
@@ -456,9 +456,11 @@ def _train(project_path: Path, result_dir: Path, options: TrainOptions, project:
         else:
             print(f"frozen-prefix cache: {len(plan.layers)} functions up to {plan.layers[-1]} computed once per image "
                   f"(stopped at {plan.stopped_at or 'the end'}: {plan.reason})", file=sys.stderr)
-    workers = resolve_workers(options.workers, options.context)
+    budget = options.cache_budget or memory_budget()
     features: Optional[FeatureCache] = None
     monitor_features: Dict[str, FeatureCache] = {}  # per dataset name, for monitors that share the frozen prefix
+    monitor_cuts = {m.name: shared_cut(proto, optimizer_proto.name, m.network_name, plan) if plan else None
+                    for m in proto.monitor}
     history: List[EpochRecord] = []
     best: Tuple[int, float] = (0, math.inf)
     start_epoch = 0
@@ -475,12 +477,8 @@ def _train(project_path: Path, result_dir: Path, options: TrainOptions, project:
             cut = opt.network.variables[plan.cut].variable_instance
             if features is None:
                 t_cache = time.perf_counter()
-                features = FeatureCache(cut, train_set.size, options.cache_budget or memory_budget(), result_dir / "cache")
-                prefix = DataParallel([cut], params_now, workers, batch_size) if workers > 1 else None
-                features.fill(cut, lambda b: _feed(opt.dataset_assign, b), train_set, batch_size,
-                              forward=(lambda: prefix.forward()[0]) if prefix is not None else None)
-                if prefix is not None:
-                    prefix.close()
+                features = _computed_features(cut, opt.dataset_assign, train_set, batch_size, workers, budget,
+                                              result_dir / "cache")
                 print(f"frozen-prefix cache: {features.nbytes / 2**20:.0f} MB {'in RAM' if features.in_memory else 'memory-mapped'}, "
                       f"{time.perf_counter() - t_cache:.1f} s", file=sys.stderr)
             detach(cut)
@@ -515,10 +513,9 @@ def _train(project_path: Path, result_dir: Path, options: TrainOptions, project:
             if on_training_set and epoch % interval and epoch != epochs:
                 continue  # like nnabla_cli: the training-set monitor every monitor_interval epochs (and at the end)
             cached = None
-            monitor_cut = shared_cut(proto, optimizer_proto.name, monitor.proto.network_name, plan) if plan else None
-            if monitor_cut is not None:
-                cached = _monitor_features(monitor, dataset, monitor_cut, monitor_features, batch_size, workers,
-                                           options.cache_budget or memory_budget(), result_dir / "cache" / "monitors")
+            if monitor_cuts.get(name) is not None:
+                cached = _monitor_features(monitor, dataset, monitor_cuts[name], monitor_features, batch_size, workers,
+                                           budget, result_dir / "cache" / "monitors")
             value, scores = evaluate_monitor(monitor, dataset, batch_size, workers, cached)
             if on_training_set:
                 record.train_error = value
@@ -543,13 +540,25 @@ def _train(project_path: Path, result_dir: Path, options: TrainOptions, project:
     wall = time.perf_counter() - started
     validation = [uris[d.name] for d in proto.dataset if d.name != optimizer_proto.dataset_name[0]]
     summary = _summary(project_path, result_dir, validation[-1] if validation else None, history, best, frozen, reinitialised,
-                       wall, batch_size, options)
+                       wall, batch_size, options, workers)
     return TrainResult(result_dir, history, best[0], summary, reinitialised)
 
 
 def _image_keys(dataset: Dataset) -> set:
     """The dataset's image arrays: what a network cut after its frozen prefix no longer reads."""
     return {name for name in dataset.arrays if dataset.arrays[name].ndim >= 3}
+
+
+def _computed_features(cut: nn.Variable, assign, dataset: Dataset, batch_size: int, workers: int, budget: int,
+                       folder: Path) -> FeatureCache:
+    """The cut variable's values for every row of the dataset, the prefix run once (over the workers, if several)."""
+    features = FeatureCache(cut, dataset.size, budget, folder)
+    prefix = DataParallel([cut], nn.get_parameters(grad_only=False), workers, batch_size) if workers > 1 else None
+    features.fill(cut, lambda b: _feed(assign, b), dataset, batch_size,
+                  forward=(lambda: prefix.forward()[0]) if prefix is not None else None)
+    if prefix is not None:
+        prefix.close()
+    return features
 
 
 def _monitor_features(monitor, dataset: Dataset, cut: str, known: Dict[str, FeatureCache], batch_size: int, workers: int,
@@ -559,13 +568,8 @@ def _monitor_features(monitor, dataset: Dataset, cut: str, known: Dict[str, Feat
     var = monitor.network.variables[cut].variable_instance
     if dataset.name not in known:
         print(f"frozen-prefix cache: also for the monitors on {dataset.name} ({dataset.size} images)", file=sys.stderr)
-        cache = FeatureCache(var, dataset.size, budget, folder / dataset.name)
-        prefix = DataParallel([var], nn.get_parameters(grad_only=False), workers, batch_size) if workers > 1 else None
-        cache.fill(var, lambda b: _feed(monitor.dataset_assign, b), dataset, batch_size,
-                   forward=(lambda: prefix.forward()[0]) if prefix is not None else None)
-        if prefix is not None:
-            prefix.close()
-        known[dataset.name] = cache
+        known[dataset.name] = _computed_features(var, monitor.dataset_assign, dataset, batch_size, workers, budget,
+                                                 folder / dataset.name)
     detach(var)
     return var, known[dataset.name]
 
@@ -592,7 +596,7 @@ def _write_reports(result_dir: Path, history: List[EpochRecord]) -> None:
             writer.writerow([r.epoch, r.cost, r.train_error, r.valid_error, r.valid_accuracy, round(r.seconds, 3), round(r.images_per_second, 2)])
 
 
-def _summary(project_path, result_dir, val_csv, history, best, frozen, reinitialised, wall, batch_size, options) -> Dict:
+def _summary(project_path, result_dir, val_csv, history, best, frozen, reinitialised, wall, batch_size, options, workers) -> Dict:
     shapes = {k: v.shape for k, v in nn.get_parameters(grad_only=False).items()}
     plot_learning_curve(history, result_dir / "learning_curve.png")
     evaluation = evaluate(result_dir / "results.nnp", val_csv, result_dir, batch_size=batch_size) if val_csv else None
@@ -617,7 +621,7 @@ def _summary(project_path, result_dir, val_csv, history, best, frozen, reinitial
         "frozen_bn": options.frozen_bn,
         "reinitialised": [list(r) for r in reinitialised],
         "context": options.context,
-        "workers": resolve_workers(options.workers, options.context),
+        "workers": workers,
     }
     with atomic_output(result_dir / "summary.json") as temp:
         temp.write_text(json.dumps(summary, indent=2) + "\n")

@@ -11,12 +11,11 @@ import numpy as np
 import pytest
 
 from nnc_tools.errors import NncToolsError
-from nnc_tools.freeze import apply_freeze
 from nnc_tools.networks import get_network, list_networks
 from nnc_tools.parallel import DataParallel
 from nnc_tools.train import TrainOptions, resolve_workers, train
 
-from .test_train import params_of, tiny_project
+from .test_train import frozen_tiny_project, params_of, tiny_project
 
 
 def _one_graph_then_parallel(loss: nn.Variable, batch: int, workers: int):
@@ -128,10 +127,7 @@ def test_train_with_two_workers_matches_one(tmp_path, capsys):
 
 
 def test_cached_prefix_filled_by_workers_matches_one(tmp_path):
-    project = tiny_project(tmp_path)
-    overlay = tmp_path / "o.yaml"
-    overlay.write_text("freeze: [Convolution, BatchNormalization]\n")
-    apply_freeze(project, overlay)
+    project = frozen_tiny_project(tmp_path)
     train(project, tmp_path / "one", TrainOptions(progress=False, workers=1, cache_frozen="off", seed=2))
     train(project, tmp_path / "two", TrainOptions(progress=False, workers=2, cache_frozen="on", seed=2))
     one, two = params_of(tmp_path / "one" / "results_current.nnp"), params_of(tmp_path / "two" / "results_current.nnp")
@@ -156,10 +152,7 @@ def test_a_frozen_prefix_gets_no_backward_with_workers(tmp_path):
     from nnc_tools.nnp import load_project, network_text
     from nnc_tools.train import _Graphs, _group_solvers, _loader_safe, train_step, training_proto
 
-    project_path = tiny_project(tmp_path, batch=6)
-    overlay = tmp_path / "o.yaml"
-    overlay.write_text("freeze: [Convolution, BatchNormalization]\n")
-    apply_freeze(project_path, overlay)
+    project_path = frozen_tiny_project(tmp_path, batch=6)
     project = load_project(project_path)
     proto = training_proto(project, TrainOptions())
     nn.clear_parameters()

@@ -53,6 +53,15 @@ def tiny_project(folder: Path, n_train: int = 24, batch: int = 4, epochs: int = 
     return path
 
 
+def frozen_tiny_project(folder: Path, **kwargs) -> Path:
+    """tiny_project with Convolution and its Batch Normalization frozen (a cacheable prefix)."""
+    project = tiny_project(folder, **kwargs)
+    overlay = folder / "o.yaml"
+    overlay.write_text("freeze: [Convolution, BatchNormalization]\n")
+    apply_freeze(project, overlay)
+    return project
+
+
 def params_of(path: Path):
     return load_project(path).parameters
 
@@ -85,10 +94,7 @@ def test_frozen_parameters_stay_bit_identical_others_move(tmp_path):
 
 
 def test_frozen_bn_runs_on_running_statistics_unless_batch(tmp_path):
-    project = tiny_project(tmp_path)
-    overlay = tmp_path / "o.yaml"
-    overlay.write_text("freeze: [Convolution, BatchNormalization]\n")
-    apply_freeze(project, overlay)
+    project = frozen_tiny_project(tmp_path)
     train(project, tmp_path / "inference", TrainOptions(progress=False))
     before = params_of(project)
     after = params_of(tmp_path / "inference" / "results_current.nnp")
@@ -108,10 +114,7 @@ def test_frozen_bn_runs_on_running_statistics_unless_batch(tmp_path):
 def test_frozen_prefix_gets_no_backward(tmp_path):
     from nnc_tools.train import _Graphs, _group_solvers, train_step, training_proto
 
-    project_path = tiny_project(tmp_path)
-    overlay = tmp_path / "o.yaml"
-    overlay.write_text("freeze: [Convolution, BatchNormalization]\n")
-    apply_freeze(project_path, overlay)
+    project_path = frozen_tiny_project(tmp_path)
     project = load_project(project_path)
     nn.clear_parameters()
     for name, p in project.parameters.items():
@@ -304,10 +307,7 @@ def test_evaluate_cli(cli, tmp_path):
 
 
 def test_cache_frozen_gives_the_same_parameters(tmp_path, capsys):
-    project = tiny_project(tmp_path)
-    overlay = tmp_path / "o.yaml"
-    overlay.write_text("freeze: [Convolution, BatchNormalization]\n")
-    apply_freeze(project, overlay)
+    project = frozen_tiny_project(tmp_path)
     train(project, tmp_path / "off", TrainOptions(progress=False, cache_frozen="off", seed=2))
     train(project, tmp_path / "on", TrainOptions(progress=False, cache_frozen="on", seed=2))
     err = capsys.readouterr().err
