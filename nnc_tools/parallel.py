@@ -3,11 +3,12 @@
 
 Exactness is the point. A function is run per slice only when its result for a sample depends on that sample alone
 (convolutions, affine, pooling, activations, per-sample losses, Batch Normalization on running statistics …). Everything
-else is a *sync point*, run once on the whole batch in the main thread with the slices gathered and scattered around it:
-Batch Normalization on batch statistics (so mean, variance, their gradients and the running statistics are those of the
-global batch, i.e. a synchronised BN), random functions (one dropout mask for the global batch, drawn as one worker draws
-it), and any function this module does not know to be per-sample. The update therefore equals the single-graph update on
-the same global batch up to the order of float additions.
+else is a *sync point*. Batch Normalization on batch statistics is a synchronised BN whose workers exchange per-channel
+sums, not activations (``_StatSync``): mean, variance, their gradients and the running statistics are those of the global
+batch. The other sync points run once on the whole batch in the main thread with the slices gathered and scattered
+around them: random functions (one dropout mask for the global batch, drawn as one worker draws it) and any function
+this module does not know to be per-sample. The update therefore equals the single-graph update on the same global batch
+up to the order of float additions.
 
 Each worker's part of the graph between two sync points is one NNabla graph ending in ``F.sink(one_input_grad=False)``,
 so its forward and backward are single GIL-free calls that take the gradients arriving from later stages.
@@ -109,19 +110,23 @@ class _Replica:
 
 
 @dataclass
-class _ChannelGroup:
-    channels: slice
-    x: nn.Variable
-    params: List[tuple]  # (key of the real parameter, this group's channels of it)
-    y: nn.Variable
-
-
-@dataclass
-class _ChannelSync:
+class _StatSync:
+    """Batch Normalization on batch statistics as a synchronised BN that exchanges per-channel statistics instead of
+    activations: each worker sums x and x² over its slice, the sums give the global mean and variance (NNabla's formula,
+    E[x²] − E[x]²) and the running statistics (updated once), and each worker normalises its slice; in backward each
+    worker sums dy and dy·x, and the sums give beta's and gamma's gradients and x's gradient ``dy·s + A + B·x`` per
+    channel, the terms through the batch mean and variance included. The per-slice work is numpy in the worker threads
+    (it releases the GIL); NNabla's BN on given statistics has a slow backward (6× its batch-statistics one)."""
     function: object
     x: int
     y: int
-    groups: List[_ChannelGroup]
+    count: int  # values per channel in the global batch
+    sums: Dict[int, tuple] = field(default_factory=dict)  # per worker: per-channel (Σx, Σx²), or in backward (Σdy, Σdy·x)
+    scale: Optional[np.ndarray] = None  # y = x·scale + shift, per channel
+    shift: Optional[np.ndarray] = None
+    mean: Optional[np.ndarray] = None  # float64, per channel
+    var: Optional[np.ndarray] = None
+    correction: Optional[tuple] = None  # (A, B): x's gradient is dy·scale + A + B·x
 
 
 @dataclass
@@ -151,6 +156,8 @@ class DataParallel:
         registered = {hash(v) for v in parameters.values()}
         self.parameters = {hash(v): v for f in functions for v in f.inputs if hash(v) in registered}
         self.per_sample = [_per_sample(f, self.batch, self.parameters) for f in functions]
+        # Batch Normalization on batch statistics runs in the workers' graphs (on exchanged statistics) and starts a stage.
+        exchanged = [self.workers > 1 and not par and self._exchangeable(f) for par, f in zip(self.per_sample, functions)]
         produced = {}
         for i, f in enumerate(functions):
             for v in f.outputs:
@@ -179,12 +186,16 @@ class DataParallel:
                         self._read_later.add(key)
         sizes = [self.batch // self.workers + (1 if k < self.batch % self.workers else 0) for k in range(self.workers)]
         starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(int)
+        self.syncs: list = []
+        self._exchanged: Dict[int, _StatSync] = {}  # function index -> its sync
+        for i, f in enumerate(functions):
+            if exchanged[i]:
+                self.syncs.append(self._build_stat_sync(f))
+                self._exchanged[i] = self.syncs[-1]
+            elif not self.per_sample[i]:
+                self.syncs.append(_Sync(f, [hash(v) if self._sliced(v) else None for v in f.inputs], [hash(v) for v in f.outputs]))
         self.replicas = [self._build_replica(k, int(n), int(s), functions, stage_of, crossing)
                          for k, (n, s) in enumerate(zip(sizes, starts))]
-        self.syncs: List[_Sync] = []
-        for i, f in enumerate(functions):
-            if not self.per_sample[i]:
-                self.syncs.append(self._build_sync(f))
         self.pool = ThreadPoolExecutor(self.workers - 1) if self.workers > 1 else None
 
     def close(self) -> None:
@@ -194,12 +205,13 @@ class DataParallel:
             self.pool = None
 
     def describe_sync_points(self) -> str:
-        """What runs on the whole batch, e.g. ``9 BatchNormalization (batch statistics, split by channel), 2 Dropout``."""
+        """Where the workers meet, e.g. ``9 BatchNormalization (batch statistics exchanged), 2 Dropout``; all but the
+        exchanged statistics run on the whole batch."""
         counts: Dict[str, int] = {}
         for sync in self.syncs:
             kind = sync.function.info.type_name
-            if isinstance(sync, _ChannelSync):
-                kind += " (batch statistics, split by channel)"
+            if isinstance(sync, _StatSync):
+                kind += " (batch statistics exchanged)"
             counts[kind] = counts.get(kind, 0) + 1
         return ", ".join(f"{n} {kind}" for kind, n in counts.items()) or "nothing"
 
@@ -250,30 +262,21 @@ class DataParallel:
         self._stage_outputs = {key for st in stages for key, _ in st.outputs}
         return r
 
-    def _build_sync(self, f):
-        if f.info.type_name == "BatchNormalization" and list(f.info.args["axes"]) == [1] and self.workers > 1 \
-                and all(hash(v) in self.parameters for v in f.inputs[1:]) and self._sliced(f.inputs[0]) \
-                and f.inputs[0].shape[1] >= self.workers:
-            return self._build_channel_sync(f)
-        return _Sync(f, [hash(v) if self._sliced(v) else None for v in f.inputs], [hash(v) for v in f.outputs])
+    def _exchangeable(self, f) -> bool:
+        """A Batch Normalization on batch statistics over the channel axis, with beta, gamma, mean and variance as
+        parameters and only its output: the workers can exchange its statistics (else it runs on the whole batch)."""
+        return (f.info.type_name == "BatchNormalization" and f.info.args.get("batch_stat", True)
+                and list(f.info.args["axes"]) == [1] and not f.info.args.get("no_scale") and not f.info.args.get("no_bias")
+                and len(f.inputs) == 5 and len(f.outputs) == 1 and self._sliced(f.inputs[0])
+                and all(hash(v) in self.parameters for v in f.inputs[1:]))
+
+    def _build_stat_sync(self, f) -> _StatSync:
+        x = f.inputs[0]
+        return _StatSync(f, hash(x), hash(f.outputs[0]), x.size // x.shape[1])
 
     def _sliced(self, v: nn.Variable) -> bool:
         """A batch-sized variable that is not a parameter: each worker holds its slice."""
         return hash(v) not in self.parameters and bool(v.shape) and v.shape[0] == self.batch
-
-    def _build_channel_sync(self, f) -> "_ChannelSync":
-        """Batch Normalization on batch statistics, split by channel (each channel's statistics are independent), so
-        that every worker normalises the whole batch for its share of the channels."""
-        x = f.inputs[0]
-        channels = x.shape[1]
-        bounds = [channels * c // self.workers for c in range(self.workers + 1)]
-        groups = []
-        for lo, hi in zip(bounds[:-1], bounds[1:]):
-            leaf = nn.Variable((x.shape[0], hi - lo, *x.shape[2:]), need_grad=x.need_grad)
-            params = [(hash(p), nn.Variable((p.shape[0], hi - lo, *p.shape[2:]), need_grad=p.need_grad)) for p in f.inputs[1:]]
-            y = _replay(f, [leaf] + [v for _, v in params])[0]
-            groups.append(_ChannelGroup(slice(lo, hi), leaf, params, y))
-        return _ChannelSync(f, hash(x), hash(f.outputs[0]), groups)
 
     # ---------------------------------------------------------------------------------------------------- running
 
@@ -339,79 +342,114 @@ class DataParallel:
                         total += r.params[key].g
         return float(np.mean(loss))
 
+    def _stat_syncs(self, s: int) -> tuple:
+        """The exchanged-statistics sync points before and after stage ``s`` (None where there is none)."""
+        before = self.syncs[s - 1] if s > 0 else None
+        after = self.syncs[s] if s < len(self.syncs) else None
+        return (before if isinstance(before, _StatSync) else None, after if isinstance(after, _StatSync) else None)
+
     def _stage_forward(self, r: _Replica, s: int) -> None:
+        before, after = self._stat_syncs(s)
+        if before is not None:
+            self._stat_normalise(r, before)
         st = r.stages[s]
-        if st.sink is None:
-            return
-        st.sink.forward(clear_no_need_grad=True)
-        for key, out in st.outputs:
-            if key in self._read_later:  # sync points read the stage's own variable
-                r.boundaries[key].d = out.d
+        if st.sink is not None:
+            st.sink.forward(clear_no_need_grad=True)
+            for key, out in st.outputs:
+                if key in self._read_later:  # sync points read the stage's own variable
+                    r.boundaries[key].d = out.d
+        if after is not None:
+            self._stat_sums(r, after)
 
     def _stage_backward(self, r: _Replica, s: int, seed: float) -> None:
+        before, after = self._stat_syncs(s)
+        if after is not None:
+            self._stat_grad(r, after)
         st = r.stages[s]
-        if st.sink is None:
+        if st.sink is not None:
+            for key, out in st.outputs:
+                if key == hash(self.loss):
+                    out.g = np.full(out.shape, seed, np.float32)
+                elif key in r.boundaries:
+                    out.g = r.boundaries[key].g
+                else:
+                    out.grad.zero()
+            st.sink.backward(clear_buffer=True)
+        if before is not None:
+            self._stat_grad_sums(r, before)
+
+    @staticmethod
+    def _channels(values: np.ndarray) -> np.ndarray:
+        return values.reshape(values.shape[0], values.shape[1], -1)
+
+    def _stat_sums(self, r: _Replica, sync: _StatSync) -> None:
+        """Forward, in the worker: Σx and Σx² per channel over its slice."""
+        x = self._channels(r.holders[sync.x].d)
+        sync.sums[r.start] = (x.sum(axis=(0, 2), dtype=np.float64), np.einsum("ncl,ncl->c", x, x, dtype=np.float64))
+
+    def _stat_forward(self, sync: _StatSync) -> None:
+        """The global mean and variance, the running statistics updated once (as one graph updates them) and the
+        per-channel scale and shift every worker applies."""
+        f = sync.function
+        beta, gamma, running_mean, running_var = f.inputs[1:]
+        n = sync.count
+        sync.mean = sum(a for a, _ in sync.sums.values()) / n
+        sync.var = np.maximum(sum(b for _, b in sync.sums.values()) / n - sync.mean ** 2, 0)
+        shape = running_mean.shape
+        decay = np.float32(f.info.args["decay_rate"])
+        running_mean.d = decay * running_mean.d + (1 - decay) * sync.mean.astype(np.float32).reshape(shape)
+        unbiased = sync.var * (n / (n - 1) if n > 1 else 1.0)
+        running_var.d = decay * running_var.d + (1 - decay) * unbiased.astype(np.float32).reshape(shape)
+        rstd = 1 / np.sqrt(sync.var + f.info.args["eps"])
+        scale = gamma.d.reshape(-1).astype(np.float64) * rstd
+        sync.scale = scale.astype(np.float32).reshape(shape)
+        sync.shift = (beta.d.reshape(-1) - sync.mean * scale).astype(np.float32).reshape(shape)
+
+    def _stat_normalise(self, r: _Replica, sync: _StatSync) -> None:
+        """Forward, in the worker: y = x·scale + shift on its slice."""
+        y = r.boundaries[sync.y].d
+        np.multiply(r.holders[sync.x].d, sync.scale, out=y)
+        y += sync.shift
+
+    def _stat_grad_sums(self, r: _Replica, sync: _StatSync) -> None:
+        """Backward, in the worker: Σdy and Σdy·x per channel over its slice."""
+        dy = self._channels(r.boundaries[sync.y].g)
+        x = self._channels(r.holders[sync.x].d)
+        sync.sums[r.start] = (dy.sum(axis=(0, 2), dtype=np.float64), np.einsum("ncl,ncl->c", dy, x, dtype=np.float64))
+
+    def _stat_backward(self, sync: _StatSync) -> None:
+        """beta's and gamma's gradients, and the per-channel terms of x's gradient through the batch mean and variance
+        (NNabla's batch-statistics backward, written as A + B·x)."""
+        f = sync.function
+        x, beta, gamma = f.inputs[:3]
+        n, eps = sync.count, f.info.args["eps"]
+        db = sum(a for a, _ in sync.sums.values())
+        centred = sum(b for _, b in sync.sums.values()) - sync.mean * db  # Σdy·(x − mean)
+        rstd = 1 / np.sqrt(sync.var + eps)
+        if beta.need_grad:
+            beta.g += db.astype(np.float32).reshape(beta.shape)
+        if gamma.need_grad:
+            gamma.g += (centred * rstd).astype(np.float32).reshape(gamma.shape)
+        g = gamma.d.reshape(-1).astype(np.float64)
+        dvar = -0.5 * g * centred * rstd ** 3
+        dmean = -g * db * rstd  # the term through the variance's mean is 2·dvar·Σ(x − mean)/n, zero up to rounding
+        b = 2 * dvar / n
+        shape = f.inputs[3].shape
+        sync.correction = ((dmean / n - b * sync.mean).astype(np.float32).reshape(shape), b.astype(np.float32).reshape(shape))
+
+    def _stat_grad(self, r: _Replica, sync: _StatSync) -> None:
+        """Backward, in the worker: x's gradient dy·scale + A + B·x added to its slice."""
+        if sync.x not in r.boundaries or not sync.function.inputs[0].need_grad:
             return
-        for key, out in st.outputs:
-            if key == hash(self.loss):
-                out.g = np.full(out.shape, seed, np.float32)
-            elif key in r.boundaries:
-                out.g = r.boundaries[key].g
-            else:
-                out.grad.zero()
-        st.sink.backward(clear_buffer=True)
-
-    def _channel_forward(self, sync: _ChannelSync) -> None:
-        xs = [self.replicas[k].holders[sync.x].d for k in range(self.workers)]  # numpy views, taken in this thread
-        ys = [r.boundaries[sync.y].d for r in self.replicas]
-        params = {key: p.d for key, p in self.parameters.items()}
-
-        def run(group: _ChannelGroup) -> None:
-            c = group.channels
-            x = group.x.d
-            for r, values in zip(self.replicas, xs):
-                x[self._slice(r)] = values[:, c]
-            for key, leaf in group.params:
-                leaf.d = params[key][:, c]
-            group.y.forward(clear_no_need_grad=False)
-            y = group.y.d
-            for r, out in zip(self.replicas, ys):
-                out[:, c] = y[self._slice(r)]
-            for key, leaf in group.params:
-                params[key][:, c] = leaf.d  # the running mean and variance, updated from the global batch
-
-        self._each(run, sync.groups)
-
-    def _channel_backward(self, sync: _ChannelSync) -> None:
-        gys = [r.boundaries[sync.y].g for r in self.replicas]
-        gxs = [r.boundaries[sync.x].g if sync.x in r.boundaries else None for r in self.replicas]
-        grads = {key: p.g for key, p in self.parameters.items() if p.need_grad}
-
-        def run(group: _ChannelGroup) -> None:
-            c = group.channels
-            gy = group.y.g
-            for r, values in zip(self.replicas, gys):
-                gy[self._slice(r)] = values[:, c]
-            if group.x.need_grad:
-                group.x.grad.zero()
-            for key, leaf in group.params:
-                if leaf.need_grad:
-                    leaf.grad.zero()
-            group.y.backward(grad=None, clear_buffer=False)
-            if group.x.need_grad:
-                gx = group.x.g
-                for r, out in zip(self.replicas, gxs):
-                    if out is not None:
-                        out[:, c] += gx[self._slice(r)]
-            for key, leaf in group.params:
-                if leaf.need_grad:
-                    grads[key][:, c] += leaf.g
-
-        self._each(run, sync.groups)
+        a, b = sync.correction
+        g = r.boundaries[sync.x].g
+        g += r.boundaries[sync.y].g * sync.scale
+        g += r.holders[sync.x].d * b
+        g += a
 
     def _sync_forward(self, sync) -> None:
-        if isinstance(sync, _ChannelSync):
-            return self._channel_forward(sync)
+        if isinstance(sync, _StatSync):
+            return self._stat_forward(sync)
         f = sync.function
         for key, v in zip(sync.inputs, f.inputs):
             if key is not None:
@@ -424,8 +462,8 @@ class DataParallel:
                     r.boundaries[key].d = values[self._slice(r)]
 
     def _sync_backward(self, sync) -> None:
-        if isinstance(sync, _ChannelSync):
-            return self._channel_backward(sync)
+        if isinstance(sync, _StatSync):
+            return self._stat_backward(sync)
         f = sync.function
         for key, v in zip(sync.outputs, f.outputs):
             if key in self.replicas[0].boundaries:

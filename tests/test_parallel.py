@@ -18,11 +18,12 @@ from nnc_tools.train import TrainOptions, resolve_workers, train
 from .test_train import frozen_tiny_project, params_of, tiny_project
 
 
-def _one_graph_then_parallel(loss: nn.Variable, batch: int, workers: int):
-    """Gradients, parameters after the forward (running statistics) and loss: one graph, then ``workers`` threads."""
+def _one_graph_then_parallel(loss: nn.Variable, batch: int, workers: int, frozen=("/mean", "/var")):
+    """Gradients, parameters after the forward (running statistics) and loss: one graph, then ``workers`` threads.
+    Parameters whose names end with one of ``frozen`` get no gradient."""
     params = nn.get_parameters(grad_only=False)
     for name, p in params.items():
-        p.need_grad = not name.endswith(("/mean", "/var"))
+        p.need_grad = not name.endswith(frozen)
     start = {k: p.d.copy() for k, p in params.items()}
     results = []
     for run in ("one graph", "parallel"):
@@ -78,9 +79,29 @@ def test_functions_that_mix_the_batch_run_on_the_whole_batch():
     loss = F.mean(F.squared_error(mixed, t))  # a scalar loss
     x.d, t.d = rng.randn(*x.shape), rng.rand(*t.shape)
     dp = DataParallel([loss], nn.get_parameters(grad_only=False), 2, batch)
-    assert dp.describe_sync_points() == "1 BatchNormalization (batch statistics, split by channel), 1 Softmax, 1 Mean"
+    assert dp.describe_sync_points() == "1 BatchNormalization (batch statistics exchanged), 1 Softmax, 1 Mean"
     one, parallel = _one_graph_then_parallel(loss, batch, 2)
     _assert_same(one, parallel)
+
+
+@pytest.mark.parametrize("frozen", [("/mean", "/var"), ("/mean", "/var", "/beta", "/gamma")])
+def test_exchanged_batch_statistics_with_frozen_scale_and_a_second_reader(frozen):
+    """BN on batch statistics whose beta and gamma get no gradient (x's gradient still needs their sums), and whose
+    input is also read past the BN (its gradient adds both paths)."""
+    nn.clear_parameters()
+    batch = 7
+    rng = np.random.RandomState(4)
+    x, t = nn.Variable((batch, 2, 6, 6)), nn.Variable((batch, 1))
+    h = PF.convolution(x, 4, (3, 3), pad=(1, 1), name="c")
+    h = F.relu(PF.batch_normalization(h, name="bn")) * 0.5 + h  # h read by the BN and by the sum
+    h = PF.batch_normalization(PF.convolution(h, 3, (3, 3), name="c2"), name="bn2")
+    loss = F.softmax_cross_entropy(PF.affine(h, 3, name="fc"), t)
+    x.d, t.d = rng.randn(*x.shape) * 3 + 1, rng.randint(0, 3, t.shape)
+    dp = DataParallel([loss], nn.get_parameters(grad_only=False), 3, batch)
+    assert dp.describe_sync_points() == "2 BatchNormalization (batch statistics exchanged)"
+    one, parallel = _one_graph_then_parallel(loss, batch, 3, frozen)
+    _assert_same(one, parallel)
+    assert any(k.endswith("/beta") for k in one[0]) == ("/beta" not in frozen)
 
 
 def test_one_training_step_equals_one_worker(tmp_path):
