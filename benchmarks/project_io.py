@@ -1,5 +1,6 @@
 """Project I/O on a large generated .nnp: `nnc-tl apply-freeze` (a network-only edit) as a user runs it, beside `cp` of
-the same file, time and peak RSS, each the median of 3 alternating runs; and a full parameter decode.
+the same file, time and peak RSS, each the median of 5 alternating runs (each after a ``sync``); and a full parameter
+decode.
 
 Size with NNC_TL_BENCH_MB (default 512). Every measurement is its own process (its own peak RSS from wait4).
 """
@@ -20,6 +21,7 @@ from nnc_tools.schema import nnabla_pb2
 
 from .measure import measured
 
+RUNS = 5
 DECODE = """
 import sys
 from nnc_tools.nnp import load_project
@@ -57,12 +59,14 @@ def run(work: Path) -> dict:
     overlay = work / "freeze-affine.yaml"
     overlay.write_text("freeze: [Affine]\n")
     copied, edited = work / "copied.nnp", work / "edited.nnp"
+    script = Path(sys.executable).with_name("nnc-tl")  # the command as a user runs it
+    nnc_tl = [str(script)] if script.exists() else [sys.executable, "-m", "nnc_tools.cli"]
     cp, freeze = [], []
-    for _ in range(3):
+    for _ in range(RUNS):
         for target, sample, command in ((copied, cp, ["cp", big, copied]),
-                                        (edited, freeze, [sys.executable, "-m", "nnc_tools.cli", "apply-freeze", big,
-                                                          "-c", overlay, "-o", edited])):
+                                        (edited, freeze, nnc_tl + ["apply-freeze", big, "-c", overlay, "-o", edited])):
             target.unlink(missing_ok=True)
+            os.sync()  # the previous run's 500 MB still being written back would slow whichever runs next
             _, wall, peak = measured(command)
             sample.append((wall, peak))
     _, decode_s, decode_rss = measured([sys.executable, "-c", DECODE, big])

@@ -142,14 +142,20 @@ def test_network_edit_never_decodes_parameters(tmp_path, monkeypatch):
         assert a.read("network.nntxt") != b.read("network.nntxt")
 
 
-def _stored_bytes(path, name):
-    """A member's bytes as they lie in the file (compressed, if it is)."""
+def _data_offset(path, name):
     with zipfile.ZipFile(path) as zf, open(path, "rb") as f:
         info = zf.getinfo(name)
         f.seek(info.header_offset + 26)
         skip = int.from_bytes(f.read(2), "little") + int.from_bytes(f.read(2), "little")
-        f.seek(info.header_offset + 30 + skip)
-        return f.read(info.compress_size)
+        return info.header_offset + 30 + skip, info.compress_size
+
+
+def _stored_bytes(path, name):
+    """A member's bytes as they lie in the file (compressed, if it is)."""
+    at, size = _data_offset(path, name)
+    with open(path, "rb") as f:
+        f.seek(at)
+        return f.read(size)
 
 
 def test_members_are_copied_as_stored_never_inflated(tmp_path, monkeypatch):
@@ -177,6 +183,10 @@ def test_members_are_copied_as_stored_never_inflated(tmp_path, monkeypatch):
         assert zf.testzip() is None  # CRCs and sizes in the new headers are right
         assert zf.read("blob.optimizer") == blob and zf.read("streamed.bin") == b"abc" * 1000
         assert zf.getinfo("blob.optimizer").compress_type == zipfile.ZIP_DEFLATED
+    # a large member's data keeps its place within a page (whole-page kernel copies); small ones are not padded
+    assert _data_offset(tmp_path / "out.nnp", "blob.optimizer")[0] % 4096 == _data_offset(big, "blob.optimizer")[0] % 4096
+    assert _data_offset(tmp_path / "out.nnp", "blob.optimizer")[0] != _data_offset(big, "blob.optimizer")[0]
+    assert (tmp_path / "out.nnp").stat().st_size < big.stat().st_size + 2 * 4096 + 100
 
 
 def test_a_member_without_its_local_header_is_one_line_and_no_output(cli, tmp_path):
