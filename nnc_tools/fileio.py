@@ -11,7 +11,7 @@ from typing import Iterator, List, Sequence, Union
 PathLike = Union[str, os.PathLike]
 
 
-def _temp_beside(target: Path) -> Path:
+def temp_beside(target: Path) -> Path:
     """A fresh, unused name beside ``target`` (reserved by mkstemp, then released): writers create the file anew. Handing
     them an existing empty file instead makes their "w" a truncation, and ext4 then writes the whole file to disk on
     close (its replace-via-truncate safeguard): 0.3 s more for a 500 MB project."""
@@ -23,13 +23,14 @@ def _temp_beside(target: Path) -> Path:
 
 
 @contextlib.contextmanager
-def atomic_outputs(targets: Sequence[PathLike]) -> Iterator[List[Path]]:
-    """Yield temporary paths beside each target; rename them all into place when the block succeeds, else delete them."""
+def atomic_outputs(targets: Sequence[PathLike], made: Sequence[Path] = ()) -> Iterator[List[Path]]:
+    """Yield temporary paths beside each target; rename them all into place when the block succeeds, else delete them.
+    ``made``: temporary paths (from ``temp_beside``) already started for the first targets."""
     finals = [Path(t) for t in targets]
-    temps: List[Path] = []
+    temps: List[Path] = list(made)
     try:
-        for final in finals:
-            temps.append(_temp_beside(final))
+        for final in finals[len(temps):]:
+            temps.append(temp_beside(final))
         yield temps
         for temp, final in zip(temps, finals):
             temp.touch()  # a block that wrote nothing still leaves an (empty) output, as before

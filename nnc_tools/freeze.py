@@ -6,6 +6,7 @@ An overlay names layers as NNC does (``Convolution_3``; ``Unit/Affine`` inside a
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import fnmatch
 import math
@@ -13,11 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-import yaml
-
 from .errors import NncToolsError, reject_unknown_keys
 from .fileio import PathLike, atomic_output, same_file
-from .nnp import PROJECT_EXTS, load_project, save_project
+from .nnp_zip import PROJECT_EXTS, CopyAhead
 from .sdcproj import load_sdcproj
 
 RULE_KEYS = {"match", "up_to", "params", "multiplier"}
@@ -166,6 +165,8 @@ def load_overlay(path: PathLike) -> Overlay:
         raise NncToolsError(path, "no such overlay file") from None
     except (OSError, UnicodeDecodeError) as e:
         raise NncToolsError(path, f"cannot read: {e}") from None
+    import yaml  # here, not at start-up: apply-freeze imports it while a large project is being copied
+
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:
@@ -390,34 +391,39 @@ def apply_freeze(
     """
     project = Path(project)
     overlay_path = Path(overlay) if overlay is not None else find_overlay(project)
-    rules = load_overlay(overlay_path)
     ext = project.suffix.lower()
     target = Path(output) if output is not None else project
     if target.suffix.lower() != ext:
         raise NncToolsError(target, f"output must have the input's extension '{ext}' (use nnc-tl convert to change format)")
     in_place = output is None or (target.exists() and same_file(target, project))
-    if ext == ".sdcproj":
-        sdc = load_sdcproj(project)
-        changes = apply_to_sdcproj(sdc, rules)
-        write = None if dry_run or (in_place and not any(c.changed for c in changes)) else lambda: _write_bytes(target, sdc.to_bytes())
-    elif ext in PROJECT_EXTS:
-        loaded = load_project(project)
-        changes = apply_to_proto(loaded.proto, rules, project)
-        write = None if dry_run or (in_place and not any(c.changed for c in changes)) else lambda: save_project(
-            loaded, target, replace_input=in_place
-        )
-    else:
-        raise NncToolsError(project, f"unknown project file extension '{project.suffix}' (expected {', '.join(PROJECT_EXTS)}, .sdcproj)")
-    odd = fractional(changes)
-    warnings = []
-    if odd:
-        examples = ", ".join(f"{c.target} x{c.new:g}" for c in odd[:3]) + (", ..." if len(odd) > 3 else "")
-        warnings.append(
-            f"{len(odd)} multipliers other than 0 or 1 ({examples}): NNC and nnabla_cli train every non-zero multiplier "
-            "at the full rate; nnc-tl train applies them exactly"
-        )
-    if write is not None:
-        write()
+    # An .nnp keeps every member but its network as stored: the copy (a kernel copy as long as cp's) starts now and
+    # runs while the overlay and the network are read and edited.
+    with CopyAhead(project, target) if ext == ".nnp" and not dry_run else contextlib.nullcontext() as ahead:
+        rules = load_overlay(overlay_path)
+        if ext == ".sdcproj":
+            sdc = load_sdcproj(project)
+            changes = apply_to_sdcproj(sdc, rules)
+            write = None if dry_run or (in_place and not any(c.changed for c in changes)) else lambda: _write_bytes(target, sdc.to_bytes())
+        elif ext in PROJECT_EXTS:
+            from .nnp import load_project, save_project  # protobuf, also while the copy runs
+
+            loaded = load_project(project)
+            changes = apply_to_proto(loaded.proto, rules, project)
+            write = None if dry_run or (in_place and not any(c.changed for c in changes)) else lambda: save_project(
+                loaded, target, replace_input=in_place, ahead=ahead
+            )
+        else:
+            raise NncToolsError(project, f"unknown project file extension '{project.suffix}' (expected {', '.join(PROJECT_EXTS)}, .sdcproj)")
+        odd = fractional(changes)
+        warnings = []
+        if odd:
+            examples = ", ".join(f"{c.target} x{c.new:g}" for c in odd[:3]) + (", ..." if len(odd) > 3 else "")
+            warnings.append(
+                f"{len(odd)} multipliers other than 0 or 1 ({examples}): NNC and nnabla_cli train every non-zero multiplier "
+                "at the full rate; nnc-tl train applies them exactly"
+            )
+        if write is not None:
+            write()
     return FreezeResult(project, overlay_path, target if write is not None else None, changes, warnings)
 
 

@@ -13,7 +13,7 @@ import re
 import zipfile
 from collections import OrderedDict
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Dict, Iterable, List, Optional, Sequence, Union
 
 from google.protobuf import text_format
@@ -21,26 +21,12 @@ from google.protobuf.message import DecodeError
 
 from .errors import NncToolsError
 from .fileio import PathLike, atomic_outputs, same_file
+from .nnp_zip import (MAX_MEMBER_BYTES, MAX_TEXT_BYTES, NNP_VERSION, PARAMETER_EXTS, PROJECT_EXTS, TEXT_EXTS, CopyAhead,
+                      copy_member, member_role, new_info, open_nnp)
 from .schema import nnabla_pb2
 
 if TYPE_CHECKING:  # numpy is imported where parameters are decoded, not at start-up
     import numpy as np
-
-TEXT_EXTS = (".nntxt", ".prototxt")
-PROJECT_EXTS = (".nnp",) + TEXT_EXTS + (".protobuf",)
-PARAMETER_EXTS = (".h5", ".protobuf")
-NNP_VERSION = "0.1\n"
-
-# Zip safety bounds. A member is refused when it declares more than MAX_MEMBER_BYTES, or when it is larger than
-# RATIO_CHECK_BYTES and inflates more than MAX_RATIO times its stored size (zip bombs); text is read whole, so smaller.
-MAX_MEMBER_BYTES = 32 << 30
-MAX_TEXT_BYTES = 1 << 30
-RATIO_CHECK_BYTES = 16 << 20
-MAX_RATIO = 200
-_COPY_CHUNK = 1 << 20
-_PAGE = 4096
-_ALIGN_FROM = 1 << 20  # members this large are page-aligned as in the source (see _alignment_record)
-_FIXED_DATE = (1980, 1, 1, 0, 0, 0)
 
 Parameters = "OrderedDict[str, Parameter]"
 
@@ -214,49 +200,6 @@ def decode_parameters(raw: bytes, ext: str, where: str) -> Parameters:
 # -------------------------------------------------------------------------------------------------------------- .nnp
 
 
-def open_nnp(path: PathLike) -> zipfile.ZipFile:
-    """Open an ``.nnp`` and refuse unsafe archives (path traversal, zip bombs, damaged zips) before reading anything."""
-    path = Path(path)
-    try:
-        zf = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, EOFError, ValueError) as e:
-        raise NncToolsError(path, f"not a readable .nnp (zip) archive: {e}") from None
-    except OSError as e:
-        raise NncToolsError(path, f"cannot read: {e.strerror or e}") from None
-    try:
-        for info in zf.infolist():
-            _check_member(path, info)
-    except NncToolsError:
-        zf.close()
-        raise
-    return zf
-
-
-def _check_member(path: Path, info: zipfile.ZipInfo) -> None:
-    name = info.filename
-    parts = PurePosixPath(name.replace("\\", "/")).parts
-    if name.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", name) or ".." in parts:
-        raise NncToolsError(path, f"unsafe member name '{name}' (absolute or containing '..')")
-    if info.file_size > MAX_MEMBER_BYTES or (
-        info.file_size > RATIO_CHECK_BYTES and info.file_size > MAX_RATIO * max(info.compress_size, 1)
-    ):
-        raise NncToolsError(
-            path, f"member '{name}' inflates to {info.file_size} bytes from {info.compress_size} (zip bomb?); refused"
-        )
-
-
-def _member_role(name: str) -> str:
-    lower = name.lower()
-    ext = os.path.splitext(lower)[1]
-    if ext in TEXT_EXTS:
-        return "network"
-    if ext == ".h5" or (ext == ".protobuf" and PurePosixPath(lower).name.startswith("parameter")):
-        return "parameters"
-    if ext == ".protobuf":
-        return "network"
-    return "carry"
-
-
 def _read_member(zf: zipfile.ZipFile, path: Path, info: zipfile.ZipInfo, limit: int) -> bytes:
     if info.file_size > limit:
         raise NncToolsError(path, f"member '{info.filename}' is {info.file_size} bytes, over the {limit}-byte bound")
@@ -283,7 +226,7 @@ def _load_nnp(path: Path) -> Project:
             if info.is_dir():
                 members.append(NnpMember(info.filename, "carry"))
                 continue
-            role = _member_role(info.filename)
+            role = member_role(info.filename)
             members.append(NnpMember(info.filename, role))
             if role == "network":
                 raw = _read_member(zf, path, info, MAX_TEXT_BYTES)
@@ -381,6 +324,7 @@ def save_project(
     parameter_format: Optional[str] = None,
     inputs: Iterable[PathLike] = (),
     replace_input: bool = False,
+    ahead: Optional[CopyAhead] = None,
 ) -> List[Path]:
     """Write ``project`` to ``path`` (format from its extension) atomically; return the files written.
 
@@ -389,7 +333,8 @@ def save_project(
     the text, with parameters in a ``<stem>.h5`` (or ``.protobuf``) beside it, or inline when ``parameter_format`` is
     ``"inline"``. ``.protobuf``: one binary message including the parameters. Refuses to write over any of ``inputs``
     or over the project's own file unless ``replace_input``; a text project replaced in place keeps its parameters
-    where they were (inline stays inline, a parameter file beside it is left alone).
+    where they were (inline stays inline, a parameter file beside it is left alone). ``ahead``: the unchanged members,
+    already being copied into a file beside ``path`` (``nnp_zip.CopyAhead``; used when they are the ones to copy).
     """
     path = Path(path)
     ext = path.suffix.lower()
@@ -417,9 +362,12 @@ def save_project(
             if target.exists() and same_file(target, source):
                 raise NncToolsError(target, "is an input of this command; refusing to overwrite it (choose another output)")
 
-    with atomic_outputs(targets) as temps:
+    if ahead is not None and ext != ".nnp":
+        ahead.discard()
+        ahead = None
+    with atomic_outputs(targets, made=[ahead.temp] if ahead is not None and ahead.temp else []) as temps:
         if ext == ".nnp":
-            _write_nnp(project, temps[0], parameter_format)
+            _write_nnp(project, temps[0], parameter_format, ahead)
         elif ext == ".protobuf" or parameter_format == "inline":
             proto = _with_parameters(_copy(project.proto), project.parameters)
             if ext == ".protobuf":
@@ -439,141 +387,64 @@ def _copy(proto: nnabla_pb2.NNablaProtoBuf) -> nnabla_pb2.NNablaProtoBuf:
     return out
 
 
-def _new_info(name: str, compress_type: int, like: Optional[zipfile.ZipInfo] = None) -> zipfile.ZipInfo:
-    info = zipfile.ZipInfo(name, date_time=like.date_time if like else _FIXED_DATE)
-    info.compress_type = compress_type
-    if like is not None:
-        info.external_attr = like.external_attr
-        info.comment = like.comment
-        info.create_system = like.create_system
-    else:
-        info.external_attr = 0o644 << 16
-    return info
-
-
-def copy_member(src: zipfile.ZipFile, info: zipfile.ZipInfo, dst: zipfile.ZipFile) -> None:
-    """Copy one member as ``cp`` would: its stored (compressed) bytes unchanged, with the source's CRC, sizes and method,
-    streamed in chunks, never inflated or deflated again (what makes an edit of a 500 MB .nnp cost about a ``cp``).
-
-    ``zipfile`` has no public call for this; it is its own ``_lock``/``fp``/``filelist``/``NameToInfo``/``start_dir``
-    bookkeeping, done as ``ZipFile.write`` does it."""
-    where = Path(src.filename)
-    if info.flag_bits & 0x1:
-        raise NncToolsError(where, f"member '{info.filename}' is encrypted; .nnp members never are")
-    out = _new_info(info.filename, info.compress_type, info)
-    out.extra = _without_zip64(info.extra)
-    out.CRC, out.compress_size, out.file_size = info.CRC, info.compress_size, info.file_size
-    out.flag_bits = info.flag_bits & ~0x08  # sizes go in the local header; no data descriptor follows the data
-    out.create_version, out.extract_version = info.create_version, info.extract_version
-    with open(where, "rb") as fin:
-        fin.seek(info.header_offset)
-        local = fin.read(30)
-        if len(local) < 30 or local[:4] != b"PK\x03\x04":
-            raise NncToolsError(where, f"member '{info.filename}' is damaged: bad local header")
-        name_len, extra_len = int.from_bytes(local[26:28], "little"), int.from_bytes(local[28:30], "little")
-        start = info.header_offset + 30 + name_len + extra_len
-        if start + info.compress_size > os.fstat(fin.fileno()).st_size:
-            raise NncToolsError(where, f"member '{info.filename}' is damaged: its data runs past the end of the file")
-        zip64 = info.file_size >= zipfile.ZIP64_LIMIT or info.compress_size >= zipfile.ZIP64_LIMIT
-        with dst._lock:
-            dst.fp.seek(dst.start_dir)
-            out.header_offset = dst.fp.tell()
-            header = out.FileHeader(zip64=zip64)
-            if info.compress_size >= _ALIGN_FROM:
-                extra = out.extra  # the central directory keeps the member's own extra field
-                out.extra += _alignment_record(out.header_offset + len(header), start)
-                header = out.FileHeader(zip64=zip64)
-                out.extra = extra
-            dst.fp.write(header)
-            _copy_range(fin, start, dst.fp, info.compress_size, where, info.filename)
-            dst.filelist.append(out)
-            dst.NameToInfo[out.filename] = out
-            dst.start_dir = dst.fp.tell()
-            dst._didModify = True
-
-
-def _alignment_record(data_at: int, source_at: int) -> bytes:
-    """An extra-field record (zipalign's id 0xD935: the alignment, then zeros) that moves a member's data from
-    ``data_at`` to where it lies in the source modulo a page, so that the kernel copies whole pages (measured on ext4:
-    a 512 MB copy_file_range 0.19 s aligned, 0.22 s three bytes off)."""
-    pad = (source_at - data_at) % _PAGE
-    while 0 < pad < 6:  # a record is at least its 4-byte header and the 2-byte alignment
-        pad += _PAGE
-    return (0xD935).to_bytes(2, "little") + (pad - 4).to_bytes(2, "little") + _PAGE.to_bytes(2, "little") + bytes(pad - 6) if pad else b""
-
-
-def _copy_range(fin, start: int, fout, size: int, where: Path, name: str) -> None:
-    """``size`` bytes of ``fin`` from ``start`` appended to ``fout``: in the kernel (``copy_file_range``, as ``cp`` does)
-    where the platform has it, else in 1 MiB chunks."""
-    fout.flush()
-    dst_fd, at = fout.fileno(), fout.tell()
-    done = 0
-    if hasattr(os, "copy_file_range"):
-        try:
-            while done < size:
-                n = os.copy_file_range(fin.fileno(), dst_fd, size - done, start + done, at + done)
-                if n == 0:
-                    raise NncToolsError(where, f"member '{name}' is damaged: short read")
-                done += n
-        except OSError:
-            pass  # not between these file systems: the portable way from where it stopped
-    fin.seek(start + done)
-    fout.seek(at + done)
-    while done < size:
-        chunk = fin.read(min(size - done, _COPY_CHUNK))
-        if not chunk:
-            raise NncToolsError(where, f"member '{name}' is damaged: short read")
-        fout.write(chunk)
-        done += len(chunk)
-    fout.seek(at + size)
-
-
-def _without_zip64(extra: bytes) -> bytes:
-    """A member's extra field without its ZIP64 record (id 1), which ``FileHeader`` writes anew when needed."""
-    kept, i = b"", 0
-    while i + 4 <= len(extra):
-        kind, size = int.from_bytes(extra[i:i + 2], "little"), int.from_bytes(extra[i + 2:i + 4], "little")
-        if kind != 1:
-            kept += extra[i:i + 4 + size]
-        i += 4 + size
-    return kept
-
-
-def _write_nnp(project: Project, target: Path, parameter_format: Optional[str]) -> None:
+def _write_nnp(project: Project, target: Path, parameter_format: Optional[str], ahead: Optional[CopyAhead]) -> None:
+    """The members copied as stored come first (possibly copied ahead, see ``CopyAhead``), the network text and any
+    re-encoded parameters after them; the central directory lists the members in the source's order."""
     text = network_text(project.proto).encode("utf-8")
     params_fmt = None if parameter_format in (None, "inline") else parameter_format
-    with zipfile.ZipFile(target, "w", allowZip64=True) as zout:
-        if not project.nnp_members:
-            zout.writestr(_new_info("nnp_version.txt", zipfile.ZIP_STORED), NNP_VERSION)
-            zout.writestr(_new_info("network.nntxt", zipfile.ZIP_DEFLATED), text)
+    if not project.nnp_members:
+        if ahead is not None:
+            ahead.discard()
+        with zipfile.ZipFile(target, "w", allowZip64=True) as zout:
+            zout.writestr(new_info("nnp_version.txt", zipfile.ZIP_STORED), NNP_VERSION)
+            zout.writestr(new_info("network.nntxt", zipfile.ZIP_DEFLATED), text)
             if project.parameters:
                 fmt = params_fmt or ".h5"
-                zout.writestr(_new_info(f"parameter{fmt}", zipfile.ZIP_STORED), encode_parameters(project.parameters, fmt))
-            return
-        network_done = params_done = False
-        with open_nnp(project.path) as zin:
+                zout.writestr(new_info(f"parameter{fmt}", zipfile.ZIP_STORED), encode_parameters(project.parameters, fmt))
+        return
+
+    def as_stored(member: NnpMember) -> bool:
+        ext = os.path.splitext(member.name.lower())[1]
+        return member.role == "carry" or (member.role == "parameters" and not project.parameters_decoded
+                                          and params_fmt in (None, ext))
+
+    raw = [m.name for m in project.nnp_members if as_stored(m)]
+    zout = None
+    if ahead is not None and same_file(ahead.source, project.path):
+        zout = ahead.adopt(raw)  # None (and its file gone) when other members are to be copied
+    elif ahead is not None:
+        ahead.discard()
+    with open_nnp(project.path) as zin:
+        if zout is None:
+            zout = zipfile.ZipFile(target, "w", allowZip64=True)
+            for name in raw:
+                copy_member(zin, zin.getinfo(name), zout)
+        with zout:
+            copied = {info.filename: info for info in zout.filelist}
+            order = []
+            network_done = params_done = False
             for member in project.nnp_members:
                 info = zin.getinfo(member.name)
-                if member.role == "network":
-                    if not network_done:
-                        name = member.name if os.path.splitext(member.name.lower())[1] in TEXT_EXTS else "network.nntxt"
-                        zout.writestr(_new_info(name, info.compress_type, info), text)
-                        network_done = True
-                elif member.role == "parameters":
+                if member.name in copied:
+                    order.append(copied[member.name])
+                    params_done = params_done or member.role == "parameters"
+                elif member.role == "network" and not network_done:
+                    name = member.name if os.path.splitext(member.name.lower())[1] in TEXT_EXTS else "network.nntxt"
+                    zout.writestr(new_info(name, info.compress_type, info), text)
+                    order.append(zout.filelist[-1])
+                    network_done = True
+                elif member.role == "parameters" and not params_done and project.parameters:
                     ext = os.path.splitext(member.name.lower())[1]
-                    if not project.parameters_decoded and params_fmt in (None, ext):
-                        copy_member(zin, info, zout)
-                    elif not params_done and project.parameters:
-                        fmt = params_fmt or ext
-                        name = member.name if fmt == ext else f"parameter{fmt}"
-                        zout.writestr(_new_info(name, info.compress_type, info), encode_parameters(project.parameters, fmt))
+                    fmt = params_fmt or ext
+                    name = member.name if fmt == ext else f"parameter{fmt}"
+                    zout.writestr(new_info(name, info.compress_type, info), encode_parameters(project.parameters, fmt))
+                    order.append(zout.filelist[-1])
                     params_done = True
-                else:
-                    copy_member(zin, info, zout)
-        if not params_done and project.parameters:
-            fmt = params_fmt or ".h5"
-            zout.writestr(_new_info(f"parameter{fmt}", zipfile.ZIP_STORED), encode_parameters(project.parameters, fmt))
-
+            if not params_done and project.parameters:
+                fmt = params_fmt or ".h5"
+                zout.writestr(new_info(f"parameter{fmt}", zipfile.ZIP_STORED), encode_parameters(project.parameters, fmt))
+                order.append(zout.filelist[-1])
+            zout.filelist[:] = order
 
 
 def parameters_equal(a: Parameters, b: Parameters) -> bool:

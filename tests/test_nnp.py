@@ -251,3 +251,77 @@ print("ok")
 """
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stderr[-2000:]
+
+
+def _freeze_overlay(tmp_path) -> Path:
+    overlay = tmp_path / "o.yaml"
+    overlay.write_text("freeze: [Affine]\n")
+    return overlay
+
+
+def test_apply_freeze_copies_an_nnp_while_it_reads_the_network(tmp_path, monkeypatch):
+    """The members apply-freeze keeps are copied into the output's temporary file before the network is even read;
+    the output then lists the source's members in the source's order, the kept ones byte for byte, and NNabla loads it."""
+    import time
+
+    from nnc_tools.freeze import apply_freeze
+
+    src = nnabla_saved(tmp_path / "a.nnp")
+    blob = np.random.RandomState(1).bytes(6 << 20)
+    add_members(src, {"blob.bin": blob})
+    real_load = nnp.load_project
+    seen = []
+
+    def load_when_copied(path, *args, **kwargs):
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            seen[:] = [p.stat().st_size for p in tmp_path.glob(".out.nnp.*.tmp")]
+            if seen and seen[0] > len(blob) // 2:  # stored deflated: about the size of random bytes
+                break
+            time.sleep(0.01)
+        return real_load(path, *args, **kwargs)
+
+    monkeypatch.setattr(nnp, "load_project", load_when_copied)
+    result = apply_freeze(src, _freeze_overlay(tmp_path), tmp_path / "out.nnp")
+    monkeypatch.undo()
+    assert seen and seen[0] > len(blob) // 2, "nothing was copied before the network was read"
+    assert result.output == tmp_path / "out.nnp" and any(c.changed for c in result.changes)
+    with zipfile.ZipFile(src) as a, zipfile.ZipFile(tmp_path / "out.nnp") as b:
+        assert a.namelist() == b.namelist() and b.testzip() is None
+        for name in a.namelist():
+            if not name.endswith(".nntxt"):
+                assert _stored_bytes(tmp_path / "out.nnp", name) == _stored_bytes(src, name), name
+    assert nnp.multipliers(load_project(tmp_path / "out.nnp").proto.optimizer[0])["Affine/affine/W"] == 0
+    assert nnabla_load([str(tmp_path / "out.nnp")], prepare_data_iterator=False).networks
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.nnp", "o.yaml", "out.nnp"]
+
+
+@pytest.mark.parametrize("case", ["bad overlay", "nothing to change in place", "dry run"])
+def test_a_copy_ahead_that_is_not_used_leaves_nothing(tmp_path, cli, case):
+    src = nnabla_saved(tmp_path / "a.nnp")
+    add_members(src, {"blob.bin": np.random.RandomState(1).bytes(4 << 20)})
+    overlay = _freeze_overlay(tmp_path)
+    if case == "bad overlay":
+        overlay.write_text("freeze: [NoSuchLayer]\n")
+        result = cli("apply-freeze", src, "-c", overlay, "-o", tmp_path / "out.nnp")
+        assert result.code == 2 and len(result.err.strip().splitlines()) == 1
+    else:
+        assert cli("apply-freeze", src, "-c", overlay).code == 0  # in place: now frozen
+    before = src.read_bytes()
+    if case != "bad overlay":
+        args = ["--dry-run"] if case == "dry run" else []
+        result = cli("apply-freeze", src, "-c", overlay, *args)
+        assert result.code == 0 and "wrote" not in result.out
+    assert src.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.nnp", "o.yaml"]
+
+
+def test_apply_freeze_into_a_new_folder_makes_it_only_on_success(tmp_path, cli):
+    src = nnabla_saved(tmp_path / "a.nnp")
+    overlay = _freeze_overlay(tmp_path)
+    overlay.write_text("freeze: [NoSuchLayer]\n")
+    assert cli("apply-freeze", src, "-c", overlay, "-o", tmp_path / "new" / "out.nnp").code == 2
+    assert not (tmp_path / "new").exists()
+    overlay.write_text("freeze: [Affine]\n")
+    assert cli("apply-freeze", src, "-c", overlay, "-o", tmp_path / "new" / "out.nnp").code == 0
+    assert [p.name for p in (tmp_path / "new").iterdir()] == ["out.nnp"]
