@@ -186,13 +186,6 @@ def _without_zip64(extra: bytes) -> bytes:
     return kept
 
 
-
-
-def copied_members(members: Sequence[tuple]) -> List[str]:
-    """Of (name, role) pairs, the members a network-only edit copies as stored: all but the network definition."""
-    return [name for name, role in members if role != "network"]
-
-
 class CopyAhead:
     """A network-only edit of an ``.nnp`` (what ``apply-freeze`` does), started before the edit: every member but the
     network definition is copied as stored into a new zip beside ``target`` by a thread, so that the kernel's copy of
@@ -211,13 +204,17 @@ class CopyAhead:
         self._zout: Optional[zipfile.ZipFile] = None
         if not Path(target).parent.is_dir():  # made when the output is written, not before the edit is known to work
             return
-        self.temp = temp_beside(Path(target))
         try:
+            self.temp = temp_beside(Path(target))
             zin = open_nnp(self.source)
-        except NncToolsError:
+        except (NncToolsError, OSError):  # the loader or the writer reports it, as without a copy ahead
             return
-        self.names = copied_members([(i.filename, "carry" if i.is_dir() else member_role(i.filename)) for i in zin.infolist()])
-        self._zout = zipfile.ZipFile(self.temp, "w", allowZip64=True)
+        self.names = [i.filename for i in zin.infolist() if i.is_dir() or member_role(i.filename) != "network"]
+        try:
+            self._zout = zipfile.ZipFile(self.temp, "w", allowZip64=True)
+        except OSError:
+            zin.close()
+            return
         self._thread = threading.Thread(target=self._copy, args=(zin,), name="nnp-copy-ahead", daemon=True)
         self._thread.start()
 
