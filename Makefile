@@ -15,6 +15,7 @@ test: venv
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 bench: venv
+	$(PY) -m compileall -q nnc_tools >/dev/null  # start-up is measured: bytecode current, as after the bootstrap
 	$(PY) -m benchmarks
 
 # Regenerate the network zoo's projects (tests fail when networks/ differs from what export writes).
