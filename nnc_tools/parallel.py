@@ -205,13 +205,11 @@ class DataParallel:
             self.pool = None
 
     def describe_sync_points(self) -> str:
-        """Where the workers meet, e.g. ``9 BatchNormalization (batch statistics exchanged), 2 Dropout``; all but the
-        exchanged statistics run on the whole batch."""
+        """Where the workers meet, e.g. ``9 BatchNormalization (batch statistics exchanged), 2 Dropout (whole batch)``."""
         counts: Dict[str, int] = {}
         for sync in self.syncs:
             kind = sync.function.info.type_name
-            if isinstance(sync, _StatSync):
-                kind += " (batch statistics exchanged)"
+            kind += " (batch statistics exchanged)" if isinstance(sync, _StatSync) else " (whole batch)"
             counts[kind] = counts.get(kind, 0) + 1
         return ", ".join(f"{n} {kind}" for kind, n in counts.items()) or "nothing"
 

@@ -79,7 +79,7 @@ def test_functions_that_mix_the_batch_run_on_the_whole_batch():
     loss = F.mean(F.squared_error(mixed, t))  # a scalar loss
     x.d, t.d = rng.randn(*x.shape), rng.rand(*t.shape)
     dp = DataParallel([loss], nn.get_parameters(grad_only=False), 2, batch)
-    assert dp.describe_sync_points() == "1 BatchNormalization (batch statistics exchanged), 1 Softmax, 1 Mean"
+    assert dp.describe_sync_points() == "1 BatchNormalization (batch statistics exchanged), 1 Softmax (whole batch), 1 Mean (whole batch)"
     one, parallel = _one_graph_then_parallel(loss, batch, 2)
     _assert_same(one, parallel)
 
@@ -140,7 +140,7 @@ def test_train_with_two_workers_matches_one(tmp_path, capsys):
     train(project, tmp_path / "one", TrainOptions(progress=False, workers=1, seed=3))
     train(project, tmp_path / "two", TrainOptions(progress=False, workers=2, seed=3))
     err = capsys.readouterr().err
-    assert "data parallel: 2 workers on slices of each batch; run on the whole batch: 1 BatchNormalization" in err
+    assert "data parallel: 2 workers on slices of each batch; they meet at 1 BatchNormalization (batch statistics exchanged)" in err
     one, two = params_of(tmp_path / "one" / "results_current.nnp"), params_of(tmp_path / "two" / "results_current.nnp")
     for name in one:
         np.testing.assert_allclose(two[name].data, one[name].data, rtol=1e-5, atol=1e-6, err_msg=name)
