@@ -194,3 +194,18 @@ def test_a_frozen_prefix_gets_no_backward_with_workers(tmp_path):
                parallel=parallel)
     assert not np.any(params["Convolution/conv/W"].g) and not np.any(params["BatchNormalization/bn/gamma"].g)
     assert np.any(params["Affine/affine/W"].g)
+
+
+def test_exchanged_batch_statistics_after_an_affine_layer():
+    """BN over (batch, features), as NNC puts it after an Affine: statistics over the batch axis alone."""
+    nn.clear_parameters()
+    batch = 7
+    rng = np.random.RandomState(6)
+    x, t = nn.Variable((batch, 5)), nn.Variable((batch, 1))
+    h = F.relu(PF.batch_normalization(PF.affine(x, 6, name="fc1"), name="bn"))
+    loss = F.softmax_cross_entropy(PF.affine(h, 3, name="fc2"), t)
+    x.d, t.d = rng.randn(*x.shape) * 2 - 1, rng.randint(0, 3, t.shape)
+    assert DataParallel([loss], nn.get_parameters(grad_only=False), 3, batch).describe_sync_points() == \
+        "1 BatchNormalization (batch statistics exchanged)"
+    one, parallel = _one_graph_then_parallel(loss, batch, 3)
+    _assert_same(one, parallel)
