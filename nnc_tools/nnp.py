@@ -417,8 +417,12 @@ def _write_nnp(project: Project, target: Path, parameter_format: Optional[str], 
     with open_nnp(project.path) as zin:
         if zout is None:
             zout = zipfile.ZipFile(target, "w", allowZip64=True)
-            for name in raw:
-                copy_member(zin, zin.getinfo(name), zout)
+            try:
+                for name in raw:
+                    copy_member(zin, zin.getinfo(name), zout)
+            except BaseException:
+                zout.close()
+                raise
         with zout:
             copied = {info.filename: info for info in zout.filelist}
             order = []
