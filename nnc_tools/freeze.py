@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import difflib
 import fnmatch
+import functools
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +18,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 from .errors import NncToolsError, reject_unknown_keys
 from .fileio import PathLike, atomic_output, same_file
 from .nnp_zip import PROJECT_EXTS, CopyAhead
-from .sdcproj import load_sdcproj
+from .sdcproj import SdcProject, load_sdcproj
 
 RULE_KEYS = {"match", "up_to", "params", "multiplier"}
 TOP_KEYS = {"optimizers", "rules", "freeze", "lr_multiplier"}
@@ -403,30 +404,29 @@ def apply_freeze(
         if ext == ".sdcproj":
             sdc = load_sdcproj(project)
             changes = apply_to_sdcproj(sdc, rules)
-            write = None if dry_run or (in_place and not any(c.changed for c in changes)) else lambda: _write_bytes(target, sdc.to_bytes())
+            save = functools.partial(_write_sdcproj, target, sdc)
         elif ext in PROJECT_EXTS:
             from .nnp import load_project, save_project  # protobuf, also while the copy runs
 
             loaded = load_project(project)
             changes = apply_to_proto(loaded.proto, rules, project)
-            write = None if dry_run or (in_place and not any(c.changed for c in changes)) else lambda: save_project(
-                loaded, target, replace_input=in_place, ahead=ahead
-            )
+            save = functools.partial(save_project, loaded, target, replace_input=in_place, ahead=ahead)
         else:
             raise NncToolsError(project, f"unknown project file extension '{project.suffix}' (expected {', '.join(PROJECT_EXTS)}, .sdcproj)")
-        odd = fractional(changes)
-        warnings = []
-        if odd:
-            examples = ", ".join(f"{c.target} x{c.new:g}" for c in odd[:3]) + (", ..." if len(odd) > 3 else "")
-            warnings.append(
-                f"{len(odd)} multipliers other than 0 or 1 ({examples}): NNC and nnabla_cli train every non-zero multiplier "
-                "at the full rate; nnc-tl train applies them exactly"
-            )
-        if write is not None:
-            write()
-    return FreezeResult(project, overlay_path, target if write is not None else None, changes, warnings)
+        write = not dry_run and not (in_place and not any(c.changed for c in changes))
+        if write:
+            save()
+    warnings = []
+    odd = fractional(changes)
+    if odd:
+        examples = ", ".join(f"{c.target} x{c.new:g}" for c in odd[:3]) + (", ..." if len(odd) > 3 else "")
+        warnings.append(
+            f"{len(odd)} multipliers other than 0 or 1 ({examples}): NNC and nnabla_cli train every non-zero multiplier "
+            "at the full rate; nnc-tl train applies them exactly"
+        )
+    return FreezeResult(project, overlay_path, target if write else None, changes, warnings)
 
 
-def _write_bytes(target: Path, data: bytes) -> None:
+def _write_sdcproj(target: Path, sdc: SdcProject) -> None:
     with atomic_output(target) as temp:
-        temp.write_bytes(data)
+        temp.write_bytes(sdc.to_bytes())

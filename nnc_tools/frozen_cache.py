@@ -145,19 +145,13 @@ class FeatureCache:
             folder.mkdir(parents=True, exist_ok=True)
             self.values = np.lib.format.open_memmap(folder / "frozen_features.npy", mode="w+", dtype=np.float32, shape=shape)
 
-    def fill(self, cut: nn.Variable, feed, dataset, batch_size: int, forward=None) -> None:
-        """Run the prefix once over the dataset, batch by batch (``forward``: returns the cut's values for the batch
-        fed, e.g. split over workers; default one ``cut.forward``)."""
+    def fill(self, feed, forward, dataset, batch_size: int) -> None:
+        """Run the prefix once over the dataset, batch by batch: ``feed(batch)``, then ``forward()`` returns the cut's
+        values for it."""
         for start in range(0, dataset.size, batch_size):
             idx = np.arange(start, min(start + batch_size, dataset.size))
-            padded = np.resize(idx, batch_size)
-            feed(dataset.batch(padded))
-            if forward is None:
-                cut.forward(clear_buffer=True)
-                values = cut.d
-            else:
-                values = forward()
-            self.values[idx] = values[: len(idx)]
+            feed(dataset.batch(np.resize(idx, batch_size)))
+            self.values[idx] = forward()[: len(idx)]
 
 
 def detach(cut: nn.Variable) -> None:

@@ -223,10 +223,7 @@ def _load_nnp(path: Path) -> Project:
     inline = OrderedDict()
     with open_nnp(path) as zf:
         for info in zf.infolist():
-            if info.is_dir():
-                members.append(NnpMember(info.filename, "carry"))
-                continue
-            role = member_role(info.filename)
+            role = member_role(info)
             members.append(NnpMember(info.filename, role))
             if role == "network":
                 raw = _read_member(zf, path, info, MAX_TEXT_BYTES)
@@ -362,10 +359,7 @@ def save_project(
             if target.exists() and same_file(target, source):
                 raise NncToolsError(target, "is an input of this command; refusing to overwrite it (choose another output)")
 
-    if ahead is not None and ext != ".nnp":
-        ahead.discard()
-        ahead = None
-    with atomic_outputs(targets, made=[ahead.temp] if ahead is not None and ahead.temp else []) as temps:
+    with atomic_outputs(targets, made=[ahead.temp] if ext == ".nnp" and ahead is not None and ahead.temp else []) as temps:
         if ext == ".nnp":
             _write_nnp(project, temps[0], parameter_format, ahead)
         elif ext == ".protobuf" or parameter_format == "inline":
@@ -392,16 +386,6 @@ def _write_nnp(project: Project, target: Path, parameter_format: Optional[str], 
     re-encoded parameters after them; the central directory lists the members in the source's order."""
     text = network_text(project.proto).encode("utf-8")
     params_fmt = None if parameter_format in (None, "inline") else parameter_format
-    if not project.nnp_members:
-        if ahead is not None:
-            ahead.discard()
-        with zipfile.ZipFile(target, "w", allowZip64=True) as zout:
-            zout.writestr(new_info("nnp_version.txt", zipfile.ZIP_STORED), NNP_VERSION)
-            zout.writestr(new_info("network.nntxt", zipfile.ZIP_DEFLATED), text)
-            if project.parameters:
-                fmt = params_fmt or ".h5"
-                zout.writestr(new_info(f"parameter{fmt}", zipfile.ZIP_STORED), encode_parameters(project.parameters, fmt))
-        return
 
     def as_stored(member: NnpMember) -> bool:
         ext = os.path.splitext(member.name.lower())[1]
@@ -409,11 +393,16 @@ def _write_nnp(project: Project, target: Path, parameter_format: Optional[str], 
                                           and params_fmt in (None, ext))
 
     raw = [m.name for m in project.nnp_members if as_stored(m)]
-    zout = None
-    if ahead is not None and same_file(ahead.source, project.path):
-        zout = ahead.adopt(raw)  # None (and its file gone) when other members are to be copied
-    elif ahead is not None:
-        ahead.discard()
+    # None (and the copy's file gone) unless it copied exactly these members of this project's file
+    zout = ahead.adopt(project.path, raw) if ahead is not None else None
+    if not project.nnp_members:
+        with zipfile.ZipFile(target, "w", allowZip64=True) as zout:
+            zout.writestr(new_info("nnp_version.txt", zipfile.ZIP_STORED), NNP_VERSION)
+            zout.writestr(new_info("network.nntxt", zipfile.ZIP_DEFLATED), text)
+            if project.parameters:
+                fmt = params_fmt or ".h5"
+                zout.writestr(new_info(f"parameter{fmt}", zipfile.ZIP_STORED), encode_parameters(project.parameters, fmt))
+        return
     with open_nnp(project.path) as zin:
         if zout is None:
             zout = zipfile.ZipFile(target, "w", allowZip64=True)

@@ -13,7 +13,7 @@ from pathlib import Path, PurePosixPath
 from typing import List, Optional, Sequence
 
 from .errors import NncToolsError
-from .fileio import PathLike, temp_beside
+from .fileio import PathLike, same_file, temp_beside
 
 TEXT_EXTS = (".nntxt", ".prototxt")
 PROJECT_EXTS = (".nnp",) + TEXT_EXTS + (".protobuf",)
@@ -64,8 +64,11 @@ def _check_member(path: Path, info: zipfile.ZipInfo) -> None:
         )
 
 
-def member_role(name: str) -> str:
-    lower = name.lower()
+def member_role(info: zipfile.ZipInfo) -> str:
+    """What a member is to a project: "network" (text or binary definition), "parameters", or "carry" (kept as is)."""
+    if info.is_dir():
+        return "carry"
+    lower = info.filename.lower()
     ext = os.path.splitext(lower)[1]
     if ext in TEXT_EXTS:
         return "network"
@@ -74,7 +77,6 @@ def member_role(name: str) -> str:
     if ext == ".protobuf":
         return "network"
     return "carry"
-
 
 
 def new_info(name: str, compress_type: int, like: Optional[zipfile.ZipInfo] = None) -> zipfile.ZipInfo:
@@ -202,6 +204,7 @@ class CopyAhead:
         self._error: Optional[BaseException] = None
         self._thread: Optional[threading.Thread] = None
         self._zout: Optional[zipfile.ZipFile] = None
+        self._adopted = False
         if not Path(target).parent.is_dir():  # made when the output is written, not before the edit is known to work
             return
         try:
@@ -209,7 +212,7 @@ class CopyAhead:
             zin = open_nnp(self.source)
         except (NncToolsError, OSError):  # the loader or the writer reports it, as without a copy ahead
             return
-        self.names = [i.filename for i in zin.infolist() if i.is_dir() or member_role(i.filename) != "network"]
+        self.names = [i.filename for i in zin.infolist() if member_role(i) != "network"]
         try:
             self._zout = zipfile.ZipFile(self.temp, "w", allowZip64=True)
         except OSError:
@@ -228,16 +231,17 @@ class CopyAhead:
         except BaseException as e:  # re-raised in the caller's thread by adopt()
             self._error = e
 
-    def adopt(self, names: Sequence[str]) -> Optional[zipfile.ZipFile]:
-        """The open zip with ``names`` copied, once the copy is done, if those are the members it copies; else None
-        (the caller writes the file itself; it is deleted here)."""
-        if self._thread is None or list(names) != self.names:
+    def adopt(self, source: Optional[PathLike], names: Sequence[str]) -> Optional[zipfile.ZipFile]:
+        """The open zip, once the copy is done, if it copied ``names`` of ``source``; else None, its file deleted (the
+        caller writes the file itself)."""
+        if self._thread is None or source is None or list(names) != self.names or not same_file(source, self.source):
             self.discard()
             return None
         self._thread.join()
         if self._error is not None:
             self.discard()
             raise self._error
+        self._adopted = True
         zout, self._zout = self._zout, None
         return zout
 
@@ -256,5 +260,5 @@ class CopyAhead:
         return self
 
     def __exit__(self, *exc) -> None:
-        if self._zout is not None or self._thread is None or self._thread.is_alive():
+        if not self._adopted:
             self.discard()

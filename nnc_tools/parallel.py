@@ -156,8 +156,6 @@ class DataParallel:
         registered = {hash(v) for v in parameters.values()}
         self.parameters = {hash(v): v for f in functions for v in f.inputs if hash(v) in registered}
         self.per_sample = [_per_sample(f, self.batch, self.parameters) for f in functions]
-        # Batch Normalization on batch statistics runs in the workers' graphs (on exchanged statistics) and starts a stage.
-        exchanged = [self.workers > 1 and not par and self._exchangeable(f) for par, f in zip(self.per_sample, functions)]
         produced = {}
         for i, f in enumerate(functions):
             for v in f.outputs:
@@ -186,14 +184,11 @@ class DataParallel:
                         self._read_later.add(key)
         sizes = [self.batch // self.workers + (1 if k < self.batch % self.workers else 0) for k in range(self.workers)]
         starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(int)
-        self.syncs: list = []
-        self._exchanged: Dict[int, _StatSync] = {}  # function index -> its sync
-        for i, f in enumerate(functions):
-            if exchanged[i]:
-                self.syncs.append(self._build_stat_sync(f))
-                self._exchanged[i] = self.syncs[-1]
-            elif not self.per_sample[i]:
-                self.syncs.append(_Sync(f, [hash(v) if self._sliced(v) else None for v in f.inputs], [hash(v) for v in f.outputs]))
+        # The sync point between stage s and s + 1 is self.syncs[s]; BN on batch statistics exchanges statistics.
+        self.syncs: list = [
+            self._build_stat_sync(f) if self.workers > 1 and self._exchangeable(f)
+            else _Sync(f, [hash(v) if self._sliced(v) else None for v in f.inputs], [hash(v) for v in f.outputs])
+            for f, par in zip(functions, self.per_sample) if not par]
         self.replicas = [self._build_replica(k, int(n), int(s), functions, stage_of, crossing)
                          for k, (n, s) in enumerate(zip(sizes, starts))]
         self.pool = ThreadPoolExecutor(self.workers - 1) if self.workers > 1 else None
@@ -298,11 +293,10 @@ class DataParallel:
         for r in self.replicas[1:]:
             for key, p in self.parameters.items():
                 r.params[key].data.copy_from(p.data)
-        syncs = iter(self.syncs)
         for s in range(self.stage_count):
             self._each(lambda r, s=s: self._stage_forward(r, s))
             if s < self.stage_count - 1:
-                self._sync_forward(next(syncs))
+                self._sync_forward(self.syncs[s])
         return [np.concatenate([r.holders[hash(v)].d for r in self.replicas]) if hash(v) in self.replicas[0].holders
                 else v.d.copy() for v in self.outputs]
 

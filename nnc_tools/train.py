@@ -554,8 +554,13 @@ def _computed_features(cut: nn.Variable, assign, dataset: Dataset, batch_size: i
     """The cut variable's values for every row of the dataset, the prefix run once (over the workers, if several)."""
     features = FeatureCache(cut, dataset.size, budget, folder)
     prefix = DataParallel([cut], nn.get_parameters(grad_only=False), workers, batch_size) if workers > 1 else None
-    features.fill(cut, lambda b: _feed(assign, b), dataset, batch_size,
-                  forward=(lambda: prefix.forward()[0]) if prefix is not None else None)
+
+    def one_graph() -> np.ndarray:
+        cut.forward(clear_buffer=True)
+        return cut.d
+
+    features.fill(lambda b: _feed(assign, b), (lambda: prefix.forward()[0]) if prefix is not None else one_graph, dataset,
+                  batch_size)
     if prefix is not None:
         prefix.close()
     return features

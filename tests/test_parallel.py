@@ -15,7 +15,7 @@ from nnc_tools.networks import get_network, list_networks
 from nnc_tools.parallel import DataParallel
 from nnc_tools.train import TrainOptions, resolve_workers, train
 
-from .test_train import frozen_tiny_project, params_of, tiny_project
+from .test_train import assert_trained_alike, frozen_tiny_project, params_of, tiny_project
 
 
 def _one_graph_then_parallel(loss: nn.Variable, batch: int, workers: int, frozen=("/mean", "/var")):
@@ -141,9 +141,7 @@ def test_train_with_two_workers_matches_one(tmp_path, capsys):
     train(project, tmp_path / "two", TrainOptions(progress=False, workers=2, seed=3))
     err = capsys.readouterr().err
     assert "data parallel: 2 workers on slices of each batch; they meet at 1 BatchNormalization (batch statistics exchanged)" in err
-    one, two = params_of(tmp_path / "one" / "results_current.nnp"), params_of(tmp_path / "two" / "results_current.nnp")
-    for name in one:
-        np.testing.assert_allclose(two[name].data, one[name].data, rtol=1e-5, atol=1e-6, err_msg=name)
+    one, _ = assert_trained_alike(tmp_path / "one", tmp_path / "two")
     assert not np.array_equal(one["Affine/affine/W"].data, params_of(project)["Affine/affine/W"].data)
 
 
@@ -151,9 +149,7 @@ def test_cached_prefix_filled_by_workers_matches_one(tmp_path):
     project = frozen_tiny_project(tmp_path)
     train(project, tmp_path / "one", TrainOptions(progress=False, workers=1, cache_frozen="off", seed=2))
     train(project, tmp_path / "two", TrainOptions(progress=False, workers=2, cache_frozen="on", seed=2))
-    one, two = params_of(tmp_path / "one" / "results_current.nnp"), params_of(tmp_path / "two" / "results_current.nnp")
-    for name in one:
-        np.testing.assert_allclose(two[name].data, one[name].data, rtol=1e-5, atol=1e-6, err_msg=name)
+    assert_trained_alike(tmp_path / "one", tmp_path / "two")
 
 
 def test_workers_are_for_the_cpu(cli, tmp_path):

@@ -66,6 +66,14 @@ def params_of(path: Path):
     return load_project(path).parameters
 
 
+def assert_trained_alike(a: Path, b: Path):
+    """Two result folders hold the same trained parameters (float tolerance); returns both parameter sets."""
+    first, second = params_of(a / "results_current.nnp"), params_of(b / "results_current.nnp")
+    for name in first:
+        np.testing.assert_allclose(second[name].data, first[name].data, rtol=1e-5, atol=1e-6, err_msg=name)
+    return first, second
+
+
 def test_frozen_parameters_stay_bit_identical_others_move(tmp_path):
     project = tiny_project(tmp_path)
     overlay = tmp_path / "o.yaml"
@@ -312,9 +320,7 @@ def test_cache_frozen_gives_the_same_parameters(tmp_path, capsys):
     train(project, tmp_path / "on", TrainOptions(progress=False, cache_frozen="on", seed=2))
     err = capsys.readouterr().err
     assert "frozen-prefix cache: 4 functions up to MaxPooling computed once per image (stopped at Affine" in err
-    off, on = params_of(tmp_path / "off" / "results_current.nnp"), params_of(tmp_path / "on" / "results_current.nnp")
-    for name in off:
-        np.testing.assert_allclose(on[name].data, off[name].data, rtol=1e-5, atol=1e-6, err_msg=name)
+    off, on = assert_trained_alike(tmp_path / "off", tmp_path / "on")
     assert not np.array_equal(on["Affine/affine/W"].data, params_of(project)["Affine/affine/W"].data)
     # the monitors (MainValidation shares the frozen prefix) ran on cached features too, with the same values
     assert "frozen-prefix cache: also for the monitors on Validation (9 images)" in err
