@@ -5,10 +5,13 @@ Exactness is the point. A function is run per slice only when its result for a s
 (convolutions, affine, pooling, activations, per-sample losses, Batch Normalization on running statistics …). Everything
 else is a *sync point*. Batch Normalization on batch statistics is a synchronised BN whose workers exchange per-channel
 sums, not activations (``_StatSync``): mean, variance, their gradients and the running statistics are those of the global
-batch. The other sync points run once on the whole batch in the main thread with the slices gathered and scattered
-around them: random functions (one dropout mask for the global batch, drawn as one worker draws it) and any function
-this module does not know to be per-sample. The update therefore equals the single-graph update on the same global batch
-up to the order of float additions.
+batch. Dropout draws its mask for the global batch before the step (``_MaskAhead``: the graph's own Dropout instances
+on ones, in forward order, so the random generator gives exactly the draws one graph takes) and each worker multiplies its
+slice by its part of the mask; this is done when every random function in the graph is such a Dropout, else all of them
+are sync points. The other sync points run once on the whole batch in the main thread with the slices gathered and
+scattered around them: random functions (one draw for the global batch, as one worker draws it) and any function this
+module does not know to be per-sample. The update therefore equals the single-graph update on the same global batch up
+to the order of float additions.
 
 Each worker's part of the graph between two sync points is one NNabla graph ending in ``F.sink(one_input_grad=False)``,
 so its forward and backward are single GIL-free calls that take the gradients arriving from later stages.
@@ -106,6 +109,7 @@ class _Replica:
     holders: Dict[int, nn.Variable] = field(default_factory=dict)  # a variable's values for this slice
     boundaries: Dict[int, nn.Variable] = field(default_factory=dict)  # leaves that later stages read; .g collects
     params: Dict[int, nn.Variable] = field(default_factory=dict)  # this worker's parameters (worker 0: the real ones)
+    masks: Dict[int, nn.Variable] = field(default_factory=dict)  # per _MaskAhead output key: this slice's mask
     stages: List[_Stage] = field(default_factory=list)
 
 
@@ -127,6 +131,16 @@ class _StatSync:
     mean: Optional[np.ndarray] = None  # float64, per channel
     var: Optional[np.ndarray] = None
     correction: Optional[tuple] = None  # (A, B): x's gradient is dy·scale + A + B·x
+
+
+@dataclass
+class _MaskAhead:
+    """A Dropout whose mask (its output on ones: 0 or 1/(1 − p)) is drawn for the global batch before the step; the
+    workers run ``x · mask`` on their slices, whose backward is NNabla's Dropout backward ``dy · mask``."""
+    function: object
+    key: int  # the Dropout's output
+    ones: nn.Variable
+    mask: nn.Variable
 
 
 @dataclass
@@ -156,6 +170,11 @@ class DataParallel:
         registered = {hash(v) for v in parameters.values()}
         self.parameters = {hash(v): v for f in functions for v in f.inputs if hash(v) in registered}
         self.per_sample = [_per_sample(f, self.batch, self.parameters) for f in functions]
+        self.masks_ahead = {i: _MaskAhead(functions[i], hash(functions[i].outputs[0]), nn.Variable(functions[i].inputs[0].shape),
+                                          nn.Variable(functions[i].outputs[0].shape)) for i in self._dropouts_ahead(functions)}
+        for i, ahead in self.masks_ahead.items():  # in forward order
+            self.per_sample[i] = True
+            ahead.ones.data.fill(1.0)
         produced = {}
         for i, f in enumerate(functions):
             for v in f.outputs:
@@ -200,13 +219,17 @@ class DataParallel:
             self.pool = None
 
     def describe_sync_points(self) -> str:
-        """Where the workers meet, e.g. ``9 BatchNormalization (batch statistics exchanged), 2 Dropout (whole batch)``."""
+        """Where the workers meet, e.g. ``9 BatchNormalization (batch statistics exchanged), 1 Softmax (whole batch)``,
+        and the Dropout masks drawn ahead."""
         counts: Dict[str, int] = {}
         for sync in self.syncs:
             kind = sync.function.info.type_name
             kind += " (batch statistics exchanged)" if isinstance(sync, _StatSync) else " (whole batch)"
             counts[kind] = counts.get(kind, 0) + 1
-        return ", ".join(f"{n} {kind}" for kind, n in counts.items()) or "nothing"
+        text = ", ".join(f"{n} {kind}" for kind, n in counts.items()) or "nothing"
+        if self.masks_ahead:
+            text += f"; {len(self.masks_ahead)} Dropout masks drawn for the whole batch before each step"
+        return text
 
     # ---------------------------------------------------------------------------------------------------- building
 
@@ -238,7 +261,11 @@ class DataParallel:
                     inputs.append(r.boundaries[key])
                 else:
                     inputs.append(r.holders[key])
-            outs = _replay(f, inputs, size)
+            if i in self.masks_ahead:
+                r.masks[self.masks_ahead[i].key] = mask = nn.Variable((size, *f.outputs[0].shape[1:]), need_grad=False)
+                outs = [F.mul2(inputs[0], mask)]
+            else:
+                outs = _replay(f, inputs, size)
             for v, out in zip(f.outputs, outs):
                 key = hash(v)
                 stage_vars[s][key] = r.holders[key] = out
@@ -254,6 +281,14 @@ class DataParallel:
         r.stages = stages
         self._stage_outputs = {key for st in stages for key, _ in st.outputs}
         return r
+
+    def _dropouts_ahead(self, functions) -> List[int]:
+        """The Dropout functions (indices) whose masks can be drawn ahead: all of the graph's random functions, when
+        each is a Dropout on a sliced variable (drawing some ahead and others in place would reorder the draws)."""
+        random = [i for i, f in enumerate(functions) if f.info.type_name in RANDOM_FUNCTIONS]
+        if all(functions[i].info.type_name == "Dropout" and self._sliced(functions[i].inputs[0]) for i in random):
+            return random
+        return []
 
     def _exchangeable(self, f) -> bool:
         """A Batch Normalization on batch statistics over the channel axis, with beta, gamma, mean and variance as
@@ -290,9 +325,14 @@ class DataParallel:
             whole = v.d
             for r in self.replicas:
                 r.holders[key].d = whole[self._slice(r)] if v.shape and v.shape[0] == self.batch else whole
-        for r in self.replicas[1:]:
+        for r in self.replicas[1:]:  # copies: NNabla's arrays are not for two threads to read at once (SyncedArray)
             for key, p in self.parameters.items():
                 r.params[key].data.copy_from(p.data)
+        for ahead in self.masks_ahead.values():  # in forward order: the draws one graph takes
+            ahead.function.forward([ahead.ones], [ahead.mask])
+            mask = ahead.mask.d
+            for r in self.replicas:
+                r.masks[ahead.key].d = mask[self._slice(r)]
         for s in range(self.stage_count):
             self._each(lambda r, s=s: self._stage_forward(r, s))
             if s < self.stage_count - 1:

@@ -205,3 +205,62 @@ def test_exchanged_batch_statistics_after_an_affine_layer():
         "1 BatchNormalization (batch statistics exchanged)"
     one, parallel = _one_graph_then_parallel(loss, batch, 3)
     _assert_same(one, parallel)
+
+
+def _two_dropouts(batch: int, flip: bool):
+    nn.clear_parameters()
+    rng = np.random.RandomState(7)
+    x, t = nn.Variable((batch, 2, 4, 4)), nn.Variable((batch, 1))
+    h = F.random_flip(x, axes=[3]) if flip else x
+    h = F.dropout(F.relu(PF.convolution(h, 3, (3, 3), pad=(1, 1), name="c")), 0.3)
+    h = F.dropout(F.relu(PF.affine(h, 8, name="fc1")), 0.5)
+    loss = F.softmax_cross_entropy(PF.affine(h, 3, name="fc2"), t)
+    x.d, t.d = rng.randn(*x.shape), rng.randint(0, 3, t.shape)
+    return loss
+
+
+def test_dropout_masks_drawn_ahead_are_the_draws_of_one_graph_step_after_step():
+    """Each Dropout's mask for the global batch is drawn before the step, in forward order; two steps in a row (the
+    second one's masks come from where the first left the random generator) and the next draw match one graph's."""
+    batch = 5
+    loss = _two_dropouts(batch, flip=False)
+    params = nn.get_parameters(grad_only=False)
+    dp = DataParallel([loss], params, 2, batch)
+    assert dp.describe_sync_points() == "nothing; 2 Dropout masks drawn for the whole batch before each step"
+    assert dp.stage_count == 1  # the workers meet nowhere
+    start = {k: p.d.copy() for k, p in params.items()}
+    runs = []
+    for run in (None, dp):
+        for k, p in params.items():
+            p.d = start[k]
+        nn.seed(11)
+        grads = []
+        for _ in range(2):
+            for p in params.values():
+                p.grad.zero()
+            if run is None:
+                loss.forward(clear_no_need_grad=True)
+                loss.backward(grad=1.0 / loss.size, clear_buffer=True)
+            else:
+                run.forward_backward()
+            grads.append({k: p.g.copy() for k, p in params.items()})
+        after = F.rand(shape=(4,))
+        after.forward()
+        runs.append((grads, after.d.copy()))
+    (one, next_one), (parallel, next_parallel) = runs
+    for step in range(2):
+        assert not all(np.array_equal(one[0][k], one[1][k]) for k in one[0])  # other masks the second time
+        for k in one[step]:
+            np.testing.assert_allclose(parallel[step][k], one[step][k], rtol=1e-5, atol=1e-6, err_msg=f"step {step} {k}")
+    np.testing.assert_array_equal(next_parallel, next_one)
+
+
+def test_dropout_runs_on_the_whole_batch_beside_another_random_function():
+    """With a random function that is not a Dropout (RandomFlip), drawing masks ahead would reorder the draws: every
+    random function is then a sync point run on the whole batch, in its place."""
+    batch = 6
+    loss = _two_dropouts(batch, flip=True)
+    assert DataParallel([loss], nn.get_parameters(grad_only=False), 2, batch).describe_sync_points() == \
+        "1 RandomFlip (whole batch), 2 Dropout (whole batch)"
+    one, parallel = _one_graph_then_parallel(loss, batch, 2)
+    _assert_same(one, parallel)
