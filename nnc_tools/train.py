@@ -507,16 +507,21 @@ def _train(project_path: Path, result_dir: Path, options: TrainOptions, project:
             parallel.close()
         record = EpochRecord(epoch, cost / iter_per_epoch, None, None, None, seconds, iter_per_epoch * batch_size / max(seconds, 1e-9))
         interval = proto.training_config.monitor_interval or 10
+        due = {}  # like nnabla_cli: the training-set monitor every monitor_interval epochs (and at the end)
         for name, monitor in info.monitors.items():
             dataset = datasets[monitor.proto.dataset_name[0]]
             on_training_set = dataset is train_set or name.startswith("train")
-            if on_training_set and epoch % interval and epoch != epochs:
-                continue  # like nnabla_cli: the training-set monitor every monitor_interval epochs (and at the end)
-            cached = None
+            if not (on_training_set and epoch % interval and epoch != epochs):
+                due[name] = (monitor, dataset, on_training_set)
+        cached = {}  # every monitor's features first: monitors may share a graph, and cutting it for one cuts it for all
+        for name, (monitor, dataset, _) in due.items():
             if monitor_cuts.get(name) is not None:
-                cached = _monitor_features(monitor, dataset, monitor_cuts[name], monitor_features, batch_size, workers,
-                                           budget, result_dir / "cache" / "monitors")
-            value, scores = evaluate_monitor(monitor, dataset, batch_size, workers, cached)
+                cached[name] = _monitor_features(monitor, dataset, monitor_cuts[name], monitor_features, batch_size,
+                                                 workers, budget, result_dir / "cache" / "monitors")
+        for name, (monitor, dataset, on_training_set) in due.items():
+            if name in cached:
+                detach(cached[name][0])
+            value, scores = evaluate_monitor(monitor, dataset, batch_size, workers, cached.get(name))
             if on_training_set:
                 record.train_error = value
             else:
@@ -552,6 +557,8 @@ def _image_keys(dataset: Dataset) -> set:
 def _computed_features(cut: nn.Variable, assign, dataset: Dataset, batch_size: int, workers: int, budget: int,
                        folder: Path) -> FeatureCache:
     """The cut variable's values for every row of the dataset, the prefix run once (over the workers, if several)."""
+    if cut.parent is None:  # a cut graph would give the cut's current values for every batch
+        raise RuntimeError(f"{cut.name}: the prefix is already cut off; compute the features before detach()")
     features = FeatureCache(cut, dataset.size, budget, folder)
     prefix = DataParallel([cut], nn.get_parameters(grad_only=False), workers, batch_size) if workers > 1 else None
 
@@ -568,14 +575,13 @@ def _computed_features(cut: nn.Variable, assign, dataset: Dataset, batch_size: i
 
 def _monitor_features(monitor, dataset: Dataset, cut: str, known: Dict[str, FeatureCache], batch_size: int, workers: int,
                       budget: int, folder: Path) -> Tuple[nn.Variable, FeatureCache]:
-    """The monitor graph's cut (made a leaf) and the dataset's features: the training cache for the training set,
-    else computed once through the monitor's own prefix and kept for later epochs."""
+    """The monitor graph's cut (still in the graph: the caller makes it a leaf) and the dataset's features: the training
+    cache for the training set, else computed once through the monitor's own prefix and kept for later epochs."""
     var = monitor.network.variables[cut].variable_instance
     if dataset.name not in known:
         print(f"frozen-prefix cache: also for the monitors on {dataset.name} ({dataset.size} images)", file=sys.stderr)
         known[dataset.name] = _computed_features(var, monitor.dataset_assign, dataset, batch_size, workers, budget,
                                                  folder / dataset.name)
-    detach(var)
     return var, known[dataset.name]
 
 

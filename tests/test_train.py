@@ -337,6 +337,20 @@ def test_cache_frozen_gives_the_same_parameters(tmp_path, capsys):
     np.testing.assert_allclose(mm["Affine/affine/W"].data, on["Affine/affine/W"].data, rtol=1e-6, atol=1e-7)
 
 
+@pytest.mark.parametrize("workers", [1, 2])
+def test_cached_monitors_when_the_training_set_monitor_comes_first(tmp_path, workers):
+    """One epoch: the training-set monitor (listed first) and the validation monitor both run in the epoch whose
+    graph is first cut; the validation features must be computed through the prefix before either monitor cuts the
+    graph they share (once that failed with 1 worker and gave the training batch's features with 2)."""
+    project = frozen_tiny_project(tmp_path, epochs=1)
+    for cache in ("off", "on"):
+        train(project, tmp_path / cache, TrainOptions(progress=False, cache_frozen=cache, seed=2, workers=workers))
+    off, on = (yaml.safe_load((tmp_path / c / "monitoring_report.yml").read_text())[0] for c in ("off", "on"))
+    assert set(on) == {"cost", "train_error", "valid_error"}
+    for key, value in off.items():
+        assert on[key] == pytest.approx(value, rel=1e-5, abs=1e-6), key
+
+
 def test_cache_frozen_on_without_a_legal_prefix_says_why(cli, tmp_path):
     project = tiny_project(tmp_path)
     overlay = tmp_path / "o.yaml"
