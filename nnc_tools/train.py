@@ -558,7 +558,7 @@ def _computed_features(cut: nn.Variable, assign, dataset: Dataset, batch_size: i
                        folder: Path) -> FeatureCache:
     """The cut variable's values for every row of the dataset, the prefix run once (over the workers, if several)."""
     if cut.parent is None:  # a cut graph would give the cut's current values for every batch
-        raise RuntimeError(f"{cut.name}: the prefix is already cut off; compute the features before detach()")
+        raise RuntimeError("the frozen prefix is already cut off from this graph: compute its features before detach()")
     features = FeatureCache(cut, dataset.size, budget, folder)
     prefix = DataParallel([cut], nn.get_parameters(grad_only=False), workers, batch_size) if workers > 1 else None
 
