@@ -5,10 +5,10 @@ Exactness is the point. A function is run per slice only when its result for a s
 (convolutions, affine, pooling, activations, per-sample losses, Batch Normalization on running statistics …). Everything
 else is a *sync point*. Batch Normalization on batch statistics is a synchronised BN whose workers exchange per-channel
 sums, not activations (``_StatSync``): mean, variance, their gradients and the running statistics are those of the global
-batch. Dropout draws its mask for the global batch before the step (``_MaskAhead``: the graph's own Dropout instances
-on ones, in forward order, so the random generator gives exactly the draws one graph takes) and each worker multiplies its
-slice by its part of the mask; this is done when every random function in the graph is such a Dropout, else all of them
-are sync points. The other sync points run once on the whole batch in the main thread with the slices gathered and
+batch. Dropout draws its mask for the global batch before the step (``_MaskAhead``: the graph's own Dropout
+instances on ones, in forward order, so the random generator gives exactly the draws one graph takes) and each worker
+multiplies its slice by its part of the mask; this is done when every random function in the graph is such a Dropout,
+else all of them are sync points. The other sync points run once on the whole batch in the main thread with the slices gathered and
 scattered around them: random functions (one draw for the global batch, as one worker draws it) and any function this
 module does not know to be per-sample. The update therefore equals the single-graph update on the same global batch up
 to the order of float additions.
@@ -170,11 +170,9 @@ class DataParallel:
         registered = {hash(v) for v in parameters.values()}
         self.parameters = {hash(v): v for f in functions for v in f.inputs if hash(v) in registered}
         self.per_sample = [_per_sample(f, self.batch, self.parameters) for f in functions]
-        self.masks_ahead = {i: _MaskAhead(functions[i], hash(functions[i].outputs[0]), nn.Variable(functions[i].inputs[0].shape),
-                                          nn.Variable(functions[i].outputs[0].shape)) for i in self._dropouts_ahead(functions)}
-        for i, ahead in self.masks_ahead.items():  # in forward order
+        self.masks_ahead = {i: self._mask_ahead(functions[i]) for i in self._dropouts_ahead(functions)}  # forward order
+        for i in self.masks_ahead:
             self.per_sample[i] = True
-            ahead.ones.data.fill(1.0)
         produced = {}
         for i, f in enumerate(functions):
             for v in f.outputs:
@@ -289,6 +287,12 @@ class DataParallel:
         if all(functions[i].info.type_name == "Dropout" and self._sliced(functions[i].inputs[0]) for i in random):
             return random
         return []
+
+    @staticmethod
+    def _mask_ahead(f) -> _MaskAhead:
+        ones = nn.Variable(f.inputs[0].shape)
+        ones.data.fill(1.0)
+        return _MaskAhead(f, hash(f.outputs[0]), ones, nn.Variable(f.outputs[0].shape))
 
     def _exchangeable(self, f) -> bool:
         """A Batch Normalization on batch statistics over the channel axis, with beta, gamma, mean and variance as
