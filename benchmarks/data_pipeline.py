@@ -1,5 +1,6 @@
 """Data pipeline: `nnc-tl dataset` on a generated CIFAR-100-size archive (60,000 images) with 1 and all workers, the
-one-time decode of a dataset CSV through NNabla's iterator, and batch assembly from the decoded uint8 arrays.
+first decode of a dataset CSV through NNabla's iterator (nothing kept from earlier runs), its reload from the kept uint8
+arrays (what later runs do), and batch assembly from the decoded arrays.
 
 NNC_TL_BENCH_DATASET_PER_CLASS (default 500, the real size) scales the archive; NNC_TL_BENCH_SKIP_DATASET=1 skips it.
 """
@@ -42,12 +43,20 @@ def run(work: Path) -> dict:
     aquatic = work / "aquatic"
     os.environ.setdefault("NNC_TL_CACHE", str(work / "cache"))
     make_dataset("cifar100-aquatic", aquatic, synthetic=True, synthetic_per_class=100)
-    shutil.rmtree(work / "decode-cache", ignore_errors=True)
-    t = time.perf_counter()
-    dataset = load_dataset(aquatic / "training.csv", work / "decode-cache")
-    decode_s = time.perf_counter() - t
+    # The decoded arrays are kept in $NNC_TL_CACHE/decoded and reused by later runs: the first load is timed with that
+    # kept copy (and NNabla's iterator cache) removed, then a second load, which reads the kept copy.
+    user_cache = os.environ.get("NNC_TL_CACHE")
+    os.environ["NNC_TL_CACHE"] = str(work / "decode-home")
+    try:
+        for folder in ("decode-cache", "decode-home"):
+            shutil.rmtree(work / folder, ignore_errors=True)
+        for key in ("decode_img_s", "reload_img_s"):
+            t = time.perf_counter()
+            dataset = load_dataset(aquatic / "training.csv", work / "decode-cache")
+            results[key] = round(dataset.size / (time.perf_counter() - t), 1)
+    finally:
+        os.environ["NNC_TL_CACHE"] = user_cache or str(work / "cache")
     results["decode_images"] = dataset.size
-    results["decode_img_s"] = round(dataset.size / decode_s, 1)
     rng = np.random.RandomState(0)
     t = time.perf_counter()
     batches = 0
@@ -64,6 +73,7 @@ def table(r: dict) -> str:
         if key.startswith("dataset_") and key.endswith("_workers_s"):
             workers = key[len("dataset_"):-len("_workers_s")]
             lines.append(f"| `nnc-tl dataset cifar100` on a generated {r['images']:,}-image archive | {workers} | {value} s |")
-    lines.append(f"| decode a dataset CSV once (NNabla's iterator, then kept as uint8) | 1 | {r['decode_img_s']} img/s |")
+    lines.append(f"| decode a dataset CSV the first time (NNabla's iterator, then kept as uint8) | 1 | {r['decode_img_s']:,} img/s |")
+    lines.append(f"| load it again (the kept uint8 arrays: later runs) | 1 | {r['reload_img_s']:,} img/s |")
     lines.append(f"| batch assembly from the decoded uint8 arrays (the training loader) | 1 | {r['batch_assembly_img_s']:,} img/s |")
     return "\n".join(lines)
