@@ -22,7 +22,7 @@ from google.protobuf.message import DecodeError
 from .errors import NncToolsError
 from .fileio import PathLike, atomic_outputs, same_file
 from .nnp_zip import (MAX_MEMBER_BYTES, MAX_TEXT_BYTES, NNP_VERSION, PARAMETER_EXTS, PROJECT_EXTS, TEXT_EXTS, CopyAhead,
-                      copy_member, member_role, new_info, open_nnp)
+                      copy_members, member_role, new_info, open_nnp)
 from .schema import nnabla_pb2
 
 if TYPE_CHECKING:  # numpy is imported where parameters are decoded, not at start-up
@@ -407,8 +407,7 @@ def _write_nnp(project: Project, target: Path, parameter_format: Optional[str], 
         if zout is None:
             zout = zipfile.ZipFile(target, "w", allowZip64=True)
             try:
-                for name in raw:
-                    copy_member(zin, zin.getinfo(name), zout)
+                copy_members(zin, raw, zout)
             except BaseException:
                 zout.close()
                 raise

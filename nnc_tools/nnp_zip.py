@@ -132,6 +132,13 @@ def copy_member(src: zipfile.ZipFile, info: zipfile.ZipInfo, dst: zipfile.ZipFil
             dst._didModify = True
 
 
+def copy_members(src: zipfile.ZipFile, names: Sequence[str], dst: zipfile.ZipFile,
+                 stop: Optional[threading.Event] = None) -> None:
+    """``copy_member`` for each of ``names``, in that order."""
+    for name in names:
+        copy_member(src, src.getinfo(name), dst, stop)
+
+
 def _alignment_record(data_at: int, source_at: int) -> bytes:
     """An extra-field record (zipalign's id 0xD935: the alignment, then zeros) that moves a member's data from
     ``data_at`` to where it lies in the source modulo a page, so that the kernel copies whole pages (measured on ext4:
@@ -224,8 +231,7 @@ class CopyAhead:
     def _copy(self, zin: zipfile.ZipFile) -> None:
         try:
             with zin:
-                for name in self.names:
-                    copy_member(zin, zin.getinfo(name), self._zout, self._stop)
+                copy_members(zin, self.names, self._zout, self._stop)
         except _Stopped:
             pass
         except BaseException as e:  # re-raised in the caller's thread by adopt()

@@ -8,9 +8,9 @@ sums, not activations (``_StatSync``): mean, variance, their gradients and the r
 batch. Dropout draws its mask for the global batch before the step (``_MaskAhead``: the graph's own Dropout
 instances on ones, in forward order, so the random generator gives exactly the draws one graph takes) and each worker
 multiplies its slice by its part of the mask; this is done when every random function in the graph is such a Dropout,
-else all of them are sync points. The other sync points run once on the whole batch in the main thread with the slices gathered and
-scattered around them: random functions (one draw for the global batch, as one worker draws it) and any function this
-module does not know to be per-sample. The update therefore equals the single-graph update on the same global batch up
+else all of them are sync points. The other sync points run once on the whole batch in the main thread with the slices
+gathered and scattered around them: random functions (one draw for the global batch, as one worker draws it) and any
+function this module does not know to be per-sample. The update therefore equals the single-graph update on the same global batch up
 to the order of float additions.
 
 Each worker's part of the graph between two sync points is one NNabla graph ending in ``F.sink(one_input_grad=False)``,
@@ -429,8 +429,9 @@ class DataParallel:
         f = sync.function
         beta, gamma, running_mean, running_var = f.inputs[1:]
         n = sync.count
-        sync.mean = sum(a for a, _ in sync.sums.values()) / n
-        sync.var = np.maximum(sum(b for _, b in sync.sums.values()) / n - sync.mean ** 2, 0)
+        sum_x, sum_xx = self._totals(sync)
+        sync.mean = sum_x / n
+        sync.var = np.maximum(sum_xx / n - sync.mean ** 2, 0)
         shape = running_mean.shape
         decay = np.float32(f.info.args["decay_rate"])
         running_mean.d = decay * running_mean.d + (1 - decay) * sync.mean.astype(np.float32).reshape(shape)
@@ -440,6 +441,12 @@ class DataParallel:
         scale = gamma.d.reshape(-1).astype(np.float64) * rstd
         sync.scale = scale.astype(np.float32).reshape(shape)
         sync.shift = (beta.d.reshape(-1) - sync.mean * scale).astype(np.float32).reshape(shape)
+
+    def _totals(self, sync: _StatSync) -> tuple:
+        """The workers' per-channel sums added up, in worker order (not the order they finished: the same bits every
+        run)."""
+        parts = [sync.sums[r.start] for r in self.replicas]
+        return sum(a for a, _ in parts), sum(b for _, b in parts)
 
     def _stat_normalise(self, r: _Replica, sync: _StatSync) -> None:
         """Forward, in the worker: y = x·scale + shift on its slice."""
@@ -459,8 +466,8 @@ class DataParallel:
         f = sync.function
         x, beta, gamma = f.inputs[:3]
         n, eps = sync.count, f.info.args["eps"]
-        db = sum(a for a, _ in sync.sums.values())
-        centred = sum(b for _, b in sync.sums.values()) - sync.mean * db  # Σdy·(x − mean)
+        db, sum_dyx = self._totals(sync)
+        centred = sum_dyx - sync.mean * db  # Σdy·(x − mean)
         rstd = 1 / np.sqrt(sync.var + eps)
         if beta.need_grad:
             beta.g += db.astype(np.float32).reshape(beta.shape)

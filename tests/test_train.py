@@ -66,6 +66,17 @@ def params_of(path: Path):
     return load_project(path).parameters
 
 
+def assert_monitored_alike(a: Path, b: Path):
+    """Two result folders report the same monitor values, epoch by epoch (float tolerance); returns both reports."""
+    first, second = (yaml.safe_load((folder / "monitoring_report.yml").read_text()) for folder in (a, b))
+    assert second.keys() == first.keys()
+    for epoch, values in first.items():
+        assert second[epoch].keys() == values.keys(), epoch
+        for key, value in values.items():
+            assert second[epoch][key] == pytest.approx(value, rel=1e-5, abs=1e-6), (epoch, key)
+    return first, second
+
+
 def assert_trained_alike(a: Path, b: Path):
     """Two result folders hold the same trained parameters (float tolerance); returns both parameter sets."""
     first, second = params_of(a / "results_current.nnp"), params_of(b / "results_current.nnp")
@@ -324,12 +335,8 @@ def test_cache_frozen_gives_the_same_parameters(tmp_path, capsys):
     assert not np.array_equal(on["Affine/affine/W"].data, params_of(project)["Affine/affine/W"].data)
     # the monitors (MainValidation shares the frozen prefix) ran on cached features too, with the same values
     assert "frozen-prefix cache: also for the monitors on Validation (9 images)" in err
-    report_off = yaml.safe_load((tmp_path / "off" / "monitoring_report.yml").read_text())
-    report_on = yaml.safe_load((tmp_path / "on" / "monitoring_report.yml").read_text())
-    assert report_on.keys() == report_off.keys() and "valid_error" in report_on[1] and "train_error" in report_on[1]
-    for epoch, values in report_off.items():
-        for key, value in values.items():
-            assert report_on[epoch][key] == pytest.approx(value, rel=1e-5, abs=1e-6), (epoch, key)
+    _, report_on = assert_monitored_alike(tmp_path / "off", tmp_path / "on")
+    assert "valid_error" in report_on[1] and "train_error" in report_on[1]
     # a tiny budget puts the features in a memory-mapped file in the result folder, same result
     train(project, tmp_path / "mm", TrainOptions(progress=False, cache_frozen="on", seed=2, cache_budget=1))
     assert (tmp_path / "mm" / "cache" / "frozen_features.npy").is_file()
@@ -345,10 +352,8 @@ def test_cached_monitors_when_the_training_set_monitor_comes_first(tmp_path, wor
     project = frozen_tiny_project(tmp_path, epochs=1)
     for cache in ("off", "on"):
         train(project, tmp_path / cache, TrainOptions(progress=False, cache_frozen=cache, seed=2, workers=workers))
-    off, on = (yaml.safe_load((tmp_path / c / "monitoring_report.yml").read_text())[0] for c in ("off", "on"))
-    assert set(on) == {"cost", "train_error", "valid_error"}
-    for key, value in off.items():
-        assert on[key] == pytest.approx(value, rel=1e-5, abs=1e-6), key
+    _, on = assert_monitored_alike(tmp_path / "off", tmp_path / "on")
+    assert set(on[0]) == {"cost", "train_error", "valid_error"}
 
 
 def test_cache_frozen_on_without_a_legal_prefix_says_why(cli, tmp_path):
