@@ -13,12 +13,18 @@ gathered and scattered around them: random functions (one draw for the global ba
 function this module does not know to be per-sample. The update therefore equals the single-graph update on the same global batch up
 to the order of float additions.
 
-Each worker's part of the graph between two sync points is one NNabla graph ending in ``F.sink(one_input_grad=False)``,
+The batch is cut into more slices than workers, largest first (``slice_sizes``: for 64 images on 2 workers 20, 20, 8,
+8, 4, 4), and between two sync points each worker takes the next slice when it is done with its last: the small slices
+at the end even out workers that run at different speeds (on a shared machine's cores they differ by up to a quarter,
+and not the same core each time), at the cost of a few more, smaller graphs.
+
+Each slice's part of the graph between two sync points is one NNabla graph ending in ``F.sink(one_input_grad=False)``,
 so its forward and backward are single GIL-free calls that take the gradients arriving from later stages.
 """
 
 from __future__ import annotations
 
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence
@@ -41,6 +47,23 @@ PER_SAMPLE = {
     "AbsoluteError", "HuberLoss", "EpsilonInsensitiveLoss", "KLMultinomial", "BatchNormalization", "Concatenate", "Split",
     "Reshape", "Transpose",
 }
+
+
+def slice_sizes(batch: int, workers: int, smallest: int = 4) -> List[int]:
+    """How a batch is cut for ``workers`` threads: one large slice per worker, then a tail of ``workers`` slices of
+    ``batch / (4 · workers)`` and ``workers`` of half that, none under ``smallest`` images (else no tail; a slice costs
+    a graph and, but for the first, a copy of the parameters). The tail, about a third of the batch, is taken by whichever
+    worker is free first."""
+    workers = max(1, min(workers, batch))
+    tail: List[int] = []
+    size = batch // (4 * workers)
+    for _ in range(2):
+        if workers == 1 or size < smallest:
+            break
+        tail += [size] * workers
+        size //= 2
+    rest = batch - sum(tail)
+    return [rest // workers + (1 if k < rest % workers else 0) for k in range(workers)] + tail
 
 
 def _per_sample(f, batch: int, parameters: Dict[int, nn.Variable]) -> bool:
@@ -153,7 +176,8 @@ class _Sync:
 
 
 class DataParallel:
-    """A graph (``outputs`` at batch size B, its leaves fed as usual) run by ``workers`` threads on slices of the batch.
+    """A graph (``outputs`` at batch size B, its leaves fed as usual) run by ``workers`` threads on slices of the batch
+    (``slice_sizes``).
     ``forward`` returns the outputs' values; ``forward_backward`` also leaves in every trained parameter's ``.g`` the
     gradient of the single-graph ``outputs[0].backward(grad=1/outputs[0].size)``. The caller zeroes the gradients
     before and updates after, as with one graph. ``batch_size``: the first dimension of the graph's data."""
@@ -199,22 +223,30 @@ class DataParallel:
                     crossing.add(key)
                     if self.per_sample[i] and self.per_sample[produced[key]]:
                         self._read_later.add(key)
-        sizes = [self.batch // self.workers + (1 if k < self.batch % self.workers else 0) for k in range(self.workers)]
+        sizes = slice_sizes(self.batch, self.workers)
         starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(int)
         # The sync point between stage s and s + 1 is self.syncs[s]; BN on batch statistics exchanges statistics.
         self.syncs: list = [
-            self._build_stat_sync(f) if self.workers > 1 and self._exchangeable(f)
+            self._build_stat_sync(f) if len(sizes) > 1 and self._exchangeable(f)
             else _Sync(f, [hash(v) if self._sliced(v) else None for v in f.inputs], [hash(v) for v in f.outputs])
             for f, par in zip(functions, self.per_sample) if not par]
         self.replicas = [self._build_replica(k, int(n), int(s), functions, stage_of, crossing)
                          for k, (n, s) in enumerate(zip(sizes, starts))]
         self.pool = ThreadPoolExecutor(self.workers - 1) if self.workers > 1 else None
+        self._sources: Dict[int, np.ndarray] = {}  # during a step: the parameters' values, for the slices' copies
+        self._gradient_groups = self._balanced([key for key, p in self.parameters.items() if p.need_grad])
 
     def close(self) -> None:
         """Stop the worker threads."""
         if self.pool is not None:
             self.pool.shutdown()
             self.pool = None
+
+    def describe_slices(self) -> str:
+        """E.g. ``2 workers on 6 slices of each batch (20, 20, 8, 8, 4, 4 images)``."""
+        sizes = [r.size for r in self.replicas]
+        return (f"{self.workers} workers on {len(sizes)} slices of each batch ({', '.join(map(str, sizes))} images)"
+                + (", each worker taking the next when done" if len(sizes) > self.workers else ""))
 
     def describe_sync_points(self) -> str:
         """Where the workers meet, e.g. ``9 BatchNormalization (batch statistics exchanged), 1 Softmax (whole batch)``,
@@ -313,12 +345,35 @@ class DataParallel:
     # ---------------------------------------------------------------------------------------------------- running
 
     def _each(self, work, items=None) -> None:
-        """``work(item)`` for every replica (or item), the first in this thread and the others in the pool."""
+        """``work(item)`` for every replica (or item), in order, each taken by the next worker (this thread or one of
+        the pool's) that is free."""
         items = self.replicas if items is None else items
-        futures = [self.pool.submit(work, item) for item in items[1:]] if self.pool is not None else []
-        work(items[0])
-        for future in futures:
-            future.result()
+        queue, lock = iter(items), threading.Lock()
+
+        def drain():
+            while True:
+                with lock:
+                    item = next(queue, None)
+                if item is None:
+                    return
+                work(item)
+
+        futures = [self.pool.submit(drain) for _ in range(self.workers - 1)] if self.pool is not None else []
+        try:
+            drain()
+        finally:
+            for future in futures:
+                future.result()
+
+    def _balanced(self, keys: List[int]) -> List[List[int]]:
+        """``keys`` (parameters) in one group per worker, of about equal size."""
+        groups: List[List[int]] = [[] for _ in range(self.workers)]
+        sizes = [0] * self.workers
+        for key in sorted(keys, key=lambda k: -self.parameters[k].size):
+            k = sizes.index(min(sizes))
+            groups[k].append(key)
+            sizes[k] += self.parameters[key].size
+        return [g for g in groups if g]
 
     def _slice(self, r: _Replica) -> slice:
         return slice(r.start, r.start + r.size)
@@ -329,9 +384,9 @@ class DataParallel:
             whole = v.d
             for r in self.replicas:
                 r.holders[key].d = whole[self._slice(r)] if v.shape and v.shape[0] == self.batch else whole
-        for r in self.replicas[1:]:  # copies: NNabla's arrays are not for two threads to read at once (SyncedArray)
-            for key, p in self.parameters.items():
-                r.params[key].data.copy_from(p.data)
+        # Copies, made by each slice's worker: NNabla's arrays are not for two threads to read at once (SyncedArray);
+        # the numpy views taken here are.
+        self._sources = {key: p.d for key, p in self.parameters.items()} if len(self.replicas) > 1 else {}
         for ahead in self.masks_ahead.values():  # in forward order: the draws one graph takes
             ahead.function.forward([ahead.ones], [ahead.mask])
             mask = ahead.mask.d
@@ -370,13 +425,16 @@ class DataParallel:
             if s < self.stage_count - 1:
                 self._sync_backward(self.syncs[s])
             self._each(lambda r, s=s: self._stage_backward(r, s, seed))
-        if self.workers > 1:
-            for key, p in self.parameters.items():
-                if p.need_grad:
-                    total = p.g
-                    for r in self.replicas[1:]:
-                        total += r.params[key].g
+        if len(self.replicas) > 1:
+            self._each(self._reduce_gradients, self._gradient_groups)
         return float(np.mean(loss))
+
+    def _reduce_gradients(self, keys: List[int]) -> None:
+        """The slices' gradients added to the real parameters' (a group of parameters per worker), in slice order."""
+        for key in keys:
+            total = self.parameters[key].g
+            for r in self.replicas[1:]:
+                total += r.params[key].g
 
     def _stat_syncs(self, s: int) -> tuple:
         """The exchanged-statistics sync points before and after stage ``s`` (None where there is none)."""
@@ -385,6 +443,9 @@ class DataParallel:
         return (before if isinstance(before, _StatSync) else None, after if isinstance(after, _StatSync) else None)
 
     def _stage_forward(self, r: _Replica, s: int) -> None:
+        if s == 0 and r is not self.replicas[0]:
+            for key, values in self._sources.items():
+                r.params[key].d = values
         before, after = self._stat_syncs(s)
         if before is not None:
             self._stat_normalise(r, before)

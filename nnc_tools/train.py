@@ -488,7 +488,7 @@ def _train(project_path: Path, result_dir: Path, options: TrainOptions, project:
         if workers > 1 and len(opt.loss_variables) == 1:
             parallel = DataParallel([opt.loss_variables[0].variable_instance], params_now, workers, batch_size)
             if epoch == start_epoch + 1:
-                print(f"data parallel: {parallel.workers} workers on slices of each batch; they meet at "
+                print(f"data parallel: {parallel.describe_slices()}; they meet at "
                       f"{parallel.describe_sync_points()}", file=sys.stderr)
         elif workers > 1 and epoch == start_epoch + 1:
             print(f"data parallel: not used ({len(opt.loss_variables)} loss variables); one worker", file=sys.stderr)
