@@ -5,7 +5,7 @@ prefix cache (the reference transfer run: cache auto, the reference's 50 epochs)
 Synthetic aquatic data, batch 64, NNC_TL_BENCH_IMAGES training images (default 384). img/s: training images over the
 training loop's time (nnabla_cli: its own epoch-1 log line; nnc-tl: summary.json, whose epoch time includes filling the
 frozen-prefix cache). Validation is outside the loop for both. NNC_TL_BENCH_CACHED_EPOCHS changes the 50. The
-one-epoch runs are repeated NNC_TL_BENCH_REPEATS times (default 3), interleaved; the table gives medians and the range.
+one-epoch runs are repeated NNC_TL_BENCH_REPEATS times (default 5), interleaved; the table gives medians and the range.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ def run(work: Path) -> dict:
     work.mkdir(parents=True, exist_ok=True)
     images = int(os.environ.get("NNC_TL_BENCH_IMAGES", "384"))
     cached_epochs = int(os.environ.get("NNC_TL_BENCH_CACHED_EPOCHS", "50"))
-    repeats = int(os.environ.get("NNC_TL_BENCH_REPEATS", "3"))
+    repeats = int(os.environ.get("NNC_TL_BENCH_REPEATS", "5"))
     cli = [sys.executable, "-m", "nnc_tools.cli"]
     data = work / "data"
     shutil.rmtree(data, ignore_errors=True)

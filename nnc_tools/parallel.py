@@ -16,7 +16,9 @@ to the order of float additions.
 The batch is cut into more slices than workers, largest first (``slice_sizes``: for 64 images on 2 workers 20, 20, 8,
 8, 4, 4), and between two sync points each worker takes the next slice when it is done with its last: the small slices
 at the end even out workers that run at different speeds (on a shared machine's cores they differ by up to a quarter,
-and not the same core each time), at the cost of a few more, smaller graphs.
+and not the same core each time), at the cost of a few more, smaller graphs. A slice has a cost of its own where the
+graph's Affine layers are large against its convolutions (their weights are read and their gradients written once per
+slice, whatever its size): the smallest slice is then larger, or there is no tail (``smallest_slice``).
 
 Each slice's part of the graph between two sync points is one NNabla graph ending in ``F.sink(one_input_grad=False)``,
 so its forward and backward are single GIL-free calls that take the gradients arriving from later stages.
@@ -64,6 +66,31 @@ def slice_sizes(batch: int, workers: int, smallest: int = 4) -> List[int]:
         size //= 2
     rest = batch - sum(tail)
     return [rest // workers + (1 if k < rest % workers else 0) for k in range(workers)] + tail
+
+
+# Measured with NNabla 1.39 on the development machine (mini_vggnet_mark2's layers after its sixth convolution, slices of
+# 4, 20 and 64 images): a convolution and an Affine layer take the same time per multiply-add, and an Affine layer costs
+# per slice, whatever its size, as much as 24 images' worth of its multiply-adds (packing the weights, writing their
+# gradient); a convolution's per-slice cost was not measurable.
+SLICE_COST_PER_AFFINE_WEIGHT = 24
+
+
+def smallest_slice(functions: Sequence, batch: int, at_least: int = 4) -> int:
+    """The smallest slice worth cutting for a graph: one whose own cost (``SLICE_COST_PER_AFFINE_WEIGHT``) is at most a
+    quarter of its images' work, and at least ``at_least`` images."""
+    per_image = per_slice = 0
+    for f in functions:
+        if f.info.type_name not in ("Affine", "Convolution", "Deconvolution") or len(f.inputs) < 2:
+            continue
+        out, weight = f.outputs[0], f.inputs[1]
+        if not out.shape or out.shape[0] != batch:
+            continue
+        maps = weight.shape[0] if f.info.type_name == "Convolution" else weight.shape[-1] if f.info.type_name == "Affine" \
+            else weight.shape[1] * f.info.args.get("group", 1)
+        per_image += (out.size // batch) * (weight.size // max(maps, 1))  # multiply-adds
+        if f.info.type_name == "Affine":
+            per_slice += SLICE_COST_PER_AFFINE_WEIGHT * weight.size
+    return max(at_least, -(-4 * per_slice // per_image) if per_image else at_least)
 
 
 def _per_sample(f, batch: int, parameters: Dict[int, nn.Variable]) -> bool:
@@ -223,7 +250,8 @@ class DataParallel:
                     crossing.add(key)
                     if self.per_sample[i] and self.per_sample[produced[key]]:
                         self._read_later.add(key)
-        sizes = slice_sizes(self.batch, self.workers)
+        sizes = slice_sizes(self.batch, self.workers, smallest_slice(
+            [f for f, par in zip(functions, self.per_sample) if par], self.batch))
         starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(int)
         # The sync point between stage s and s + 1 is self.syncs[s]; BN on batch statistics exchanges statistics.
         self.syncs: list = [

@@ -286,8 +286,8 @@ def test_slices_one_large_per_worker_then_a_tail_of_small_ones():
 
 def test_a_free_worker_takes_the_next_slice():
     nn.clear_parameters()
-    x = nn.Variable((64, 2))
-    parallel = DataParallel([F.mean(PF.affine(x, 1))], nn.get_parameters(grad_only=False), 2, 64)
+    x = nn.Variable((64, 1, 4, 4))
+    parallel = DataParallel([F.mean(PF.convolution(x, 2, (3, 3)))], nn.get_parameters(grad_only=False), 2, 64)
     assert [r.size for r in parallel.replicas] == [20, 20, 8, 8, 4, 4]
     ran = {}
 
@@ -300,3 +300,23 @@ def test_a_free_worker_takes_the_next_slice():
     parallel.close()
     assert sorted(ran) == list(range(6))
     assert all(ran[i] != ran[1] for i in (2, 3, 4, 5))  # the other worker took the rest
+
+
+def test_no_tail_of_small_slices_where_affine_weights_outweigh_the_convolutions():
+    """mini_vggnet_mark2 after its frozen prefix (what the reference transfer run trains on cached features): three
+    convolutions on 8 × 8 maps and 3.2 M Affine weights, which cost per slice; the whole network keeps its tail."""
+    nn.clear_parameters()
+    x, t = nn.Variable((64, 128, 8, 8)), nn.Variable((64, 1))
+    h = x
+    for k in range(3):
+        h = F.relu(PF.batch_normalization(PF.convolution(h, 128, (3, 3), pad=(1, 1), name=f"c{k}"), name=f"bn{k}"))
+    h = F.max_pooling(h, (2, 2))
+    for k in range(2):
+        h = F.dropout(F.relu(PF.affine(h, 1024, name=f"a{k}")), 0.5)
+    loss = F.mean(F.softmax_cross_entropy(PF.affine(h, 10, name="out"), t))
+    parallel = DataParallel([loss], nn.get_parameters(grad_only=False), 2, 64)
+    assert parallel.describe_slices() == "2 workers on 2 slices of each batch (32, 32 images)"
+    nn.clear_parameters()
+    whole = F.mean(F.softmax_cross_entropy(get_network("mini_vggnet_mark2").builder(nn.Variable((64, 3, 32, 32)), 10, False), t))
+    parallel = DataParallel([whole], nn.get_parameters(grad_only=False), 2, 64)
+    assert [r.size for r in parallel.replicas] == [20, 20, 8, 8, 4, 4]
