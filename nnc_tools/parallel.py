@@ -75,6 +75,16 @@ def slice_sizes(batch: int, workers: int, smallest: int = 4) -> List[int]:
 SLICE_COST_PER_AFFINE_WEIGHT = 24
 
 
+def _output_maps(kind: str, weight_shape: tuple, group: int) -> int:
+    """How many output maps (units) a weight of this layer type has: its first axis for a Convolution, its last for an
+    Affine, the second times the groups for a Deconvolution."""
+    if kind == "Convolution":
+        return weight_shape[0]
+    if kind == "Affine":
+        return weight_shape[-1]
+    return weight_shape[1] * group
+
+
 def smallest_slice(functions: Sequence, batch: int, at_least: int = 4) -> int:
     """The smallest slice worth cutting for a graph: one whose own cost (``SLICE_COST_PER_AFFINE_WEIGHT``) is at most a
     quarter of its images' work, and at least ``at_least`` images."""
@@ -85,9 +95,8 @@ def smallest_slice(functions: Sequence, batch: int, at_least: int = 4) -> int:
         out, weight = f.outputs[0], f.inputs[1]
         if not out.shape or out.shape[0] != batch:
             continue
-        maps = weight.shape[0] if f.info.type_name == "Convolution" else weight.shape[-1] if f.info.type_name == "Affine" \
-            else weight.shape[1] * f.info.args.get("group", 1)
-        per_image += (out.size // batch) * (weight.size // max(maps, 1))  # multiply-adds
+        maps = _output_maps(f.info.type_name, weight.shape, f.info.args.get("group", 1))
+        per_image += (out.size // batch) * (weight.size // max(maps, 1))  # multiply-adds: each output, its weights
         if f.info.type_name == "Affine":
             per_slice += SLICE_COST_PER_AFFINE_WEIGHT * weight.size
     return max(at_least, -(-4 * per_slice // per_image) if per_image else at_least)
@@ -158,7 +167,7 @@ class _Replica:
     start: int
     holders: Dict[int, nn.Variable] = field(default_factory=dict)  # a variable's values for this slice
     boundaries: Dict[int, nn.Variable] = field(default_factory=dict)  # leaves that later stages read; .g collects
-    params: Dict[int, nn.Variable] = field(default_factory=dict)  # this worker's parameters (worker 0: the real ones)
+    params: Dict[int, nn.Variable] = field(default_factory=dict)  # this slice's parameters (slice 0: the real ones)
     masks: Dict[int, nn.Variable] = field(default_factory=dict)  # per _MaskAhead output key: this slice's mask
     stages: List[_Stage] = field(default_factory=list)
 
@@ -175,7 +184,7 @@ class _StatSync:
     x: int
     y: int
     count: int  # values per channel in the global batch
-    sums: Dict[int, tuple] = field(default_factory=dict)  # per worker: per-channel (Σx, Σx²), or in backward (Σdy, Σdy·x)
+    sums: Dict[int, tuple] = field(default_factory=dict)  # per slice (its start): per-channel (Σx, Σx²), or in backward (Σdy, Σdy·x)
     scale: Optional[np.ndarray] = None  # y = x·scale + shift, per channel
     shift: Optional[np.ndarray] = None
     mean: Optional[np.ndarray] = None  # float64, per channel
@@ -532,7 +541,7 @@ class DataParallel:
         sync.shift = (beta.d.reshape(-1) - sync.mean * scale).astype(np.float32).reshape(shape)
 
     def _totals(self, sync: _StatSync) -> tuple:
-        """The workers' per-channel sums added up, in worker order (not the order they finished: the same bits every
+        """The slices' per-channel sums added up, in slice order (not the order they finished: the same bits every
         run)."""
         parts = [sync.sums[r.start] for r in self.replicas]
         return sum(a for a, _ in parts), sum(b for _, b in parts)
