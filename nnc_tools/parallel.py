@@ -18,7 +18,11 @@ The batch is cut into more slices than workers, largest first (``slice_sizes``: 
 at the end even out workers that run at different speeds (on a shared machine's cores they differ by up to a quarter,
 and not the same core each time), at the cost of a few more, smaller graphs. A slice has a cost of its own where the
 graph's Affine layers are large against its convolutions (their weights are read and their gradients written once per
-slice, whatever its size): the smallest slice is then larger, or there is no tail (``smallest_slice``).
+slice, whatever its size): the smallest slice is then larger, or there is no tail (``smallest_slice``). Where those
+Affine layers come after the last BN that exchanges statistics and its output is all they read of what came before
+(mini_vggnet_mark2, whole or after its frozen prefix), the batch is cut twice: with a tail for the convolutions up to
+that BN, into one slice per worker after it (``DataParallel._layouts``); the BN's input and its output's gradient pass
+between the two as whole batches.
 
 Each slice's part of the graph between two sync points is one NNabla graph ending in ``F.sink(one_input_grad=False)``,
 so its forward and backward are single GIL-free calls that take the gradients arriving from later stages.
@@ -90,7 +94,7 @@ def smallest_slice(functions: Sequence, batch: int, at_least: int = 4) -> int:
     quarter of its images' work, and at least ``at_least`` images."""
     per_image = per_slice = 0
     for f in functions:
-        if f.info.type_name not in ("Affine", "Convolution", "Deconvolution") or len(f.inputs) < 2:
+        if f.info.type_name not in _WEIGHTED or len(f.inputs) < 2:
             continue
         out, weight = f.outputs[0], f.inputs[1]
         if not out.shape or out.shape[0] != batch:
@@ -100,6 +104,13 @@ def smallest_slice(functions: Sequence, batch: int, at_least: int = 4) -> int:
         if f.info.type_name == "Affine":
             per_slice += SLICE_COST_PER_AFFINE_WEIGHT * weight.size
     return max(at_least, -(-4 * per_slice // per_image) if per_image else at_least)
+
+
+_WEIGHTED = ("Affine", "Convolution", "Deconvolution")
+
+
+def _ordinal(n: int) -> str:
+    return f"{n}{'th' if 10 <= n % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th')}"
 
 
 def _per_sample(f, batch: int, parameters: Dict[int, nn.Variable]) -> bool:
@@ -165,11 +176,13 @@ class _Stage:
 class _Replica:
     size: int
     start: int
+    real: bool  # the first slice of its layout: its parameters are the real ones
+    stages: range  # the stages it runs (all of them, or those before or after the change of layout)
     holders: Dict[int, nn.Variable] = field(default_factory=dict)  # a variable's values for this slice
     boundaries: Dict[int, nn.Variable] = field(default_factory=dict)  # leaves that later stages read; .g collects
     params: Dict[int, nn.Variable] = field(default_factory=dict)  # this slice's parameters (slice 0: the real ones)
     masks: Dict[int, nn.Variable] = field(default_factory=dict)  # per _MaskAhead output key: this slice's mask
-    stages: List[_Stage] = field(default_factory=list)
+    graphs: List[_Stage] = field(default_factory=list)  # per stage of the whole graph (empty outside ``stages``)
 
 
 @dataclass
@@ -190,6 +203,9 @@ class _StatSync:
     mean: Optional[np.ndarray] = None  # float64, per channel
     var: Optional[np.ndarray] = None
     correction: Optional[tuple] = None  # (A, B): x's gradient is dy·scale + A + B·x
+    regroups: bool = False  # the stages after it cut the batch otherwise: x and dy pass as whole batches
+    whole_x: Optional[np.ndarray] = None
+    whole_dy: Optional[np.ndarray] = None
 
 
 @dataclass
@@ -259,16 +275,21 @@ class DataParallel:
                     crossing.add(key)
                     if self.per_sample[i] and self.per_sample[produced[key]]:
                         self._read_later.add(key)
-        sizes = slice_sizes(self.batch, self.workers, smallest_slice(
-            [f for f, par in zip(functions, self.per_sample) if par], self.batch))
-        starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(int)
         # The sync point between stage s and s + 1 is self.syncs[s]; BN on batch statistics exchanges statistics.
         self.syncs: list = [
-            self._build_stat_sync(f) if len(sizes) > 1 and self._exchangeable(f)
+            self._build_stat_sync(f) if self.workers > 1 and self._exchangeable(f)
             else _Sync(f, [hash(v) if self._sliced(v) else None for v in f.inputs], [hash(v) for v in f.outputs])
             for f, par in zip(functions, self.per_sample) if not par]
-        self.replicas = [self._build_replica(k, int(n), int(s), functions, stage_of, crossing)
-                         for k, (n, s) in enumerate(zip(sizes, starts))]
+        # One layout (how the batch is cut) for the whole graph, or one up to a BN and another after it (``_regroup``).
+        self.layouts: List[List[_Replica]] = []
+        for sizes, stages in self._layouts(functions, stage_of):
+            starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(int)
+            self.layouts.append([self._build_replica(k, int(n), int(s), stages, functions, stage_of, crossing)
+                                 for k, (n, s) in enumerate(zip(sizes, starts))])
+        self.replicas = [r for layout in self.layouts for r in layout]
+        self._stage_replicas = [next(layout for layout in self.layouts if s in layout[0].stages)
+                                for s in range(self.stage_count)]
+        self._stage_outputs = {key for r in self.replicas for st in r.graphs for key, _ in st.outputs}
         self.pool = ThreadPoolExecutor(self.workers - 1) if self.workers > 1 else None
         self._sources: Dict[int, np.ndarray] = {}  # during a step: the parameters' values, for the slices' copies
         self._gradient_groups = self._balanced([key for key, p in self.parameters.items() if p.need_grad])
@@ -280,10 +301,19 @@ class DataParallel:
             self.pool = None
 
     def describe_slices(self) -> str:
-        """E.g. ``2 workers on 6 slices of each batch (20, 20, 8, 8, 4, 4 images)``."""
-        sizes = [r.size for r in self.replicas]
-        return (f"{self.workers} workers on {len(sizes)} slices of each batch ({', '.join(map(str, sizes))} images)"
-                + (", each worker taking the next when done" if len(sizes) > self.workers else ""))
+        """E.g. ``2 workers on 6 slices of each batch (20, 20, 8, 8, 4, 4 images), each worker taking the next when
+        done``, and where another layout takes over: ``, then after the 3rd BatchNormalization on 2 slices (32, 32 images)``."""
+        parts = []
+        for layout in self.layouts:
+            sizes = [r.size for r in layout]
+            part = f"{len(sizes)} slices{' of each batch' if not parts else ''} ({', '.join(map(str, sizes))} images)"
+            if parts:
+                sync = self.syncs[layout[0].stages[0] - 1].function
+                nth = sum(other.function.info.type_name == sync.info.type_name
+                          for other in self.syncs[:layout[0].stages[0]])
+                part = f"after the {_ordinal(nth)} {sync.info.type_name} on {part}"
+            parts.append(part + (", each worker taking the next when done" if len(sizes) > self.workers else ""))
+        return f"{self.workers} workers on " + ", then ".join(parts)
 
     def describe_sync_points(self) -> str:
         """Where the workers meet, e.g. ``9 BatchNormalization (batch statistics exchanged), 1 Softmax (whole batch)``,
@@ -300,27 +330,73 @@ class DataParallel:
 
     # ---------------------------------------------------------------------------------------------------- building
 
-    def _build_replica(self, k, size, start, functions, stage_of, crossing) -> _Replica:
-        r = _Replica(size, start)
-        for key, p in self.parameters.items():
-            r.params[key] = p if k == 0 else nn.Variable(p.shape, need_grad=p.need_grad)
+    def _layouts(self, functions, stage_of) -> List[tuple]:
+        """(slice sizes, stages) per layout: the whole graph cut one way (``slice_sizes`` for its ``smallest_slice``), or,
+        where the stages from some BN on hold the Affine layers that make a tail too costly and the stages before it
+        are convolutions that gain from one, a tail up to that BN and none after it (``_regroup``)."""
+        everything = range(self.stage_count)
+        per_sample = [[] for _ in everything]
+        for f, par, s in zip(functions, self.per_sample, stage_of):
+            if par:
+                per_sample[s].append(f)
+
+        def cut(stages):
+            return slice_sizes(self.batch, self.workers, smallest_slice([f for s in stages for f in per_sample[s]], self.batch))
+
+        whole = [(cut(everything), everything)]
+        weighted = [s for s in everything if any(f.info.type_name in _WEIGHTED and len(f.inputs) > 1 for f in per_sample[s])]
+        with_tail = [s for s in weighted if len(cut([s])) > self.workers]
+        if self.workers == 1 or not with_tail or with_tail[-1] + 1 >= self.stage_count:
+            return whole
+        change = with_tail[-1] + 1
+        head, tail = range(change), range(change, self.stage_count)
+        if cut(head) == cut(tail) or not self._regroup(change, functions, stage_of):
+            return whole
+        self.syncs[change - 1].regroups = True
+        return [(cut(head), head), (cut(tail), tail)]
+
+    def _regroup(self, change: int, functions, stage_of) -> bool:
+        """Whether the batch may be cut anew at the sync point before stage ``change``: a BN exchanging statistics,
+        whose output is all that the stages and sync points after it read of what came before (besides the graph's
+        leaves and parameters). Its input and output's gradient then pass as whole batches (``_StatSync.regroups``)."""
+        if not isinstance(self.syncs[change - 1], _StatSync):
+            return False
+        made_after = {self.syncs[change - 1].y}
+        for f, s in zip(functions, stage_of):
+            if s >= change:
+                made_after.update(hash(v) for v in f.outputs)
+        return all(hash(v) in made_after or hash(v) in self.leaves or hash(v) in self.parameters
+                   for f, s in zip(functions, stage_of) if s >= change for v in f.inputs)
+
+    def _build_replica(self, k, size, start, stages, functions, stage_of, crossing) -> _Replica:
+        """Slice ``k`` of a layout (``size`` images from ``start``): its graphs for ``stages``."""
+        r = _Replica(size, start, k == 0, stages)
+        reads = {hash(v) for f, s in zip(functions, stage_of) if s in stages for v in f.inputs}  # sync point s reads stage s
         for key, v in self.leaves.items():
-            shape = (size, *v.shape[1:]) if v.shape and v.shape[0] == self.batch else v.shape
-            r.holders[key] = nn.Variable(shape, need_grad=False)
-        stages = [_Stage() for _ in range(self.stage_count)]
+            if key in reads:
+                shape = (size, *v.shape[1:]) if v.shape and v.shape[0] == self.batch else v.shape
+                r.holders[key] = nn.Variable(shape, need_grad=False)
+        graphs = [_Stage() for _ in range(self.stage_count)]
         stage_vars: Dict[int, Dict[int, nn.Variable]] = {s: {} for s in range(self.stage_count)}
         for i, f in enumerate(functions):
+            s = stage_of[i]
             if not self.per_sample[i]:
+                if s + 1 not in stages:  # read by stages after it, which another layout runs
+                    continue
                 for v in f.outputs:  # made by a sync point: a leaf per slice, its values scattered in
                     if self._sliced(v):
                         leaf = nn.Variable((size, *v.shape[1:]), need_grad=v.need_grad)
                         r.holders[hash(v)] = r.boundaries[hash(v)] = leaf
                 continue
-            s = stage_of[i]
+            if s not in stages:
+                continue
             inputs = []
             for v in f.inputs:
                 key = hash(v)
                 if key in self.parameters:
+                    if key not in r.params:
+                        p = self.parameters[key]
+                        r.params[key] = p if r.real else nn.Variable(p.shape, need_grad=p.need_grad)
                     inputs.append(r.params[key])
                 elif key in stage_vars[s]:
                     inputs.append(stage_vars[s][key])
@@ -337,16 +413,15 @@ class DataParallel:
                 key = hash(v)
                 stage_vars[s][key] = r.holders[key] = out
                 if key in crossing or key in self._output_keys:
-                    stages[s].outputs.append((key, out))
+                    graphs[s].outputs.append((key, out))
                     if key in crossing:
                         r.boundaries[key] = nn.Variable(out.shape, need_grad=v.need_grad)
-        for st in stages:
+        for st in graphs:
             for _, out in st.outputs:
                 out.persistent = True  # read after the stage's forward (by a sync point) or backward
             if st.outputs:
                 st.sink = F.sink(*[out for _, out in st.outputs], one_input_grad=False)
-        r.stages = stages
-        self._stage_outputs = {key for st in stages for key, _ in st.outputs}
+        r.graphs = graphs
         return r
 
     def _dropouts_ahead(self, functions) -> List[int]:
@@ -415,34 +490,47 @@ class DataParallel:
     def _slice(self, r: _Replica) -> slice:
         return slice(r.start, r.start + r.size)
 
+    def _holding(self, key: int, where: str = "holders") -> List[_Replica]:
+        """The slices that hold a variable (its values, or with ``where="boundaries"`` a leaf for them): those of one
+        layout, or none when the variable is not sliced."""
+        return next(([r for r in layout if key in getattr(r, where)] for layout in self.layouts
+                     if key in getattr(layout[0], where)), [])
+
     def forward(self) -> List[np.ndarray]:
         """Forward of the global batch held in the graph's leaves; the outputs' values, whole batch."""
         for key, v in self.leaves.items():
             whole = v.d
             for r in self.replicas:
-                r.holders[key].d = whole[self._slice(r)] if v.shape and v.shape[0] == self.batch else whole
+                if key in r.holders:
+                    r.holders[key].d = whole[self._slice(r)] if v.shape and v.shape[0] == self.batch else whole
         # Copies, made by each slice's worker: NNabla's arrays are not for two threads to read at once (SyncedArray);
         # the numpy views taken here are.
-        self._sources = {key: p.d for key, p in self.parameters.items()} if len(self.replicas) > 1 else {}
+        copies = any(not r.real for r in self.replicas)
+        self._sources = {key: p.d for key, p in self.parameters.items()} if copies else {}
         for ahead in self.masks_ahead.values():  # in forward order: the draws one graph takes
             ahead.function.forward([ahead.ones], [ahead.mask])
             mask = ahead.mask.d
             for r in self.replicas:
-                r.masks[ahead.key].d = mask[self._slice(r)]
+                if ahead.key in r.masks:
+                    r.masks[ahead.key].d = mask[self._slice(r)]
         for s in range(self.stage_count):
-            self._each(lambda r, s=s: self._stage_forward(r, s))
+            self._each(lambda r, s=s: self._stage_forward(r, s), self._stage_replicas[s])
             if s < self.stage_count - 1:
-                self._sync_forward(self.syncs[s])
-        return [np.concatenate([r.holders[hash(v)].d for r in self.replicas]) if hash(v) in self.replicas[0].holders
-                else v.d.copy() for v in self.outputs]
+                self._sync_forward(s)
+        outputs = []
+        for v in self.outputs:
+            holding = self._holding(hash(v))
+            outputs.append(np.concatenate([r.holders[hash(v)].d for r in holding]) if holding else v.d.copy())
+        return outputs
 
     def forward_backward(self) -> float:
         """Forward and backward of the global batch held in the graph's leaves; returns the mean of ``outputs[0]``."""
         loss = self.forward()[0]
-        for r in self.replicas[1:]:  # the first worker's parameters are the real ones: the caller zeroes those
-            for p in r.params.values():
-                if p.need_grad:
-                    p.grad.zero()
+        for r in self.replicas:  # the first slice's parameters are the real ones: the caller zeroes those
+            if not r.real:
+                for p in r.params.values():
+                    if p.need_grad:
+                        p.grad.zero()
         for r in self.replicas:
             for b in r.boundaries.values():
                 b.grad.zero()
@@ -450,18 +538,18 @@ class DataParallel:
         for sync in self.syncs:  # whole-batch outputs that are not sliced (a batch mean …) gather their gradient as one
             if isinstance(sync, _Sync):
                 for key, v in zip(sync.outputs, sync.function.outputs):
-                    if v.need_grad and key not in self.replicas[0].holders:
+                    if v.need_grad and not self._holding(key):
                         v.grad.zero()
         key = hash(self.loss)
-        if key in self.replicas[0].boundaries and key not in self._stage_outputs:
-            for r in self.replicas:
+        if self._holding(key, "boundaries") and key not in self._stage_outputs:
+            for r in self._holding(key, "boundaries"):
                 r.boundaries[key].grad.fill(seed)
-        elif key not in self.replicas[0].holders:
+        elif not self._holding(key):
             self.loss.grad.fill(seed)
         for s in reversed(range(self.stage_count)):
             if s < self.stage_count - 1:
-                self._sync_backward(self.syncs[s])
-            self._each(lambda r, s=s: self._stage_backward(r, s, seed))
+                self._sync_backward(s)
+            self._each(lambda r, s=s: self._stage_backward(r, s, seed), self._stage_replicas[s])
         if len(self.replicas) > 1:
             self._each(self._reduce_gradients, self._gradient_groups)
         return float(np.mean(loss))
@@ -470,8 +558,9 @@ class DataParallel:
         """The slices' gradients added to the real parameters' (a group of parameters per worker), in slice order."""
         for key in keys:
             total = self.parameters[key].g
-            for r in self.replicas[1:]:
-                total += r.params[key].g
+            for r in self.replicas:
+                if not r.real and key in r.params:
+                    total += r.params[key].g
 
     def _stat_syncs(self, s: int) -> tuple:
         """The exchanged-statistics sync points before and after stage ``s`` (None where there is none)."""
@@ -480,13 +569,13 @@ class DataParallel:
         return (before if isinstance(before, _StatSync) else None, after if isinstance(after, _StatSync) else None)
 
     def _stage_forward(self, r: _Replica, s: int) -> None:
-        if s == 0 and r is not self.replicas[0]:
-            for key, values in self._sources.items():
-                r.params[key].d = values
+        if s == r.stages[0] and not r.real:
+            for key, p in r.params.items():
+                p.d = self._sources[key]
         before, after = self._stat_syncs(s)
         if before is not None:
             self._stat_normalise(r, before)
-        st = r.stages[s]
+        st = r.graphs[s]
         if st.sink is not None:
             st.sink.forward(clear_no_need_grad=True)
             for key, out in st.outputs:
@@ -499,7 +588,7 @@ class DataParallel:
         before, after = self._stat_syncs(s)
         if after is not None:
             self._stat_grad(r, after)
-        st = r.stages[s]
+        st = r.graphs[s]
         if st.sink is not None:
             for key, out in st.outputs:
                 if key == hash(self.loss):
@@ -516,18 +605,24 @@ class DataParallel:
     def _channels(values: np.ndarray) -> np.ndarray:
         return values.reshape(values.shape[0], values.shape[1], -1)
 
+    def _stat_x(self, r: _Replica, sync: _StatSync) -> np.ndarray:
+        """The BN input's values for a slice after the sync point (from the whole batch where the layout changes)."""
+        return sync.whole_x[self._slice(r)] if sync.regroups else r.holders[sync.x].d
+
     def _stat_sums(self, r: _Replica, sync: _StatSync) -> None:
         """Forward, in the worker: Σx and Σx² per channel over its slice."""
         x = self._channels(r.holders[sync.x].d)
         sync.sums[r.start] = (x.sum(axis=(0, 2), dtype=np.float64), np.einsum("ncl,ncl->c", x, x, dtype=np.float64))
 
-    def _stat_forward(self, sync: _StatSync) -> None:
+    def _stat_forward(self, sync: _StatSync, before: List[_Replica]) -> None:
         """The global mean and variance, the running statistics updated once (as one graph updates them) and the
-        per-channel scale and shift every worker applies."""
+        per-channel scale and shift every worker applies (``before``: the slices that summed x)."""
         f = sync.function
         beta, gamma, running_mean, running_var = f.inputs[1:]
         n = sync.count
-        sum_x, sum_xx = self._totals(sync)
+        sum_x, sum_xx = self._totals(sync, before)
+        if sync.regroups:
+            sync.whole_x = np.concatenate([r.holders[sync.x].d for r in before])
         sync.mean = sum_x / n
         sync.var = np.maximum(sum_xx / n - sync.mean ** 2, 0)
         shape = running_mean.shape
@@ -540,31 +635,33 @@ class DataParallel:
         sync.scale = scale.astype(np.float32).reshape(shape)
         sync.shift = (beta.d.reshape(-1) - sync.mean * scale).astype(np.float32).reshape(shape)
 
-    def _totals(self, sync: _StatSync) -> tuple:
+    def _totals(self, sync: _StatSync, replicas: List[_Replica]) -> tuple:
         """The slices' per-channel sums added up, in slice order (not the order they finished: the same bits every
         run)."""
-        parts = [sync.sums[r.start] for r in self.replicas]
+        parts = [sync.sums[r.start] for r in replicas]
         return sum(a for a, _ in parts), sum(b for _, b in parts)
 
     def _stat_normalise(self, r: _Replica, sync: _StatSync) -> None:
         """Forward, in the worker: y = x·scale + shift on its slice."""
         y = r.boundaries[sync.y].d
-        np.multiply(r.holders[sync.x].d, sync.scale, out=y)
+        np.multiply(self._stat_x(r, sync), sync.scale, out=y)
         y += sync.shift
 
     def _stat_grad_sums(self, r: _Replica, sync: _StatSync) -> None:
         """Backward, in the worker: Σdy and Σdy·x per channel over its slice."""
         dy = self._channels(r.boundaries[sync.y].g)
-        x = self._channels(r.holders[sync.x].d)
+        x = self._channels(self._stat_x(r, sync))
         sync.sums[r.start] = (dy.sum(axis=(0, 2), dtype=np.float64), np.einsum("ncl,ncl->c", dy, x, dtype=np.float64))
 
-    def _stat_backward(self, sync: _StatSync) -> None:
+    def _stat_backward(self, sync: _StatSync, after: List[_Replica]) -> None:
         """beta's and gamma's gradients, and the per-channel terms of x's gradient through the batch mean and variance
-        (NNabla's batch-statistics backward, written as A + B·x)."""
+        (NNabla's batch-statistics backward, written as A + B·x; ``after``: the slices that summed dy)."""
         f = sync.function
         x, beta, gamma = f.inputs[:3]
         n, eps = sync.count, f.info.args["eps"]
-        db, sum_dyx = self._totals(sync)
+        db, sum_dyx = self._totals(sync, after)
+        if sync.regroups:
+            sync.whole_dy = np.concatenate([r.boundaries[sync.y].g for r in after])
         centred = sum_dyx - sync.mean * db  # Σdy·(x − mean)
         rstd = 1 / np.sqrt(sync.var + eps)
         if beta.need_grad:
@@ -584,31 +681,34 @@ class DataParallel:
             return
         a, b = sync.correction
         g = r.boundaries[sync.x].g
-        g += r.boundaries[sync.y].g * sync.scale
+        g += (sync.whole_dy[self._slice(r)] if sync.regroups else r.boundaries[sync.y].g) * sync.scale
         g += r.holders[sync.x].d * b
         g += a
 
-    def _sync_forward(self, sync) -> None:
+    def _sync_forward(self, s: int) -> None:
+        """Sync point ``s``: between the slices of stage s and those of stage s + 1."""
+        sync, before, after = self.syncs[s], self._stage_replicas[s], self._stage_replicas[s + 1]
         if isinstance(sync, _StatSync):
-            return self._stat_forward(sync)
+            return self._stat_forward(sync, before)
         f = sync.function
         for key, v in zip(sync.inputs, f.inputs):
             if key is not None:
-                v.d = np.concatenate([r.holders[key].d for r in self.replicas])
+                v.d = np.concatenate([r.holders[key].d for r in before])
         f.forward(list(f.inputs), list(f.outputs))  # main thread only: holding the GIL costs nothing here
         for key, v in zip(sync.outputs, f.outputs):
-            if key in self.replicas[0].boundaries:
+            if key in after[0].boundaries:
                 values = v.d
-                for r in self.replicas:
+                for r in after:
                     r.boundaries[key].d = values[self._slice(r)]
 
-    def _sync_backward(self, sync) -> None:
+    def _sync_backward(self, s: int) -> None:
+        sync, before, after = self.syncs[s], self._stage_replicas[s], self._stage_replicas[s + 1]
         if isinstance(sync, _StatSync):
-            return self._stat_backward(sync)
+            return self._stat_backward(sync, after)
         f = sync.function
         for key, v in zip(sync.outputs, f.outputs):
-            if key in self.replicas[0].boundaries:
-                v.g = np.concatenate([r.boundaries[key].g for r in self.replicas])
+            if key in after[0].boundaries:
+                v.g = np.concatenate([r.boundaries[key].g for r in after])
         propagate = [v.need_grad for v in f.inputs]
         accum = [key is None for key in sync.inputs]  # parameters add to their gradient; sliced inputs are written
         f.backward(list(f.inputs), list(f.outputs), accum)  # inputs without need_grad get nothing
@@ -616,7 +716,7 @@ class DataParallel:
             if key is None or not down:
                 continue
             g = v.g
-            for r in self.replicas:
+            for r in before:
                 if key in r.boundaries:
                     grad = r.boundaries[key].g
                     grad += g[self._slice(r)]

@@ -304,7 +304,8 @@ def test_a_free_worker_takes_the_next_slice():
 
 def test_no_tail_of_small_slices_where_affine_weights_outweigh_the_convolutions():
     """mini_vggnet_mark2 after its frozen prefix (what the reference transfer run trains on cached features): three
-    convolutions on 8 × 8 maps and 3.2 M Affine weights, which cost per slice; the whole network keeps its tail."""
+    convolutions on 8 × 8 maps, then 3.2 M Affine weights, which cost per slice: the convolutions get a tail of small
+    slices, the Affine layers after the last BN two slices; so does the whole network."""
     nn.clear_parameters()
     x, t = nn.Variable((64, 128, 8, 8)), nn.Variable((64, 1))
     h = x
@@ -315,8 +316,42 @@ def test_no_tail_of_small_slices_where_affine_weights_outweigh_the_convolutions(
         h = F.dropout(F.relu(PF.affine(h, 1024, name=f"a{k}")), 0.5)
     loss = F.mean(F.softmax_cross_entropy(PF.affine(h, 10, name="out"), t))
     parallel = DataParallel([loss], nn.get_parameters(grad_only=False), 2, 64)
-    assert parallel.describe_slices() == "2 workers on 2 slices of each batch (32, 32 images)"
+    assert parallel.describe_slices() == ("2 workers on 6 slices of each batch (20, 20, 8, 8, 4, 4 images), each worker "
+                                          "taking the next when done, then after the 3rd BatchNormalization on 2 slices "
+                                          "(32, 32 images)")
+    assert [len(r.params) for r in parallel.replicas] == [6] * 8  # each slice: the weights of its stages (W, b)
     nn.clear_parameters()
     whole = F.mean(F.softmax_cross_entropy(get_network("mini_vggnet_mark2").builder(nn.Variable((64, 3, 32, 32)), 10, False), t))
     parallel = DataParallel([whole], nn.get_parameters(grad_only=False), 2, 64)
-    assert [r.size for r in parallel.replicas] == [20, 20, 8, 8, 4, 4]
+    assert [r.size for r in parallel.replicas] == [20, 20, 8, 8, 4, 4, 32, 32]
+
+
+def _conv_bn_then_affine(batch: int, skip: bool):
+    """A convolution, its BN, then a large Affine layer (what makes a tail of slices too costly), reading the
+    convolution's output besides the BN's when ``skip``."""
+    nn.clear_parameters()
+    rng = np.random.RandomState(8)
+    x, t = nn.Variable((batch, 16, 4, 4)), nn.Variable((batch, 1))
+    c = PF.convolution(x, 32, (3, 3), pad=(1, 1), name="c")
+    h = F.relu(PF.batch_normalization(c, name="bn"))
+    h = F.concatenate(h, c, axis=1) if skip else h
+    loss = F.softmax_cross_entropy(PF.affine(F.dropout(F.relu(PF.affine(h, 256, name="fc1")), 0.5), 3, name="fc2"), t)
+    x.d, t.d = rng.randn(*x.shape), rng.randint(0, 3, t.shape)
+    return loss
+
+
+@pytest.mark.parametrize("workers", [2, 3])
+def test_the_batch_cut_anew_after_a_bn_gives_the_one_graph_gradients(workers):
+    loss = _conv_bn_then_affine(48, skip=False)
+    dp = DataParallel([loss], nn.get_parameters(grad_only=False), workers, 48)
+    assert len(dp.layouts) == 2 and len(dp.layouts[0]) > workers and len(dp.layouts[1]) == workers
+    one, parallel = _one_graph_then_parallel(loss, 48, workers)
+    _assert_same(one, parallel)
+
+
+def test_the_batch_is_not_cut_anew_where_later_layers_read_what_came_before_the_bn():
+    loss = _conv_bn_then_affine(48, skip=True)  # the Affine layer reads the convolution's output too
+    dp = DataParallel([loss], nn.get_parameters(grad_only=False), 2, 48)
+    assert dp.describe_slices() == "2 workers on 2 slices of each batch (24, 24 images)"
+    one, parallel = _one_graph_then_parallel(loss, 48, 2)
+    _assert_same(one, parallel)
