@@ -541,8 +541,9 @@ class DataParallel:
                     if v.need_grad and not self._holding(key):
                         v.grad.zero()
         key = hash(self.loss)
-        if self._holding(key, "boundaries") and key not in self._stage_outputs:
-            for r in self._holding(key, "boundaries"):
+        seeded = self._holding(key, "boundaries")  # a sliced loss that a sync point made
+        if seeded and key not in self._stage_outputs:
+            for r in seeded:
                 r.boundaries[key].grad.fill(seed)
         elif not self._holding(key):
             self.loss.grad.fill(seed)
