@@ -40,6 +40,7 @@ import nnabla.function as _functions
 import nnabla.functions as F
 import numpy as np
 
+from .engine import quick_array_access
 from .frozen_cache import RANDOM_FUNCTIONS
 
 # Function types whose output for one sample depends only on that sample (given the checks in ``_per_sample``).
@@ -235,6 +236,7 @@ class DataParallel:
     before and updates after, as with one graph. ``batch_size``: the first dimension of the graph's data."""
 
     def __init__(self, outputs: Sequence[nn.Variable], parameters: Dict[str, nn.Variable], workers: int, batch_size: int):
+        quick_array_access()
         self.outputs = list(outputs)
         self.loss = self.outputs[0]
         self.batch = batch_size

@@ -46,7 +46,7 @@ from .parallel import DataParallel
 from .fileio import PathLike, atomic_output
 from .data import Dataset, load_dataset
 from .nnc_csv import read_header_and_count
-from .engine import nnabla_load
+from .engine import nnabla_load, quick_array_access
 from .evaluate import evaluate
 from .plots import plot_learning_curve
 from .nnp import Parameter, Project, decode_parameters, encode_parameters, load_project, multipliers, network_text, save_project
@@ -412,6 +412,7 @@ def _train(project_path: Path, result_dir: Path, options: TrainOptions, project:
     epochs = proto.training_config.max_epoch
     logging.getLogger("nnabla").setLevel(logging.WARNING)
     logging.getLogger("matplotlib").setLevel(logging.WARNING)
+    quick_array_access()
     nn.clear_parameters()
     nn.random.seed(options.seed)
     stored = project.parameters
