@@ -10,13 +10,12 @@ from typing import Sequence
 # NNabla 1.39's Cython modules import the way Python 2 did: ``from nnabla_ext.cpu import context``, which runs on every
 # ``.d`` and ``.g`` of a Variable, first looks for a module ``nnabla.nnabla_ext``, searching NNabla's folder on disk each
 # time (about 40 µs of an access's 60). It never exists; None in sys.modules gives the same ImportError at once.
-NEVER_THERE = ("nnabla.nnabla_ext",)
+NEVER_THERE = "nnabla.nnabla_ext"
 
 
 def quick_array_access() -> None:
     """Spare every later ``.d``/``.g`` the failing module search (data-parallel training does hundreds a step)."""
-    for name in NEVER_THERE:
-        sys.modules.setdefault(name, None)
+    sys.modules.setdefault(NEVER_THERE, None)
 
 
 def nnabla_load(files: Sequence, **kwargs):
