@@ -52,12 +52,22 @@ def test_info_and_convert_on_nnc_samples(cli, tmp_path, sample):
     info = cli("info", sample, "--json")
     assert info.code == 0, info.err
     data = json.loads(info.out)
-    assert data["networks"][0]["name"] == "Main"
+    assert data["networks"][0]["name"] == first_network_name(sample)
     assert data["optimizers"] and data["parameters"]
     for dst in ("x.nnp", "x.nntxt", "x.protobuf"):
         result = cli("convert", sample, tmp_path / dst)
         assert result.code == 0, result.err
         assert load_project(tmp_path / dst).proto == load_project(sample).proto
+
+
+def first_network_name(prototxt: Path) -> str:
+    """The file's first network, read with NNabla's own schema and protobuf's parser (not ours)."""
+    from google.protobuf import text_format
+    from nnabla.utils import nnabla_pb2
+
+    proto = nnabla_pb2.NNablaProtoBuf()
+    text_format.Merge(prototxt.read_text(encoding="utf-8-sig"), proto)
+    return proto.network[0].name
 
 
 def test_console_script_runs(tmp_path):
