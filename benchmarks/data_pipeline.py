@@ -14,10 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
-from nnc_tools.cifar import read_cifar
-from nnc_tools.data import load_dataset
-from nnc_tools.datasets import BUILTIN, build, make_dataset
-from nnc_tools.synthetic import generate, write_archive
+from nnc_tools.data.cifar import read_cifar
+from nnc_tools.data.decoded import load_dataset
+from nnc_tools.data.recipes import BUILTIN, build, make_dataset
+from nnc_tools.data.synthetic import generate, write_archive
 
 from .measure import usable_cores
 

@@ -21,15 +21,15 @@ from pathlib import Path
 
 import numpy as np
 
-from nnc_tools.nnp import Parameter, Project, save_project
-from nnc_tools.schema import nnabla_pb2
+from nnc_tools.formats.nnp import Parameter, Project, save_project
+from nnc_tools.formats.schema import nnabla_pb2
 
 from .measure import measured
 
 RUNS = 9
 DECODE = """
 import sys
-from nnc_tools.nnp import load_project
+from nnc_tools.formats.nnp import load_project
 n = sum(p.data.size for p in load_project(sys.argv[1]).parameters.values())
 """
 

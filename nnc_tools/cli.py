@@ -17,7 +17,7 @@ from .errors import NncToolsError  # noqa: E402
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
-    from .info import describe, format_description
+    from .project.info import describe, format_description
 
     info = describe(args.project, args.params)
     print(json.dumps(info, indent=2) if args.json else format_description(info))
@@ -25,7 +25,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 
 def _cmd_convert(args: argparse.Namespace) -> int:
-    from .nnp import load_project, save_project
+    from .formats.nnp import load_project, save_project
 
     project = load_project(args.src, args.params)
     written = save_project(project, args.dst, parameter_format=args.param_format, inputs=[args.src, *args.params])
@@ -35,7 +35,7 @@ def _cmd_convert(args: argparse.Namespace) -> int:
 
 
 def _cmd_apply_freeze(args: argparse.Namespace) -> int:
-    from .freeze import apply_freeze, format_changes
+    from .project.freeze import apply_freeze, format_changes
 
     result = apply_freeze(args.project, args.config, args.output, dry_run=args.dry_run)
     print(f"overlay {result.overlay} on {result.project}")
@@ -50,7 +50,7 @@ def _cmd_apply_freeze(args: argparse.Namespace) -> int:
 
 
 def _cmd_networks(args: argparse.Namespace) -> int:
-    from .networks import get_network, list_networks
+    from .project.networks import get_network, list_networks
 
     for name in list_networks():
         print(f"{name:<22} {get_network(name).description}")
@@ -58,7 +58,7 @@ def _cmd_networks(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from .export import export_network
+    from .project.export import export_network
 
     result = export_network(
         args.network, args.output, weights=args.weights, train_csv=args.train_csv, val_csv=args.val_csv,
@@ -76,7 +76,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_dataset(args: argparse.Namespace) -> int:
-    from .datasets import make_dataset
+    from .data.recipes import make_dataset
 
     result = make_dataset(
         args.recipe, args.output, source=args.source, synthetic=args.synthetic, seed=args.seed, workers=args.workers,
@@ -94,7 +94,7 @@ def _cmd_dataset(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from .train import TrainOptions, train
+    from .training.train import TrainOptions, train
 
     options = TrainOptions(epochs=args.epochs, batch_size=args.batch_size, context=args.context, device_id=args.device_id,
                            weights=args.weights, resume=args.resume, seed=args.seed, frozen_bn=args.frozen_bn,
@@ -112,7 +112,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from .evaluate import evaluate, format_evaluation
+    from .training.evaluate import evaluate, format_evaluation
 
     result = evaluate(args.project, args.dataset, args.output, batch_size=args.batch_size)
     print(format_evaluation(result))
@@ -122,7 +122,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _cmd_experiment(args: argparse.Namespace) -> int:
-    from .experiment import headline, load_config, run_transfer
+    from .experiment.transfer import headline, load_config, run_transfer
 
     config = load_config(args.config, seeds=args.seeds, source_epochs=args.source_epochs, target_epochs=args.target_epochs,
                          batch_size=args.batch_size, network=args.network)

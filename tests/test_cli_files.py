@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from nnc_tools import __version__
-from nnc_tools.nnp import load_project, parameters_equal
+from nnc_tools.formats.nnp import load_project, parameters_equal
 
 from .conftest import needs_samples, nnabla_saved, nnc_samples
 

@@ -18,9 +18,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from nnc_tools.cifar import read_cifar
-from nnc_tools.datasets import AQUATIC, BUILTIN, load_recipe
-from nnc_tools.synthetic import CIFAR100_NAMES, generate, write_archive
+from nnc_tools.data.cifar import read_cifar
+from nnc_tools.data.recipes import AQUATIC, BUILTIN, load_recipe
+from nnc_tools.data.synthetic import CIFAR100_NAMES, generate, write_archive
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -74,7 +74,7 @@ def test_synthetic_aquatic_layout_counts_and_pixels(cli, tmp_path, cache):
 
 
 def test_every_png_equals_its_source_image(tmp_path, small100):
-    from nnc_tools.datasets import build, plan
+    from nnc_tools.data.recipes import build, plan
 
     recipe = BUILTIN["cifar100-aquatic"]
     build(recipe, small100, tmp_path / "out", workers=1, progress=False)
@@ -91,7 +91,7 @@ def test_nnablas_csv_iterator_reads_all_three(tmp_path):
     from nnabla.utils.data_iterator import data_iterator_csv_dataset
 
     out = tmp_path / "aq"
-    from nnc_tools.datasets import make_dataset
+    from nnc_tools.data.recipes import make_dataset
 
     make_dataset("cifar100-aquatic", out, synthetic=True, synthetic_per_class=10, workers=1)
     for split, n in (("training", 80), ("validation", 20), ("test", 20)):
@@ -115,7 +115,7 @@ def test_both_archive_formats_as_archive_or_folder(cli, tmp_path, small100, fmt,
             tar.extractall(tmp_path / "extracted")
         source = tmp_path / "extracted"
     reference = tmp_path / "reference"
-    from nnc_tools.datasets import build
+    from nnc_tools.data.recipes import build
 
     build(BUILTIN["cifar100-aquatic"], small100, reference, workers=1, progress=False)
     out = tmp_path / "out"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from nnc_tools.experiment import load_config, run_transfer, write_report
+from nnc_tools.experiment.transfer import load_config, run_transfer, write_report
 
 
 @pytest.fixture

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from nnc_tools.freeze import apply_freeze, apply_to_proto, layer_of, parse_overlay
-from nnc_tools.nnp import load_project, multipliers, network_text
+from nnc_tools.project.freeze import apply_freeze, apply_to_proto, layer_of, parse_overlay
+from nnc_tools.formats.nnp import load_project, multipliers, network_text
 
 from .conftest import nnabla_saved
 
@@ -198,7 +198,7 @@ def test_nnp_in_place_and_text_sidecar_left_alone(tmp_path):
     result = apply_freeze(src)  # finds a.freeze.yaml beside the project
     assert result.overlay == overlay and result.output == src
     assert multipliers(load_project(src).proto.optimizer[0])["Convolution/conv/W"] == 0
-    from nnc_tools.nnp import save_project
+    from nnc_tools.formats.nnp import save_project
 
     save_project(load_project(src), tmp_path / "t.nntxt")
     sidecar = (tmp_path / "t.h5").read_bytes()

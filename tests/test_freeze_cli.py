@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from nnc_tools.nnp import load_project, multipliers
+from nnc_tools.formats.nnp import load_project, multipliers
 
 from .conftest import nnabla_saved, tiny_contents, write_image_csv
 from .test_sdcproj import single
@@ -148,7 +148,7 @@ def test_nnabla_cli_train_leaves_frozen_parameters_bit_identical(cli, tmp_path):
 
 PEAK = """
 import sys
-from nnc_tools.freeze import apply_freeze
+from nnc_tools.project.freeze import apply_freeze
 apply_freeze(sys.argv[1], sys.argv[2], sys.argv[3])
 print([int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmHWM')][0] // 1024)
 """

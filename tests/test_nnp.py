@@ -10,8 +10,8 @@ import pytest
 from nnabla.utils import nnabla_pb2
 from nnabla.utils.load import load as nnabla_load
 
-from nnc_tools import nnp
-from nnc_tools.nnp import load_project, parameters_equal, save_project
+from nnc_tools.formats import nnp
+from nnc_tools.formats.nnp import load_project, parameters_equal, save_project
 
 from .conftest import needs_samples, nnabla_saved, nnc_samples
 
@@ -233,8 +233,8 @@ def test_project_files_are_read_without_starting_the_engine(tmp_path):
     src = nnabla_saved(tmp_path / "a.nnp")
     script = f"""
 import sys
-from nnc_tools.freeze import apply_freeze
-from nnc_tools.nnp import load_project, save_project
+from nnc_tools.project.freeze import apply_freeze
+from nnc_tools.formats.nnp import load_project, save_project
 p = load_project({str(src)!r})
 p.proto.training_config.max_epoch = 3
 save_project(p, {str(tmp_path / "b.nnp")!r})
@@ -264,7 +264,7 @@ def test_apply_freeze_copies_an_nnp_while_it_reads_the_network(tmp_path, monkeyp
     the output then lists the source's members in the source's order, the kept ones byte for byte, and NNabla loads it."""
     import time
 
-    from nnc_tools.freeze import apply_freeze
+    from nnc_tools.project.freeze import apply_freeze
 
     src = nnabla_saved(tmp_path / "a.nnp")
     blob = np.random.RandomState(1).bytes(6 << 20)

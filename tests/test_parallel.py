@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 
 from nnc_tools.errors import NncToolsError
-from nnc_tools.networks import get_network, list_networks
-from nnc_tools.parallel import DataParallel, slice_sizes
-from nnc_tools.train import TrainOptions, resolve_workers, train
+from nnc_tools.project.networks import get_network, list_networks
+from nnc_tools.training.parallel import DataParallel, slice_sizes
+from nnc_tools.training.train import TrainOptions, resolve_workers, train
 
 from .test_train import assert_trained_alike, frozen_tiny_project, params_of, tiny_project
 
@@ -112,8 +112,8 @@ def test_exchanged_batch_statistics_with_frozen_scale_and_a_second_reader(frozen
 
 
 def test_one_training_step_equals_one_worker(tmp_path):
-    from nnc_tools.nnp import load_project, network_text
-    from nnc_tools.train import _Graphs, _group_solvers, _loader_safe, train_step, training_proto
+    from nnc_tools.formats.nnp import load_project, network_text
+    from nnc_tools.training.train import _Graphs, _group_solvers, _loader_safe, train_step, training_proto
 
     project = load_project(tiny_project(tmp_path, batch=6))
     proto = training_proto(project, TrainOptions())
@@ -174,8 +174,8 @@ def test_a_frozen_prefix_gets_no_backward_with_workers(tmp_path):
     """NNabla's loader links its own copies of the parameters into the graph (need_grad as the graph wants it) and sets
     the registered ones back to need_grad=True; the workers must follow the graph, or they backpropagate through the
     frozen prefix (slow, and its gradients fill up)."""
-    from nnc_tools.nnp import load_project, network_text
-    from nnc_tools.train import _Graphs, _group_solvers, _loader_safe, train_step, training_proto
+    from nnc_tools.formats.nnp import load_project, network_text
+    from nnc_tools.training.train import _Graphs, _group_solvers, _loader_safe, train_step, training_proto
 
     project_path = frozen_tiny_project(tmp_path, batch=6)
     project = load_project(project_path)

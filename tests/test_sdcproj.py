@@ -8,9 +8,9 @@ import re
 
 import pytest
 
-from nnc_tools.freeze import apply_freeze
-from nnc_tools.nnp import load_project, multipliers
-from nnc_tools.sdcproj import load_sdcproj
+from nnc_tools.project.freeze import apply_freeze
+from nnc_tools.formats.nnp import load_project, multipliers
+from nnc_tools.formats.sdcproj import load_sdcproj
 
 from .conftest import needs_samples, nnc_samples
 

@@ -22,10 +22,10 @@ import pytest
 import yaml
 from PIL import Image
 
-from nnc_tools.export import solver_proto
-from nnc_tools.freeze import apply_freeze
-from nnc_tools.nnp import Parameter, Project, load_project, multipliers, save_project
-from nnc_tools.train import TrainOptions, train
+from nnc_tools.project.export import solver_proto
+from nnc_tools.project.freeze import apply_freeze
+from nnc_tools.formats.nnp import Parameter, Project, load_project, multipliers, save_project
+from nnc_tools.training.train import TrainOptions, train
 
 from .conftest import tiny_contents, write_image_csv
 
@@ -104,7 +104,7 @@ def test_frozen_parameters_stay_bit_identical_others_move(tmp_path):
     assert set(report) == {0, 1} and {"cost", "valid_error"} <= set(report[1]) and "train_error" in report[1]
     # what we write keeps the project's multipliers, so NNC and nnabla_cli see the same freeze
     assert multipliers(load_project(tmp_path / "r" / "results.nnp").proto.optimizer[0])["Convolution/conv/W"] == 0
-    from nnc_tools.engine import nnabla_load
+    from nnc_tools.training.engine import nnabla_load
 
     for name in ("results.nnp", "results_current.nnp"):  # nnabla_cli's loader takes both
         info = nnabla_load([str(tmp_path / "r" / name)], prepare_data_iterator=False)
@@ -131,14 +131,14 @@ def test_frozen_bn_runs_on_running_statistics_unless_batch(tmp_path):
 
 
 def test_frozen_prefix_gets_no_backward(tmp_path):
-    from nnc_tools.train import _Graphs, _group_solvers, train_step, training_proto
+    from nnc_tools.training.train import _Graphs, _group_solvers, train_step, training_proto
 
     project_path = frozen_tiny_project(tmp_path)
     project = load_project(project_path)
     nn.clear_parameters()
     for name, p in project.parameters.items():
         nn.parameter.get_parameter_or_create(name, p.data.shape).d = p.data
-    from nnc_tools.nnp import network_text
+    from nnc_tools.formats.nnp import network_text
 
     info = _Graphs(network_text(training_proto(project, TrainOptions())), 4, "cpu").build(1)
     solvers = _group_solvers(project.proto.optimizer[0], nn.get_parameters(grad_only=False))
@@ -192,7 +192,7 @@ def affine_project(folder: Path, solver: str, lr: float, weight_decay: float, mu
 
 def reference_run(project: Path, solver: str, mults: dict) -> dict:
     """Plain NNabla: one solver per parameter at lr x multiplier, the same data, nnabla_cli's update order."""
-    from nnc_tools.data import load_dataset
+    from nnc_tools.data.decoded import load_dataset
 
     loaded = load_project(project)
     o = loaded.proto.optimizer[0]
@@ -373,8 +373,8 @@ def test_cache_frozen_on_without_a_legal_prefix_says_why(cli, tmp_path):
 @pytest.mark.slow
 def test_exported_mini_vggnet_mark2_learns_the_synthetic_aquatic_set(tmp_path, monkeypatch):
     """The reference network, exported and trained from scratch for a few epochs: validation error well below chance."""
-    from nnc_tools.datasets import make_dataset
-    from nnc_tools.export import export_network
+    from nnc_tools.data.recipes import make_dataset
+    from nnc_tools.project.export import export_network
 
     monkeypatch.setenv("NNC_TL_CACHE", str(tmp_path / "cache"))
     data = tmp_path / "aquatic"
@@ -409,7 +409,7 @@ def test_nnc_sample_datasets_in_the_install_folder_are_named(cli, tmp_path):
 def test_decoded_datasets_are_reused_until_a_file_changes(tmp_path, monkeypatch):
     import nnabla.utils.data_iterator as iterators
 
-    from nnc_tools.data import load_dataset
+    from nnc_tools.data.decoded import load_dataset
 
     csv = write_image_csv(tmp_path, 12, name="d")
     first = load_dataset(csv, tmp_path / "c1")

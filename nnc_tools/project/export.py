@@ -18,15 +18,15 @@ import nnabla as nn
 import nnabla.functions as F
 import nnabla.solvers as S
 import numpy as np
-from .schema import nnabla_pb2
+from ..formats.schema import nnabla_pb2
 from nnabla.utils.save import create_proto
 
-from .errors import NncToolsError
-from .fileio import PathLike
+from ..errors import NncToolsError
+from ..fileio import PathLike
 from .freeze import layer_of
 from .networks import get_network
-from .nnc_csv import read_header_and_count
-from .nnp import Parameter, Parameters, Project, load_project, save_project
+from ..formats.nnc_csv import read_header_and_count
+from ..formats.nnp import Parameter, Parameters, Project, load_project, save_project
 
 INPUT = "Input"
 LOSS = "CategoricalCrossEntropy"

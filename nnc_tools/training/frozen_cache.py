@@ -16,7 +16,7 @@ from typing import Dict, List, Optional, Set
 import nnabla as nn
 import numpy as np
 
-from .nnp import multipliers
+from ..formats.nnp import multipliers
 
 RANDOM_FUNCTIONS = {
     "Dropout", "RandomShift", "RandomFlip", "RandomCrop", "RandomErase", "ImageAugmentation", "Rand", "Randn", "Randint",

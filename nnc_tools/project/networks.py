@@ -16,7 +16,7 @@ import nnabla as nn
 import nnabla.functions as F
 import nnabla.parametric_functions as PF
 
-from .errors import NncToolsError
+from ..errors import NncToolsError
 
 Builder = Callable[[nn.Variable, int, bool], nn.Variable]
 

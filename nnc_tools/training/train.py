@@ -36,20 +36,20 @@ from typing import Dict, List, Optional, Tuple
 import nnabla as nn
 import numpy as np
 import yaml
-from .schema import nnabla_pb2
+from ..formats.schema import nnabla_pb2
 from tqdm import tqdm
 
-from .errors import NncToolsError
-from .export import copy_weights
+from ..errors import NncToolsError
+from ..project.export import copy_weights
 from .frozen_cache import FeatureCache, detach, find_frozen_prefix, memory_budget, shared_cut
 from .parallel import DataParallel
-from .fileio import PathLike, atomic_output
-from .data import Dataset, load_dataset
-from .nnc_csv import read_header_and_count
+from ..fileio import PathLike, atomic_output
+from ..data.decoded import Dataset, load_dataset
+from ..formats.nnc_csv import read_header_and_count
 from .engine import nnabla_load, quick_array_access
 from .evaluate import evaluate
 from .plots import plot_learning_curve
-from .nnp import Parameter, Project, decode_parameters, encode_parameters, load_project, multipliers, network_text, save_project
+from ..formats.nnp import Parameter, Project, decode_parameters, encode_parameters, load_project, multipliers, network_text, save_project
 
 CUDA_PIP = "pip install nnabla-ext-cuda120==1.39.0"
 CHECKPOINT = "checkpoint.zip"

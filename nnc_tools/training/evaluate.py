@@ -10,11 +10,11 @@ from typing import Dict, Optional
 import nnabla as nn
 import numpy as np
 
-from .data import load_dataset
+from ..data.decoded import load_dataset
 from .engine import nnabla_load
-from .errors import NncToolsError
-from .fileio import PathLike, atomic_output
-from .nnp import load_project
+from ..errors import NncToolsError
+from ..fileio import PathLike, atomic_output
+from ..formats.nnp import load_project
 from .plots import plot_confusion_matrix
 
 

@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
-from .errors import NncToolsError
-from .fileio import PathLike
+from ..errors import NncToolsError
+from ..fileio import PathLike
 
 SINGLE_NETWORK = "Main"
 MULTIPLIER_SUFFIX = ".LRateMultiplier"

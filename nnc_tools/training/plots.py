@@ -7,7 +7,7 @@ from typing import Dict, List, Sequence
 
 import numpy as np
 
-from .fileio import atomic_output
+from ..fileio import atomic_output
 
 
 def _pyplot():

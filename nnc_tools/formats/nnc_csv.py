@@ -6,8 +6,8 @@ import csv
 from pathlib import Path
 from typing import List, Tuple
 
-from .errors import NncToolsError
-from .fileio import PathLike
+from ..errors import NncToolsError
+from ..fileio import PathLike
 
 
 def read_header_and_count(path: PathLike) -> Tuple[List[str], int]:

@@ -28,8 +28,8 @@ from tqdm import tqdm
 
 from .cifar import CifarData, read_cifar
 from .download import cache_dir, fetch, is_url
-from .errors import NncToolsError, reject_unknown_keys
-from .fileio import PathLike, atomic_output
+from ..errors import NncToolsError, reject_unknown_keys
+from ..fileio import PathLike, atomic_output
 
 FORMAT_VERSION = 1
 MANIFEST = ".nnc-tl-dataset.json"

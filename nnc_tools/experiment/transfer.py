@@ -23,18 +23,18 @@ from typing import Dict, List, Optional
 
 import yaml
 
-from .datasets import load_recipe, make_dataset, resolve_source
-from .errors import NncToolsError, reject_unknown_keys
-from .evaluate import evaluate
-from .export import export_network
-from .fileio import PathLike, atomic_output
-from .freeze import apply_freeze
-from .plots import plot_learning_curves
-from .train import EpochRecord, TrainOptions, train
+from ..data.recipes import load_recipe, make_dataset, resolve_source
+from ..errors import NncToolsError, reject_unknown_keys
+from ..training.evaluate import evaluate
+from ..project.export import export_network
+from ..fileio import PathLike, atomic_output
+from ..project.freeze import apply_freeze
+from ..training.plots import plot_learning_curves
+from ..training.train import EpochRecord, TrainOptions, train
 
 PUBLISHED = {"scratch": {"accuracy": 0.574, "wall": "7h16m"}, "transfer": {"accuracy": 0.601, "wall": "5h09m"},
              "settings": "mini_VGGnet_mark2, batch 64, 50 epochs, NNC on a GPU; transfer froze W and b of Convolution … Convolution_6"}
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 CONFIG_KEYS = {"network", "source_recipe", "target_recipe", "overlay", "source_epochs", "target_epochs", "batch_size", "solver",
                "lr", "seeds", "synthetic_per_class"}
 

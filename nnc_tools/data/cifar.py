@@ -17,8 +17,8 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
-from .errors import NncToolsError
-from .fileio import PathLike
+from ..errors import NncToolsError
+from ..fileio import PathLike
 
 OFFICIAL_MD5 = {
     "cifar-10-python.tar.gz": "c58f30108f718f92721af3b95e74349a",

@@ -6,9 +6,9 @@ from typing import Any, Dict, List, Sequence
 
 import numpy as np
 
-from .fileio import PathLike
-from .nnp import Project, load_project, multipliers, solver_learning_rate
-from .sdcproj import describe_sdcproj, format_sdcproj_description, load_sdcproj
+from ..fileio import PathLike
+from ..formats.nnp import Project, load_project, multipliers, solver_learning_rate
+from ..formats.sdcproj import describe_sdcproj, format_sdcproj_description, load_sdcproj
 
 
 def describe_project(project: Project) -> Dict[str, Any]:

@@ -12,8 +12,8 @@ import zipfile
 from pathlib import Path, PurePosixPath
 from typing import List, Optional, Sequence
 
-from .errors import NncToolsError
-from .fileio import PathLike, same_file, temp_beside
+from ..errors import NncToolsError
+from ..fileio import PathLike, same_file, temp_beside
 
 TEXT_EXTS = (".nntxt", ".prototxt")
 PROJECT_EXTS = (".nnp",) + TEXT_EXTS + (".protobuf",)

@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Callable, Dict, Iterable, List, Optional, Sequ
 from google.protobuf import text_format
 from google.protobuf.message import DecodeError
 
-from .errors import NncToolsError
-from .fileio import PathLike, atomic_outputs, same_file
+from ..errors import NncToolsError
+from ..fileio import PathLike, atomic_outputs, same_file
 from .nnp_zip import (MAX_MEMBER_BYTES, MAX_TEXT_BYTES, NNP_VERSION, PARAMETER_EXTS, PROJECT_EXTS, TEXT_EXTS, CopyAhead,
                       copy_members, member_role, new_info, open_nnp)
 from .schema import nnabla_pb2

@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from .errors import NncToolsError, reject_unknown_keys
-from .fileio import PathLike, atomic_output, same_file
-from .nnp_zip import PROJECT_EXTS, CopyAhead
-from .sdcproj import SdcProject, load_sdcproj
+from ..errors import NncToolsError, reject_unknown_keys
+from ..fileio import PathLike, atomic_output, same_file
+from ..formats.nnp_zip import PROJECT_EXTS, CopyAhead
+from ..formats.sdcproj import SdcProject, load_sdcproj
 
 RULE_KEYS = {"match", "up_to", "params", "multiplier"}
 TOP_KEYS = {"optimizers", "rules", "freeze", "lr_multiplier"}
@@ -406,7 +406,7 @@ def apply_freeze(
             changes = apply_to_sdcproj(sdc, rules)
             save = functools.partial(_write_sdcproj, target, sdc)
         elif ext in PROJECT_EXTS:
-            from .nnp import load_project, save_project  # protobuf, also while the copy runs
+            from ..formats.nnp import load_project, save_project  # protobuf, also while the copy runs
 
             loaded = load_project(project)
             changes = apply_to_proto(loaded.proto, rules, project)

@@ -24,7 +24,7 @@ def _load_schema():
         from nnabla.utils import nnabla_pb2
 
         return nnabla_pb2
-    module_spec = importlib.util.spec_from_file_location("nnc_tools._nnabla_pb2", path)
+    module_spec = importlib.util.spec_from_file_location("nnc_tools.formats._nnabla_pb2", path)
     module = importlib.util.module_from_spec(module_spec)
     module_spec.loader.exec_module(module)
     return module

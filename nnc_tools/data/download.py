@@ -12,8 +12,8 @@ from typing import Optional
 from tqdm import tqdm
 
 from .cifar import verify_official
-from .errors import NncToolsError
-from .fileio import atomic_output
+from ..errors import NncToolsError
+from ..fileio import atomic_output
 
 
 def cache_dir() -> Path:

@@ -19,7 +19,7 @@ from typing import List
 import numpy as np
 
 from .cifar import CifarData, CifarSplit
-from .fileio import PathLike, atomic_output
+from ..fileio import PathLike, atomic_output
 
 CIFAR10_NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 SUPERCLASSES = {
