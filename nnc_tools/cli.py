@@ -122,7 +122,9 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _cmd_experiment(args: argparse.Namespace) -> int:
-    from .experiment.transfer import headline, load_config, run_transfer
+    from .experiment.config import load_config
+    from .experiment.report import headline
+    from .experiment.transfer import run_transfer
 
     config = load_config(args.config, seeds=args.seeds, source_epochs=args.source_epochs, target_epochs=args.target_epochs,
                          batch_size=args.batch_size, network=args.network)
@@ -149,23 +151,17 @@ def _shape(text: str) -> tuple:
         raise argparse.ArgumentTypeError(f"expected C,H,W such as 3,32,32, got '{text}'") from None
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="nnc-tl",
-        description="Transfer learning for NNabla and Neural Network Console projects.",
-    )
-    parser.add_argument("--version", action="version", version=f"nnc-tl {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    sub.required = True
-
-    p = sub.add_parser("info", help="show networks, parameters, datasets and learning-rate multipliers of a project")
+def _add_info(sub, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("info", parents=[common], help="show networks, parameters, datasets and learning-rate multipliers of a project")
     p.add_argument("project", help="a .nnp, .nntxt, .prototxt, .protobuf or .sdcproj project")
     p.add_argument("--params", action="append", default=[], metavar="FILE", help="extra parameter file (.h5/.protobuf)")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.set_defaults(func=_cmd_info)
 
+
+def _add_convert(sub, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser(
-        "convert",
+        "convert", parents=[common],
         help="convert between .nnp, .nntxt/.prototxt (+ .h5/.protobuf parameters beside it) and .protobuf",
         description="Convert a project. A text output gets its parameters in <stem>.h5 (or --param-format) beside it.",
     )
@@ -180,8 +176,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_cmd_convert)
 
+
+def _add_apply_freeze(sub, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser(
-        "apply-freeze",
+        "apply-freeze", parents=[common],
         help="set learning-rate multipliers (freeze layers) from a YAML overlay",
         description="Set learning-rate multipliers from a YAML overlay in a .nnp/.nntxt/.prototxt/.protobuf project or an "
         "NNC .sdcproj. Without -c: <stem>.freeze.yaml beside PROJECT, else ./freeze.yaml. Without -o: PROJECT in place.",
@@ -192,11 +190,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="print what would change; write nothing")
     p.set_defaults(func=_cmd_apply_freeze)
 
-    p = sub.add_parser("networks", help="list the registered networks")
+
+def _add_networks(sub, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("networks", parents=[common], help="list the registered networks")
     p.set_defaults(func=_cmd_networks)
 
+
+def _add_export(sub, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser(
-        "export",
+        "export", parents=[common],
         help="write a registered network as a complete NNC-style project (.nnp or .nntxt)",
         description="Write NETWORK as a project with networks Main, MainValidation and MainRuntime, an optimizer, "
         "monitors, an executor and datasets Training/Validation. Images are divided by 255 by the data loader, as in NNC.",
@@ -214,8 +216,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", metavar="FROM.nnp", help="start from these parameters where name and shape match")
     p.set_defaults(func=_cmd_export)
 
+
+def _add_dataset(sub, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser(
-        "dataset",
+        "dataset", parents=[common],
         help="build an NNC-format dataset (PNGs + CSVs) from a CIFAR archive",
         description="RECIPE is cifar10, cifar100, cifar100-aquatic or a YAML recipe file. Writes OUTDIR/{training,validation,"
         "test}/<class>/<i>.png and training.csv, validation.csv, test.csv. A re-run with the same inputs does nothing; an "
@@ -233,8 +237,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="replace a different dataset already in OUTDIR")
     p.set_defaults(func=_cmd_dataset)
 
+
+def _add_train(sub, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser(
-        "train",
+        "train", parents=[common],
         help="train a project with NNabla, honouring every learning-rate multiplier exactly",
         description="Train PROJECT (.nnp/.nntxt/.prototxt/.protobuf) with NNabla's own loader and solvers. A multiplier m "
         "trains that parameter at lr x m (0: frozen); a Batch Normalization with beta and gamma frozen runs on its running "
@@ -258,14 +264,18 @@ def build_parser() -> argparse.ArgumentParser:
                    "one worker's (default: every core; on GPU one process per device)")
     p.set_defaults(func=_cmd_train)
 
-    p = sub.add_parser("evaluate", help="accuracy, per-class table and confusion matrix of a trained project on a dataset CSV")
+
+def _add_evaluate(sub, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("evaluate", parents=[common], help="accuracy, per-class table and confusion matrix of a trained project on a dataset CSV")
     p.add_argument("project", metavar="RESULT.nnp")
     p.add_argument("--dataset", required=True, metavar="CSV")
     p.add_argument("-o", "--output", metavar="DIR", help="write confusion_matrix.csv/.png and evaluation.json here")
     p.add_argument("--batch-size", type=int, default=64)
     p.set_defaults(func=_cmd_evaluate)
 
-    p = sub.add_parser("experiment", help="run a whole experiment (transfer: source pretraining, scratch vs transfer, report)")
+
+def _add_experiment(sub, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("experiment", parents=[common], help="run a whole experiment (transfer: source pretraining, scratch vs transfer, report)")
     p.add_argument("kind", choices=["transfer"])
     p.add_argument("-c", "--config", metavar="CONFIG.yaml", help="settings (default: the reference experiment; see experiments/)")
     p.add_argument("-o", "--output", required=True, metavar="RUN_DIR")
@@ -280,12 +290,49 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--network")
     p.add_argument("--no-verify", action="store_true", help="skip the md5 check of official archive names")
     p.set_defaults(func=_cmd_experiment)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="nnc-tl",
+        description="Transfer learning for NNabla and Neural Network Console projects.",
+    )
+    parser.add_argument("--version", action="version", version=f"nnc-tl {__version__}")
+    common = argparse.ArgumentParser(add_help=False)
+    verbosity = common.add_mutually_exclusive_group()
+    verbosity.add_argument("-q", "--quiet", dest="verbosity", action="store_const", const=-1, default=0,
+                           help="only warnings and errors on stderr (no progress lines)")
+    verbosity.add_argument("-v", "--verbose", dest="verbosity", action="store_const", const=1, default=0,
+                           help="also debugging lines on stderr")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    _add_info(sub, common)
+    _add_convert(sub, common)
+    _add_apply_freeze(sub, common)
+    _add_networks(sub, common)
+    _add_export(sub, common)
+    _add_dataset(sub, common)
+    _add_train(sub, common)
+    _add_evaluate(sub, common)
+    _add_experiment(sub, common)
     return parser
+
+
+def _report_on_stderr(verbosity: int) -> logging.Handler:
+    """The library's progress lines (``logging`` under ``nnc_tools``) on stderr: INFO, or WARNING with -q, DEBUG with -v."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger = logging.getLogger("nnc_tools")
+    logger.addHandler(handler)
+    logger.setLevel({-1: logging.WARNING, 0: logging.INFO, 1: logging.DEBUG}[verbosity])
+    return handler
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    handler = _report_on_stderr(args.verbosity)
     try:
         return args.func(args)
     except NncToolsError as e:
@@ -296,6 +343,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    finally:
+        logging.getLogger("nnc_tools").removeHandler(handler)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,13 @@ SHARED = Path(__file__).resolve().parents[2] / "shared"
 NNC_SAMPLES = SHARED / "nnc-samples"
 
 
+@pytest.fixture
+def messages(caplog):
+    """What the library reports through ``logging`` (the CLI prints it on stderr), at INFO and above."""
+    caplog.set_level(logging.INFO, logger="nnc_tools")
+    return caplog
+
+
 def nnc_samples(pattern: str) -> List[Path]:
     return sorted(NNC_SAMPLES.glob(pattern)) if NNC_SAMPLES.is_dir() else []
 

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from nnc_tools.experiment.transfer import load_config, run_transfer, write_report
+from nnc_tools.experiment.config import load_config
+from nnc_tools.experiment.report import write_report
+from nnc_tools.experiment.transfer import run_transfer
 
 
 @pytest.fixture
@@ -24,17 +26,24 @@ def config_file(tmp_path, monkeypatch):
     return path
 
 
+def said(messages) -> str:
+    """What the library reported since the last call."""
+    text = messages.text
+    messages.clear()
+    return text
+
+
 def stage_times(run: Path):
     return {p: p.stat().st_mtime_ns for p in run.rglob("stage.json")}
 
 
 @pytest.mark.slow
-def test_transfer_experiment_end_to_end_and_resume(tmp_path, config_file, capsys, monkeypatch):
+def test_transfer_experiment_end_to_end_and_resume(tmp_path, config_file, messages, monkeypatch):
     monkeypatch.chdir(tmp_path)
     run = Path("run")  # relative, as `make demo` passes it
     config = load_config(config_file)
     report = run_transfer(run, config, synthetic=True)
-    out = capsys.readouterr().out
+    out = said(messages)
     for stage in ("data/source", "data/target", "source", "scratch-s0", "transfer-s0", "scratch-s1", "transfer-s1"):
         assert (run / stage / "stage.json").is_file(), stage
     transfer = json.loads((run / "transfer-s0" / "stage.json").read_text())["summary"]
@@ -52,12 +61,12 @@ def test_transfer_experiment_end_to_end_and_resume(tmp_path, config_file, capsys
     before = stage_times(run)
     run_transfer(run, config, synthetic=True)
     assert stage_times(run) == before
-    assert "[experiment]" not in capsys.readouterr().out
+    assert "[experiment]" not in said(messages)
 
     # an interrupted stage (no stage.json) is run again, resuming its training from the checkpoint
     (run / "transfer-s1" / "stage.json").unlink()
     run_transfer(run, config, synthetic=True)
-    out = capsys.readouterr().out
+    out = said(messages)
     assert "transfer (seed 1)" in out and "scratch (seed 0)" not in out and "source:" not in out
 
     # the table is computed from the runs' own files, not typed in

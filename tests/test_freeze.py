@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from nnc_tools.project.freeze import apply_freeze, apply_to_proto, layer_of, parse_overlay
+from nnc_tools.formats.naming import layer_of
+from nnc_tools.project.freeze import apply_freeze, apply_to_proto, parse_overlay
 from nnc_tools.formats.nnp import load_project, multipliers, network_text
 
 from .conftest import nnabla_saved

@@ -16,8 +16,10 @@ import pytest
 
 from nnc_tools.errors import NncToolsError
 from nnc_tools.project.networks import get_network, list_networks
-from nnc_tools.training.parallel import DataParallel, slice_sizes
-from nnc_tools.training.train import TrainOptions, resolve_workers, train
+from nnc_tools.training.parallel import DataParallel
+from nnc_tools.training.slicing import slice_sizes
+from nnc_tools.training.engine import resolve_workers
+from nnc_tools.training.train import TrainOptions, train
 
 from .test_train import assert_trained_alike, frozen_tiny_project, params_of, tiny_project
 
@@ -113,7 +115,9 @@ def test_exchanged_batch_statistics_with_frozen_scale_and_a_second_reader(frozen
 
 def test_one_training_step_equals_one_worker(tmp_path):
     from nnc_tools.formats.nnp import load_project, network_text
-    from nnc_tools.training.train import _Graphs, _group_solvers, _loader_safe, train_step, training_proto
+    from nnc_tools.training.graphs import TrainingGraphs
+    from nnc_tools.training.solvers import group_solvers, loader_safe
+    from nnc_tools.training.train import train_step, training_proto
 
     project = load_project(tiny_project(tmp_path, batch=6))
     proto = training_proto(project, TrainOptions())
@@ -124,9 +128,9 @@ def test_one_training_step_equals_one_worker(tmp_path):
         nn.clear_parameters()
         for name, p in project.parameters.items():
             nn.parameter.get_parameter_or_create(name, p.data.shape).d = p.data
-        opt = _Graphs(network_text(_loader_safe(proto)), 6, "cpu").build(1).optimizers["Optimizer"]
+        opt = TrainingGraphs(network_text(loader_safe(proto)), 6, "cpu").build(1).optimizers["Optimizer"]
         params = nn.get_parameters(grad_only=False)
-        solvers = _group_solvers(proto.optimizer[0], params)
+        solvers = group_solvers(proto.optimizer[0], params)
         trained = {n for _, _, ps in solvers for n in ps}
         for name, var in params.items():
             var.need_grad = name in trained
@@ -142,11 +146,11 @@ def test_one_training_step_equals_one_worker(tmp_path):
     assert moved >= 4  # the step did update: conv, BN and affine parameters
 
 
-def test_train_with_two_workers_matches_one(tmp_path, capsys):
+def test_train_with_two_workers_matches_one(tmp_path, messages):
     project = tiny_project(tmp_path)
     train(project, tmp_path / "one", TrainOptions(progress=False, workers=1, seed=3))
     train(project, tmp_path / "two", TrainOptions(progress=False, workers=2, seed=3))
-    err = capsys.readouterr().err
+    err = messages.text
     assert ("data parallel: 2 workers on 2 slices of each batch (2, 2 images); they meet at 1 BatchNormalization (batch "
             "statistics exchanged)") in err
     one, _ = assert_trained_alike(tmp_path / "one", tmp_path / "two")
@@ -175,7 +179,9 @@ def test_a_frozen_prefix_gets_no_backward_with_workers(tmp_path):
     the registered ones back to need_grad=True; the workers must follow the graph, or they backpropagate through the
     frozen prefix (slow, and its gradients fill up)."""
     from nnc_tools.formats.nnp import load_project, network_text
-    from nnc_tools.training.train import _Graphs, _group_solvers, _loader_safe, train_step, training_proto
+    from nnc_tools.training.graphs import TrainingGraphs
+    from nnc_tools.training.solvers import group_solvers, loader_safe
+    from nnc_tools.training.train import train_step, training_proto
 
     project_path = frozen_tiny_project(tmp_path, batch=6)
     project = load_project(project_path)
@@ -183,10 +189,10 @@ def test_a_frozen_prefix_gets_no_backward_with_workers(tmp_path):
     nn.clear_parameters()
     for name, p in project.parameters.items():
         nn.parameter.get_parameter_or_create(name, p.data.shape).d = p.data
-    graphs = _Graphs(network_text(_loader_safe(proto)), 6, "cpu")
+    graphs = TrainingGraphs(network_text(loader_safe(proto)), 6, "cpu")
     graphs.build(0)
     params = nn.get_parameters(grad_only=False)
-    solvers = _group_solvers(proto.optimizer[0], params)
+    solvers = group_solvers(proto.optimizer[0], params)
     trained = {n for _, _, ps in solvers for n in ps}
     for name, var in params.items():
         var.need_grad = name in trained
@@ -297,7 +303,7 @@ def test_a_free_worker_takes_the_next_slice():
             time.sleep(0.5)  # a slow worker
         ran[item] = threading.get_ident()
 
-    parallel._each(work, list(range(6)))
+    parallel.pool.each(work, list(range(6)))
     parallel.close()
     assert sorted(ran) == list(range(6))
     assert all(ran[i] != ran[1] for i in (2, 3, 4, 5))  # the other worker took the rest

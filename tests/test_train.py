@@ -131,7 +131,9 @@ def test_frozen_bn_runs_on_running_statistics_unless_batch(tmp_path):
 
 
 def test_frozen_prefix_gets_no_backward(tmp_path):
-    from nnc_tools.training.train import _Graphs, _group_solvers, train_step, training_proto
+    from nnc_tools.training.graphs import TrainingGraphs
+    from nnc_tools.training.solvers import group_solvers
+    from nnc_tools.training.train import train_step, training_proto
 
     project_path = frozen_tiny_project(tmp_path)
     project = load_project(project_path)
@@ -140,8 +142,8 @@ def test_frozen_prefix_gets_no_backward(tmp_path):
         nn.parameter.get_parameter_or_create(name, p.data.shape).d = p.data
     from nnc_tools.formats.nnp import network_text
 
-    info = _Graphs(network_text(training_proto(project, TrainOptions())), 4, "cpu").build(1)
-    solvers = _group_solvers(project.proto.optimizer[0], nn.get_parameters(grad_only=False))
+    info = TrainingGraphs(network_text(training_proto(project, TrainOptions())), 4, "cpu").build(1)
+    solvers = group_solvers(project.proto.optimizer[0], nn.get_parameters(grad_only=False))
     trained = {n for _, _, ps in solvers for n in ps}
     for name, var in nn.get_parameters(grad_only=False).items():
         var.need_grad = name in trained
@@ -325,11 +327,11 @@ def test_evaluate_cli(cli, tmp_path):
 # ------------------------------------------------------------------------------------------------- frozen-prefix cache
 
 
-def test_cache_frozen_gives_the_same_parameters(tmp_path, capsys):
+def test_cache_frozen_gives_the_same_parameters(tmp_path, messages):
     project = frozen_tiny_project(tmp_path)
     train(project, tmp_path / "off", TrainOptions(progress=False, cache_frozen="off", seed=2))
     train(project, tmp_path / "on", TrainOptions(progress=False, cache_frozen="on", seed=2))
-    err = capsys.readouterr().err
+    err = messages.text
     assert "frozen-prefix cache: 4 functions up to MaxPooling computed once per image (stopped at Affine" in err
     off, on = assert_trained_alike(tmp_path / "off", tmp_path / "on")
     assert not np.array_equal(on["Affine/affine/W"].data, params_of(project)["Affine/affine/W"].data)

@@ -11,7 +11,7 @@ from typing import Dict, List
 
 import numpy as np
 
-from .download import cache_dir
+from .cache import cache_dir
 from ..errors import NncToolsError
 from ..fileio import atomic_output
 from ..formats.nnc_csv import label_names, read_header_and_count

@@ -14,11 +14,7 @@ from tqdm import tqdm
 from .cifar import verify_official
 from ..errors import NncToolsError
 from ..fileio import atomic_output
-
-
-def cache_dir() -> Path:
-    """``$NNC_TL_CACHE``, else ``~/.cache/nnc-tl``."""
-    return Path(os.environ.get("NNC_TL_CACHE") or Path.home() / ".cache" / "nnc-tl")
+from .cache import cache_dir
 
 
 def is_url(source: str) -> bool:

@@ -27,7 +27,8 @@ from PIL import Image
 from tqdm import tqdm
 
 from .cifar import CifarData, read_cifar
-from .download import cache_dir, fetch, is_url
+from .cache import cache_dir
+from .download import fetch, is_url
 from ..errors import NncToolsError, reject_unknown_keys
 from ..fileio import PathLike, atomic_output
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import os
 from pathlib import Path
 from typing import List, Tuple
 
@@ -33,3 +34,11 @@ def label_names(header: List[str], column: str = "y") -> List[str]:
         if name.split("__")[0] == column and ";" in rest:
             return rest.split(";")[1:]
     return []
+
+
+def dataset_path(uri: str, base: Path) -> Path:
+    """A dataset URI as a path: relative ones against the project's folder; NNC's Windows separators accepted."""
+    if "{SDCPATH}" in uri:
+        raise NncToolsError(uri, "points into NNC's installation folder ({SDCPATH}); point the project at a local CSV")
+    path = Path(uri.replace("\\", "/")) if os.sep == "/" else Path(uri)
+    return path if path.is_absolute() else base / path

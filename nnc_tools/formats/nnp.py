@@ -21,9 +21,10 @@ from google.protobuf.message import DecodeError
 
 from ..errors import NncToolsError
 from ..fileio import PathLike, atomic_outputs, same_file
-from .nnp_zip import (MAX_MEMBER_BYTES, MAX_TEXT_BYTES, NNP_VERSION, PARAMETER_EXTS, PROJECT_EXTS, TEXT_EXTS, CopyAhead,
+from .naming import PARAMETER_EXTS, PROJECT_EXTS, TEXT_EXTS
+from .nnp_zip import (MAX_MEMBER_BYTES, MAX_TEXT_BYTES, NNP_VERSION, CopyAhead,
                       copy_members, member_role, new_info, open_nnp)
-from .schema import nnabla_pb2
+from .schema import learning_rate_field, nnabla_pb2
 
 if TYPE_CHECKING:  # numpy is imported where parameters are decoded, not at start-up
     import numpy as np
@@ -457,11 +458,8 @@ def solver_learning_rate(solver: nnabla_pb2.Solver) -> Optional[float]:
     which = solver.WhichOneof("parameter")
     if which is None:
         return None
-    param = getattr(solver, which)
-    for field in ("lr", "alpha", "eta"):
-        if field in param.DESCRIPTOR.fields_by_name:
-            return float(getattr(param, field))
-    return None
+    field = learning_rate_field(getattr(solver, which))
+    return None if field is None else float(getattr(getattr(solver, which), field))
 
 
 def multipliers(optimizer: nnabla_pb2.Optimizer) -> Dict[str, float]:

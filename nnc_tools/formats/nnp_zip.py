@@ -14,10 +14,8 @@ from typing import List, Optional, Sequence
 
 from ..errors import NncToolsError
 from ..fileio import PathLike, same_file, temp_beside
+from .naming import TEXT_EXTS
 
-TEXT_EXTS = (".nntxt", ".prototxt")
-PROJECT_EXTS = (".nnp",) + TEXT_EXTS + (".protobuf",)
-PARAMETER_EXTS = (".h5", ".protobuf")
 NNP_VERSION = "0.1\n"
 
 # Zip safety bounds. A member is refused when it declares more than MAX_MEMBER_BYTES, or when it is larger than

@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib.util
 import sys
 from pathlib import Path
+from typing import Optional
 
 
 def _load_schema():
@@ -31,3 +32,13 @@ def _load_schema():
 
 
 nnabla_pb2 = _load_schema()
+
+# The solvers' learning-rate field in their ``*_param`` message: ``lr`` (Sgd, Momentum, Adagrad …), ``alpha`` (Adam, AdaBound …)
+# or ``eta`` (Adadelta, Rmsprop's centred form …), in the order NNabla's own loader looks for them.
+LEARNING_RATE_FIELDS = ("lr", "alpha", "eta")
+
+
+def learning_rate_field(param) -> Optional[str]:
+    """The name of the learning-rate field in a solver's parameter message (or its keyword arguments), if it has one."""
+    names = param.DESCRIPTOR.fields_by_name if hasattr(param, "DESCRIPTOR") else param
+    return next((k for k in LEARNING_RATE_FIELDS if k in names), None)

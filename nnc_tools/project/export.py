@@ -18,15 +18,16 @@ import nnabla as nn
 import nnabla.functions as F
 import nnabla.solvers as S
 import numpy as np
-from ..formats.schema import nnabla_pb2
+from ..formats.naming import layer_of
+from ..formats.schema import learning_rate_field, nnabla_pb2
 from nnabla.utils.save import create_proto
 
 from ..errors import NncToolsError
 from ..fileio import PathLike
-from .freeze import layer_of
 from .networks import get_network
+from .weights import copy_weights
 from ..formats.nnc_csv import read_header_and_count
-from ..formats.nnp import Parameter, Parameters, Project, load_project, save_project
+from ..formats.nnp import Parameter, Project, save_project
 
 INPUT = "Input"
 LOSS = "CategoricalCrossEntropy"
@@ -68,8 +69,7 @@ def solver_proto(name: str, lr: float, allowed: Sequence[str] = TRAINABLE_SOLVER
     for key, default in inspect.signature(getattr(S, canonical)).parameters.items():
         if key in param.DESCRIPTOR.fields_by_name and default.default is not inspect.Parameter.empty:
             setattr(param, key, default.default)
-    lr_key = next(k for k in ("lr", "alpha", "eta") if k in param.DESCRIPTOR.fields_by_name)
-    setattr(param, lr_key, lr)
+    setattr(param, learning_rate_field(param), lr)
     solver.weight_decay = 0
     solver.lr_decay = 1
     solver.lr_decay_interval = 1
@@ -211,26 +211,6 @@ def build_project(
         ex.parameter_variable.add().variable_name = name
     nn.clear_parameters()
     return Project(proto, params)
-
-
-def copy_weights(params: Parameters, source: PathLike) -> Tuple[List[str], List[Tuple[str, str]]]:
-    """Copy every parameter of ``source`` whose name and shape match (NNC's "Open in EDIT Tab with Weight").
-
-    Returns the names copied and ``(name, reason)`` for those left at their initial values; a shape mismatch is never
-    truncated.
-    """
-    weights = load_project(source).parameters
-    copied, reinitialised = [], []
-    for name, p in params.items():
-        w = weights.get(name)
-        if w is None:
-            reinitialised.append((name, "not in the weights file"))
-        elif tuple(w.data.shape) != tuple(p.data.shape):
-            reinitialised.append((name, f"shape {tuple(w.data.shape)} in the weights file, {tuple(p.data.shape)} here"))
-        else:
-            params[name] = Parameter(name, np.array(w.data, dtype=p.data.dtype), p.need_grad)
-            copied.append(name)
-    return copied, reinitialised
 
 
 def export_network(

@@ -17,7 +17,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from ..errors import NncToolsError, reject_unknown_keys
 from ..fileio import PathLike, atomic_output, same_file
-from ..formats.nnp_zip import PROJECT_EXTS, CopyAhead
+from ..formats.naming import PROJECT_EXTS, layer_of
+from ..formats.nnp_zip import CopyAhead
 from ..formats.sdcproj import SdcProject, load_sdcproj
 
 RULE_KEYS = {"match", "up_to", "params", "multiplier"}
@@ -75,12 +76,6 @@ class Change:
 
 
 # ------------------------------------------------------------------------------------------------------------- overlay
-
-
-def layer_of(parameter: str) -> str:
-    """NNC's layer name for a parameter: the name without its last two components (``Unit/Affine/affine/W`` → ``Unit/Affine``)."""
-    parts = parameter.split("/")
-    return "/".join(parts[:-2]) if len(parts) >= 3 else "/".join(parts[:-1]) or parameter
 
 
 def _multiplier(value: Any, path: Path, where: str) -> float:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any, Dict, List, Sequence
 
 import numpy as np
 
 from ..fileio import PathLike
 from ..formats.nnp import Project, load_project, multipliers, solver_learning_rate
-from ..formats.sdcproj import describe_sdcproj, format_sdcproj_description, load_sdcproj
+from ..formats.sdcproj import SdcProject, load_sdcproj
 
 
 def describe_project(project: Project) -> Dict[str, Any]:
@@ -98,4 +99,40 @@ def format_description(info: Dict[str, Any]) -> str:
         lines.append(f"monitor {m['name']}: network {m['network']}")
     for e in info["executors"]:
         lines.append(f"executor {e['name']}: network {e['network']}")
+    return "\n".join(lines)
+
+
+def describe_sdcproj(project: SdcProject) -> Dict:
+    """A JSON-ready summary: networks, layers in network order with their multipliers, datasets, optimizers."""
+    networks = []
+    for net in project.network_names():
+        layers = []
+        for layer in project.layers(net):
+            entry = {"name": layer.name, "type": layer.type}
+            params = layer.parameter_names()
+            if params:
+                entry["multipliers"] = {p: layer.multiplier(p) for p in params}
+                entry["parameters"] = [layer.parameter(p) for p in params]
+            layers.append(entry)
+        networks.append({"name": net, "layers": layers})
+    datasets = []
+    for section in project.sections():
+        if re.match(r"^Dataset_\d+$", section):
+            items = project.section_items(section)
+            datasets.append({"name": items.get("Name", section), "uri": items.get("URI", "")})
+    optimizers = [{"name": o["name"], "network": o["network"], "solver": o.get("SolverName", "")} for o in project.optimizers()]
+    return {"file": str(project.path), "format": ".sdcproj", "networks": networks, "datasets": datasets, "optimizers": optimizers}
+
+
+def format_sdcproj_description(info: Dict) -> str:
+    lines = [info["file"]]
+    for net in info["networks"]:
+        lines.append(f"network {net['name']} ({len(net['layers'])} layers)")
+        for layer in net["layers"]:
+            mults = "  ".join(f"{p}.LRateMultiplier={v:g}" for p, v in layer.get("multipliers", {}).items())
+            lines.append(f"  {layer['name']:<28} {layer['type']:<22} {mults}".rstrip())
+    for d in info["datasets"]:
+        lines.append(f"dataset {d['name']}: {d['uri']}")
+    for o in info["optimizers"]:
+        lines.append(f"optimizer {o['name']}: network {o['network']}, {o['solver']}")
     return "\n".join(lines)

@@ -17,11 +17,7 @@ import nnabla as nn
 import numpy as np
 
 from ..formats.nnp import multipliers
-
-RANDOM_FUNCTIONS = {
-    "Dropout", "RandomShift", "RandomFlip", "RandomCrop", "RandomErase", "ImageAugmentation", "Rand", "Randn", "Randint",
-    "RandomChoice", "MixUp", "Cutout", "GaussianNoise",
-}
+from .functions import LOSS_FUNCTIONS, RANDOM_FUNCTIONS
 
 
 @dataclass
@@ -103,9 +99,7 @@ def _layer(name: str) -> str:
 
 def _is_image_input(net, name: str, consumer: int) -> bool:
     f = net.function[consumer]
-    return not (f.type in ("CategoricalCrossEntropy", "SoftmaxCrossEntropy", "BinaryCrossEntropy", "SquaredError",
-                           "SigmoidCrossEntropy", "AbsoluteError", "HuberLoss", "EpsilonInsensitiveLoss", "KLMultinomial")
-                and list(f.input).index(name) > 0)
+    return not (f.type in LOSS_FUNCTIONS and list(f.input).index(name) > 0)
 
 
 def _illegal(f, known: Set[str], frozen: Set[str], parameters: Set[str]) -> Optional[str]:

@@ -1,0 +1,30 @@
+"""Parameters carried from one project to another where name and shape match (NNC's "Open in EDIT Tab with Weight")."""
+
+from __future__ import annotations
+
+from typing import List, Tuple
+
+import numpy as np
+
+from ..fileio import PathLike
+from ..formats.nnp import Parameter, Parameters, load_project
+
+
+def copy_weights(params: Parameters, source: PathLike) -> Tuple[List[str], List[Tuple[str, str]]]:
+    """Copy every parameter of ``source`` whose name and shape match (NNC's "Open in EDIT Tab with Weight").
+
+    Returns the names copied and ``(name, reason)`` for those left at their initial values; a shape mismatch is never
+    truncated.
+    """
+    weights = load_project(source).parameters
+    copied, reinitialised = [], []
+    for name, p in params.items():
+        w = weights.get(name)
+        if w is None:
+            reinitialised.append((name, "not in the weights file"))
+        elif tuple(w.data.shape) != tuple(p.data.shape):
+            reinitialised.append((name, f"shape {tuple(w.data.shape)} in the weights file, {tuple(p.data.shape)} here"))
+        else:
+            params[name] = Parameter(name, np.array(w.data, dtype=p.data.dtype), p.need_grad)
+            copied.append(name)
+    return copied, reinitialised

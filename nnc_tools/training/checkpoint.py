@@ -1,0 +1,57 @@
+"""The per-epoch checkpoint: parameters, every solver's state, the epoch, the best epoch and the history, in one zip
+written atomically, so that a run killed at any moment resumes where its last epoch ended."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from collections import OrderedDict
+from pathlib import Path
+from typing import List, Tuple
+
+import nnabla as nn
+
+from ..fileio import atomic_output
+from ..formats.nnp import Parameter, decode_parameters, encode_parameters
+from .records import EpochRecord, history_as_dicts
+
+CHECKPOINT = "checkpoint.zip"
+
+
+def current_parameters() -> "OrderedDict[str, Parameter]":
+    """A copy of every parameter NNabla holds now."""
+    return OrderedDict((k, Parameter(k, v.d.copy(), v.need_grad)) for k, v in nn.get_parameters(grad_only=False).items())
+
+
+def save_checkpoint(path: Path, epoch: int, solvers, history: List[EpochRecord], best: Tuple[int, float], seed: int) -> None:
+    """Parameters, every solver's state, the epoch and the history, in one zip renamed into place."""
+    with atomic_output(path) as temp, zipfile.ZipFile(temp, "w") as zf:
+        zf.writestr("parameters.h5", encode_parameters(current_parameters(), ".h5"))
+        for i, (_, created, _) in enumerate(solvers):
+            state = path.with_name(f".solver{i}.h5")  # NNabla picks the format from the extension
+            try:
+                created.solver.save_states(str(state))
+                zf.writestr(f"solver_{i}.h5", state.read_bytes())
+            finally:
+                state.unlink(missing_ok=True)
+        zf.writestr("state.json", json.dumps({"epoch": epoch, "seed": seed, "best": list(best),
+                                              "history": history_as_dicts(history)}))
+
+
+def load_checkpoint(path: Path, solvers) -> Tuple[int, List[EpochRecord], Tuple[int, float]]:
+    """Restore the parameters and solver states; returns (epoch, history, best)."""
+    with zipfile.ZipFile(path) as zf:
+        params = decode_parameters(zf.read("parameters.h5"), ".h5", str(path))
+        current = nn.get_parameters(grad_only=False)
+        for name, p in params.items():
+            if name in current:
+                current[name].d = p.data
+        for i, (_, created, _) in enumerate(solvers):
+            tmp = path.with_name(f".solver{i}.h5")
+            tmp.write_bytes(zf.read(f"solver_{i}.h5"))
+            try:
+                created.solver.load_states(str(tmp))
+            finally:
+                tmp.unlink()
+        state = json.loads(zf.read("state.json"))
+    return state["epoch"], [EpochRecord(**r) for r in state["history"]], tuple(state["best"])

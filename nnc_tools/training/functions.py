@@ -1,0 +1,31 @@
+"""What NNabla's functions do that training needs to know: which draw random numbers, which are losses, which give a
+sample's result from that sample alone. One home for each list; the frozen-prefix cache and data parallelism read them."""
+
+from __future__ import annotations
+
+# Functions that draw random numbers: never part of a cached prefix, and drawn for the whole batch in data parallelism.
+RANDOM_FUNCTIONS = frozenset({
+    "Dropout", "RandomShift", "RandomFlip", "RandomCrop", "RandomErase", "ImageAugmentation", "Rand", "Randn", "Randint",
+    "RandomChoice", "MixUp", "Cutout", "GaussianNoise",
+})
+
+# Loss functions: their first input is the network's output, the others are targets (labels), not images.
+LOSS_FUNCTIONS = frozenset({
+    "CategoricalCrossEntropy", "SoftmaxCrossEntropy", "BinaryCrossEntropy", "SquaredError", "SigmoidCrossEntropy",
+    "AbsoluteError", "HuberLoss", "EpsilonInsensitiveLoss", "KLMultinomial",
+})
+
+# Losses whose first input is a class-score vector per sample (a Softmax's output, or logits): accuracy can be read there.
+CLASS_SCORE_LOSSES = frozenset({"CategoricalCrossEntropy", "SoftmaxCrossEntropy"})
+
+# Function types whose output for one sample depends only on that sample (given the checks in ``slicing.per_sample``).
+PER_SAMPLE = frozenset({
+    "Affine", "Convolution", "Deconvolution", "DepthwiseConvolution", "DepthwiseDeconvolution", "MaxPooling",
+    "AveragePooling", "SumPooling", "Unpooling", "GlobalAveragePooling", "ReLU", "ReLU6", "LeakyReLU", "ELU", "SELU",
+    "CELU", "CReLU", "PReLU", "GELU", "Swish", "Sigmoid", "Tanh", "Softplus", "Softsign", "HardSigmoid", "HardTanh",
+    "Identity", "Abs", "Exp", "Log", "Add2", "Sub2", "Mul2", "Div2", "Pow2", "Maximum2", "Minimum2", "AddScalar",
+    "MulScalar", "PowScalar", "RSubScalar", "RDivScalar", "MaximumScalar", "MinimumScalar", "Softmax", "LogSoftmax",
+    "SoftmaxCrossEntropy", "CategoricalCrossEntropy", "SigmoidCrossEntropy", "BinaryCrossEntropy", "SquaredError",
+    "AbsoluteError", "HuberLoss", "EpsilonInsensitiveLoss", "KLMultinomial", "BatchNormalization", "Concatenate", "Split",
+    "Reshape", "Transpose",
+})
