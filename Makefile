@@ -3,7 +3,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: venv demo test bench clean networks
+.PHONY: venv demo test lint bench clean networks
 
 venv:
 	@scripts/bootstrap.sh
@@ -12,7 +12,11 @@ demo: venv
 	@$(PY) -m nnc_tools.demo demo-run
 
 test: venv
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+lint: venv
+	$(VENV)/bin/ruff check .
 
 bench: venv
 	$(PY) -m compileall -q nnc_tools >/dev/null  # start-up is measured: bytecode current, as after the bootstrap

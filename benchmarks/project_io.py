@@ -21,7 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from nnc_tools.formats.nnp import Parameter, Project, save_project
+from nnc_tools.formats.nnp import Project, save_project
+from nnc_tools.formats.parameters import Parameter
 from nnc_tools.formats.schema import nnabla_pb2
 
 from .measure import measured

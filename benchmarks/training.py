@@ -88,7 +88,7 @@ def run(work: Path) -> dict:
     for repeat in range(repeats):
         for i, (key, label, workers, epochs, go) in enumerate(plans):
             reference = key == "frozen_cached" and workers == all_workers
-            if _due(repeat, repeats, reference_repeats if reference else 0, epochs):
+            if runs_in_repeat(repeat, repeats, reference_repeats if reference else 0, epochs):
                 measurements[i].append(go())
     runs = []
     for i, (key, label, workers, epochs, _) in enumerate(plans):
@@ -107,7 +107,7 @@ def run(work: Path) -> dict:
     return results
 
 
-def _due(repeat: int, repeats: int, spread: int, epochs: int) -> bool:
+def runs_in_repeat(repeat: int, repeats: int, spread: int, epochs: int) -> bool:
     """Whether a run is measured in this repeat: one-epoch runs in every repeat; a long run ``spread`` over that many
     repeats, evenly (0, 2, 4 of five for three), or else in the first only."""
     if epochs == 1:

@@ -137,7 +137,8 @@ def _cmd_experiment(args: argparse.Namespace) -> int:
 
 def _size(text: str) -> int:
     units = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
-    number, unit = text[:-1] if text[-1:].upper() in units and text[-1:].isalpha() else text, text[-1:].upper() if text[-1:].isalpha() else ""
+    suffixed = text[-1:].isalpha()
+    number, unit = (text[:-1], text[-1:].upper()) if suffixed else (text, "")
     try:
         return int(float(number) * units[unit])
     except (ValueError, KeyError):
@@ -266,7 +267,8 @@ def _add_train(sub, common: argparse.ArgumentParser) -> None:
 
 
 def _add_evaluate(sub, common: argparse.ArgumentParser) -> None:
-    p = sub.add_parser("evaluate", parents=[common], help="accuracy, per-class table and confusion matrix of a trained project on a dataset CSV")
+    p = sub.add_parser("evaluate", parents=[common],
+                       help="accuracy, per-class table and confusion matrix of a trained project on a dataset CSV")
     p.add_argument("project", metavar="RESULT.nnp")
     p.add_argument("--dataset", required=True, metavar="CSV")
     p.add_argument("-o", "--output", metavar="DIR", help="write confusion_matrix.csv/.png and evaluation.json here")
@@ -275,7 +277,8 @@ def _add_evaluate(sub, common: argparse.ArgumentParser) -> None:
 
 
 def _add_experiment(sub, common: argparse.ArgumentParser) -> None:
-    p = sub.add_parser("experiment", parents=[common], help="run a whole experiment (transfer: source pretraining, scratch vs transfer, report)")
+    p = sub.add_parser("experiment", parents=[common],
+                       help="run a whole experiment (transfer: source pretraining, scratch vs transfer, report)")
     p.add_argument("kind", choices=["transfer"])
     p.add_argument("-c", "--config", metavar="CONFIG.yaml", help="settings (default: the reference experiment; see experiments/)")
     p.add_argument("-o", "--output", required=True, metavar="RUN_DIR")

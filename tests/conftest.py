@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import List, NamedTuple
 
 import pytest
+import yaml
 
 logging.getLogger("nnabla").setLevel(logging.WARNING)
 
@@ -19,6 +20,8 @@ import numpy as np  # noqa: E402
 from nnabla.utils.save import save as nnabla_save  # noqa: E402
 
 from nnc_tools.cli import main  # noqa: E402
+from nnc_tools.formats.nnp import load_project  # noqa: E402
+from nnc_tools.project.freeze import apply_freeze  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 NNC_SAMPLES = SHARED / "nnc-samples"
@@ -128,3 +131,125 @@ def cli(capsys):
         return CliResult(code, captured.out, captured.err)
 
     return run
+
+
+# ------------------------------------------------------------------------------------------- a small NNC .sdcproj
+
+
+def layer(i, layer_id, kind, name, props):
+    lines = [f"[{{prefix}}Layer_{i}]", f"ID={layer_id}", f"Type={kind}", "Position_0=24", f"Position_1={24 + 48 * i}"]
+    props = [("Name", name)] + props
+    for k, (key, value) in enumerate(props):
+        lines += [f"Property_{k}_Name={key}", f"Property_{k}_Value={value}"]
+    lines.append(f"NumProperty={len(props)}")
+    return lines
+
+
+def conv_props(with_lr=True):
+    props = [("OutMaps", "8"), ("KernelShape", "3,3"), ("ParameterScope", "*Name"), ("W.Initializer", "NormalConvolutionGlorot")]
+    if with_lr:
+        props += [("W.LRateMultiplier", "1.0"), ("b.LRateMultiplier", "1.0")]
+    return props
+
+
+BN_PROPS = [("ParameterScope", "*Name"), ("beta.LRateMultiplier", "1.0"), ("gamma.LRateMultiplier", "1.0"),
+            ("mean.LRateMultiplier", "0.0"), ("var.LRateMultiplier", "0.0")]
+
+
+def network_lines(prefix=""):
+    # File order differs from network order on purpose: Affine's section comes before the convolutions.
+    sections = [
+        layer(0, 0, "Input", "Input", [("Size", "3,8,8")]),
+        layer(1, 5, "Affine", "Affine", [("OutShape", "10"), ("ParameterScope", "*Name"), ("W.LRateMultiplier", "1.0"),
+                                         ("b.LRateMultiplier", "1.0")]),
+        layer(2, 1, "Convolution", "Convolution", conv_props()),
+        layer(3, 2, "BatchNormalization", "BatchNormalization", BN_PROPS[:3]),  # lacks mean/var properties
+        layer(4, 3, "ReLU", "ReLU", []),
+        layer(5, 4, "Convolution", "Convolution_2", conv_props(with_lr=False)),  # lacks both properties
+    ]
+    links = [(0, 1), (1, 2), (2, 3), (3, 4), (4, 5)]
+    lines = [f"[{prefix}Network_Global]", "NumLayer=6", f"NumLink={len(links)}"]
+    for s in sections:
+        lines += [line.replace("{prefix}", prefix) for line in s]
+    for i, (a, b) in enumerate(links):
+        lines += [f"[{prefix}Link_{i}]", f"SourceLayerID={a}", "SourcePinIndex=0", f"DestLayerID={b}", "DestPinIndex=0"]
+    return lines
+
+
+def tail_lines(optimizers):
+    lines = ["[Dataset_0]", "Name=Training", "URI=training.csv", "[Config]", "MaxEpoch=10", f"NumOptimizer={len(optimizers)}"]
+    for i, (name, net) in enumerate(optimizers):
+        lines += [f"[Optimizer_{i}]", f"Optimizer_Name={name}", f"Optimizer_NetworkName={net}", "SolverName=Adam",
+                  "LearningRateMultiplier=0.5", "LearningRateUpdateInterval=1"]
+    lines += ["[Description]", "Text=dataset-require=CIFAR10\\nmade by a test", "[Unknown_Section]", "Whatever=keep me"]
+    return lines
+
+
+def single(newline="\n"):
+    lines = ["[Engine]", "SDeepEngineType=NNabla"] + network_lines() + tail_lines([("Optimizer", "Main")])
+    return newline.join(lines) + newline
+
+
+def multi():
+    lines = ["[Engine]", "SDeepEngineType=NNabla", "[Global]", "NumNetwork=2", "Network_0=Train", "Network_1=Valid"]
+    lines += network_lines("Train_") + network_lines("Valid_")
+    lines += tail_lines([("Optimizer", "Train"), ("Optimizer_2", "Valid")])
+    return "\n".join(lines) + "\n"
+
+
+# ----------------------------------------------------------------------------------------------- training runs
+
+
+def write_images(folder: Path, n: int, classes: int = 3, seed: int = 0, name: str = "data") -> Path:
+    return write_image_csv(folder, n, classes=classes, seed=seed, name=name)
+
+
+def tiny_project(folder: Path, n_train: int = 24, batch: int = 4, epochs: int = 2) -> Path:
+    """conftest's conv -> BN -> ReLU -> pool -> affine project, with training and validation CSVs beside it."""
+    from nnabla.utils.save import save as nnabla_save
+
+    train_csv = write_images(folder, n_train, name="training")
+    val_csv = write_images(folder, 9, seed=1, name="validation")
+    contents = tiny_contents(batch_size=batch)
+    contents["training_config"]["max_epoch"] = epochs
+    contents["training_config"]["iter_per_epoch"] = n_train // batch
+    contents["datasets"][0]["uri"] = train_csv.name
+    validation = dict(contents["datasets"][0], name="Validation", uri=val_csv.name, shuffle=False)
+    contents["datasets"].append(validation)
+    contents["monitors"] = [dict(contents["monitors"][0], name="train_error", dataset="Training"),
+                            dict(contents["monitors"][0], name="valid_error", dataset="Validation")]
+    path = folder / "p.nnp"
+    nnabla_save(str(path), contents)
+    return path
+
+
+def frozen_tiny_project(folder: Path, **kwargs) -> Path:
+    """tiny_project with Convolution and its Batch Normalization frozen (a cacheable prefix)."""
+    project = tiny_project(folder, **kwargs)
+    overlay = folder / "o.yaml"
+    overlay.write_text("freeze: [Convolution, BatchNormalization]\n")
+    apply_freeze(project, overlay)
+    return project
+
+
+def params_of(path: Path):
+    return load_project(path).parameters
+
+
+def assert_monitored_alike(a: Path, b: Path):
+    """Two result folders report the same monitor values, epoch by epoch (float tolerance); returns both reports."""
+    first, second = (yaml.safe_load((folder / "monitoring_report.yml").read_text()) for folder in (a, b))
+    assert second.keys() == first.keys()
+    for epoch, values in first.items():
+        assert second[epoch].keys() == values.keys(), epoch
+        for key, value in values.items():
+            assert second[epoch][key] == pytest.approx(value, rel=1e-5, abs=1e-6), (epoch, key)
+    return first, second
+
+
+def assert_trained_alike(a: Path, b: Path):
+    """Two result folders hold the same trained parameters (float tolerance); returns both parameter sets."""
+    first, second = params_of(a / "results_current.nnp"), params_of(b / "results_current.nnp")
+    for name in first:
+        np.testing.assert_allclose(second[name].data, first[name].data, rtol=1e-5, atol=1e-6, err_msg=name)
+    return first, second

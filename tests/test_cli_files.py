@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from nnc_tools import __version__
-from nnc_tools.formats.nnp import load_project, parameters_equal
+from nnc_tools.formats.nnp import load_project
+from nnc_tools.formats.parameters import parameters_equal
 
 from .conftest import needs_samples, nnabla_saved, nnc_samples
 

@@ -65,7 +65,8 @@ def test_synthetic_aquatic_layout_counts_and_pixels(cli, tmp_path, cache):
         for path, label in table:
             assert path.startswith(f"./{split}/{AQUATIC[label]}/") and path.endswith(".png")
         # every PNG is one of the source images of its class
-        pool = {source_images[split].images[i].tobytes() for i in np.flatnonzero(source_images[split].labels == CIFAR100_NAMES.index(AQUATIC[0]))}
+        first_class = np.flatnonzero(source_images[split].labels == CIFAR100_NAMES.index(AQUATIC[0]))
+        pool = {source_images[split].images[i].tobytes() for i in first_class}
         for path, label in table:
             image = np.asarray(Image.open(out / path)).transpose(2, 0, 1)
             if label == 0:
@@ -84,7 +85,8 @@ def test_every_png_equals_its_source_image(tmp_path, small100):
         for item in items[split]:
             source = (small100.train if item.source_split == "train" else small100.test).images[item.source_index]
             assert np.array_equal(np.asarray(Image.open(tmp_path / "out" / item.path)).transpose(2, 0, 1), source)
-            assert CIFAR100_NAMES[int((small100.train if item.source_split == "train" else small100.test).labels[item.source_index])] == AQUATIC[item.label]
+            source_split = small100.train if item.source_split == "train" else small100.test
+            assert CIFAR100_NAMES[int(source_split.labels[item.source_index])] == AQUATIC[item.label]
 
 
 def test_nnablas_csv_iterator_reads_all_three(tmp_path):

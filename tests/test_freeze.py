@@ -9,8 +9,9 @@ import pytest
 import yaml
 
 from nnc_tools.formats.naming import layer_of
-from nnc_tools.project.freeze import apply_freeze, apply_to_proto, parse_overlay
 from nnc_tools.formats.nnp import load_project, multipliers, network_text
+from nnc_tools.project.freeze import apply_freeze, apply_to_proto
+from nnc_tools.project.overlay import parse_overlay
 
 from .conftest import nnabla_saved
 
@@ -28,7 +29,8 @@ network {
   variable { name: "Unit/Affine/affine/W" type: "Parameter" }
   variable { name: "Affine_2/affine/W" type: "Parameter" }
   variable { name: "Affine_2/affine/b" type: "Parameter" }
-  function { name: "TrainNet/Convolution" type: "Convolution" input: "x" input: "Convolution/conv/W" input: "Convolution/conv/b" output: "c1" }
+  function { name: "TrainNet/Convolution" type: "Convolution" input: "x" input: "Convolution/conv/W"
+             input: "Convolution/conv/b" output: "c1" }
   function { name: "TrainNet/BatchNormalization" type: "BatchNormalization" input: "c1" input: "BatchNormalization/bn/beta"
              input: "BatchNormalization/bn/gamma" input: "BatchNormalization/bn/mean" input: "BatchNormalization/bn/var" output: "b1" }
   function { name: "TrainNet/ReLU" type: "ReLU" input: "b1" output: "r1" }
@@ -131,7 +133,8 @@ def test_last_matching_rule_wins_and_shorthands_apply_in_document_order(project)
 
 
 def test_both_frozen_spellings_read_as_zero(project):
-    result, m = run(project, {"optimizers": ["Optimizer"], "rules": [{"match": "BatchNormalization", "params": ["mean", "var"], "multiplier": 0}]})
+    rules = [{"match": "BatchNormalization", "params": ["mean", "var"], "multiplier": 0}]
+    result, m = run(project, {"optimizers": ["Optimizer"], "rules": rules})
     assert [c.old for c in result.changes] == [0.0, 0.0]
     assert not any(c.changed for c in result.changes)
     assert result.output is None  # nothing to change, nothing written
@@ -209,7 +212,8 @@ def test_nnp_in_place_and_text_sidecar_left_alone(tmp_path):
 
 
 def test_overlay_rules_parse_in_document_order(tmp_path):
-    overlay = parse_overlay(yaml.safe_load("lr_multiplier: {A: 2}\nfreeze: [B]\nrules:\n  - match: C\n    multiplier: 1\n"), tmp_path / "o.yaml")
+    text = "lr_multiplier: {A: 2}\nfreeze: [B]\nrules:\n  - match: C\n    multiplier: 1\n"
+    overlay = parse_overlay(yaml.safe_load(text), tmp_path / "o.yaml")
     assert [(r.match, r.multiplier) for r in overlay.rules] == [("A", 2.0), ("B", 0.0), ("C", 1.0)]
 
 

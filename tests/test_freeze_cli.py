@@ -12,8 +12,7 @@ import pytest
 
 from nnc_tools.formats.nnp import load_project, multipliers
 
-from .conftest import nnabla_saved, tiny_contents, write_image_csv
-from .test_sdcproj import single
+from .conftest import nnabla_saved, single, tiny_contents, write_image_csv
 
 
 @pytest.fixture

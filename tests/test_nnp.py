@@ -11,7 +11,8 @@ from nnabla.utils import nnabla_pb2
 from nnabla.utils.load import load as nnabla_load
 
 from nnc_tools.formats import nnp
-from nnc_tools.formats.nnp import load_project, parameters_equal, save_project
+from nnc_tools.formats.nnp import load_project, save_project
+from nnc_tools.formats.parameters import parameters_equal
 
 from .conftest import needs_samples, nnabla_saved, nnc_samples
 

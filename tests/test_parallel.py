@@ -16,12 +16,12 @@ import pytest
 
 from nnc_tools.errors import NncToolsError
 from nnc_tools.project.networks import get_network, list_networks
+from nnc_tools.training.engine import resolve_workers
 from nnc_tools.training.parallel import DataParallel
 from nnc_tools.training.slicing import slice_sizes
-from nnc_tools.training.engine import resolve_workers
 from nnc_tools.training.train import TrainOptions, train
 
-from .test_train import assert_trained_alike, frozen_tiny_project, params_of, tiny_project
+from .conftest import assert_trained_alike, frozen_tiny_project, params_of, tiny_project
 
 
 def _one_graph_then_parallel(loss: nn.Variable, batch: int, workers: int, frozen=("/mean", "/var")):

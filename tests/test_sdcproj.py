@@ -8,71 +8,11 @@ import re
 
 import pytest
 
-from nnc_tools.project.freeze import apply_freeze
 from nnc_tools.formats.nnp import load_project, multipliers
 from nnc_tools.formats.sdcproj import load_sdcproj
+from nnc_tools.project.freeze import apply_freeze
 
-from .conftest import needs_samples, nnc_samples
-
-
-def layer(i, layer_id, kind, name, props):
-    lines = [f"[{{prefix}}Layer_{i}]", f"ID={layer_id}", f"Type={kind}", "Position_0=24", f"Position_1={24 + 48 * i}"]
-    props = [("Name", name)] + props
-    for k, (key, value) in enumerate(props):
-        lines += [f"Property_{k}_Name={key}", f"Property_{k}_Value={value}"]
-    lines.append(f"NumProperty={len(props)}")
-    return lines
-
-
-def conv_props(with_lr=True):
-    props = [("OutMaps", "8"), ("KernelShape", "3,3"), ("ParameterScope", "*Name"), ("W.Initializer", "NormalConvolutionGlorot")]
-    if with_lr:
-        props += [("W.LRateMultiplier", "1.0"), ("b.LRateMultiplier", "1.0")]
-    return props
-
-
-BN_PROPS = [("ParameterScope", "*Name"), ("beta.LRateMultiplier", "1.0"), ("gamma.LRateMultiplier", "1.0"),
-            ("mean.LRateMultiplier", "0.0"), ("var.LRateMultiplier", "0.0")]
-
-
-def network_lines(prefix=""):
-    # File order differs from network order on purpose: Affine's section comes before the convolutions.
-    sections = [
-        layer(0, 0, "Input", "Input", [("Size", "3,8,8")]),
-        layer(1, 5, "Affine", "Affine", [("OutShape", "10"), ("ParameterScope", "*Name"), ("W.LRateMultiplier", "1.0"), ("b.LRateMultiplier", "1.0")]),
-        layer(2, 1, "Convolution", "Convolution", conv_props()),
-        layer(3, 2, "BatchNormalization", "BatchNormalization", BN_PROPS[:3]),  # lacks mean/var properties
-        layer(4, 3, "ReLU", "ReLU", []),
-        layer(5, 4, "Convolution", "Convolution_2", conv_props(with_lr=False)),  # lacks both properties
-    ]
-    links = [(0, 1), (1, 2), (2, 3), (3, 4), (4, 5)]
-    lines = [f"[{prefix}Network_Global]", "NumLayer=6", f"NumLink={len(links)}"]
-    for s in sections:
-        lines += [line.replace("{prefix}", prefix) for line in s]
-    for i, (a, b) in enumerate(links):
-        lines += [f"[{prefix}Link_{i}]", f"SourceLayerID={a}", "SourcePinIndex=0", f"DestLayerID={b}", "DestPinIndex=0"]
-    return lines
-
-
-def tail_lines(optimizers):
-    lines = ["[Dataset_0]", "Name=Training", "URI=training.csv", "[Config]", "MaxEpoch=10", f"NumOptimizer={len(optimizers)}"]
-    for i, (name, net) in enumerate(optimizers):
-        lines += [f"[Optimizer_{i}]", f"Optimizer_Name={name}", f"Optimizer_NetworkName={net}", "SolverName=Adam",
-                  "LearningRateMultiplier=0.5", "LearningRateUpdateInterval=1"]
-    lines += ["[Description]", "Text=dataset-require=CIFAR10\\nmade by a test", "[Unknown_Section]", "Whatever=keep me"]
-    return lines
-
-
-def single(newline="\n"):
-    lines = ["[Engine]", "SDeepEngineType=NNabla"] + network_lines() + tail_lines([("Optimizer", "Main")])
-    return newline.join(lines) + newline
-
-
-def multi():
-    lines = ["[Engine]", "SDeepEngineType=NNabla", "[Global]", "NumNetwork=2", "Network_0=Train", "Network_1=Valid"]
-    lines += network_lines("Train_") + network_lines("Valid_")
-    lines += tail_lines([("Optimizer", "Train"), ("Optimizer_2", "Valid")])
-    return "\n".join(lines) + "\n"
+from .conftest import multi, needs_samples, nnc_samples, single
 
 
 def write(tmp_path, name, text, overlay):

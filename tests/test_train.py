@@ -22,67 +22,21 @@ import pytest
 import yaml
 from PIL import Image
 
+from nnc_tools.formats.nnp import Project, load_project, multipliers, save_project
+from nnc_tools.formats.parameters import Parameter
 from nnc_tools.project.export import solver_proto
 from nnc_tools.project.freeze import apply_freeze
-from nnc_tools.formats.nnp import Parameter, Project, load_project, multipliers, save_project
 from nnc_tools.training.train import TrainOptions, train
 
-from .conftest import tiny_contents, write_image_csv
-
-
-def write_images(folder: Path, n: int, classes: int = 3, seed: int = 0, name: str = "data") -> Path:
-    return write_image_csv(folder, n, classes=classes, seed=seed, name=name)
-
-
-def tiny_project(folder: Path, n_train: int = 24, batch: int = 4, epochs: int = 2) -> Path:
-    """conftest's conv -> BN -> ReLU -> pool -> affine project, with training and validation CSVs beside it."""
-    from nnabla.utils.save import save as nnabla_save
-
-    train_csv = write_images(folder, n_train, name="training")
-    val_csv = write_images(folder, 9, seed=1, name="validation")
-    contents = tiny_contents(batch_size=batch)
-    contents["training_config"]["max_epoch"] = epochs
-    contents["training_config"]["iter_per_epoch"] = n_train // batch
-    contents["datasets"][0]["uri"] = train_csv.name
-    validation = dict(contents["datasets"][0], name="Validation", uri=val_csv.name, shuffle=False)
-    contents["datasets"].append(validation)
-    contents["monitors"] = [dict(contents["monitors"][0], name="train_error", dataset="Training"),
-                            dict(contents["monitors"][0], name="valid_error", dataset="Validation")]
-    path = folder / "p.nnp"
-    nnabla_save(str(path), contents)
-    return path
-
-
-def frozen_tiny_project(folder: Path, **kwargs) -> Path:
-    """tiny_project with Convolution and its Batch Normalization frozen (a cacheable prefix)."""
-    project = tiny_project(folder, **kwargs)
-    overlay = folder / "o.yaml"
-    overlay.write_text("freeze: [Convolution, BatchNormalization]\n")
-    apply_freeze(project, overlay)
-    return project
-
-
-def params_of(path: Path):
-    return load_project(path).parameters
-
-
-def assert_monitored_alike(a: Path, b: Path):
-    """Two result folders report the same monitor values, epoch by epoch (float tolerance); returns both reports."""
-    first, second = (yaml.safe_load((folder / "monitoring_report.yml").read_text()) for folder in (a, b))
-    assert second.keys() == first.keys()
-    for epoch, values in first.items():
-        assert second[epoch].keys() == values.keys(), epoch
-        for key, value in values.items():
-            assert second[epoch][key] == pytest.approx(value, rel=1e-5, abs=1e-6), (epoch, key)
-    return first, second
-
-
-def assert_trained_alike(a: Path, b: Path):
-    """Two result folders hold the same trained parameters (float tolerance); returns both parameter sets."""
-    first, second = params_of(a / "results_current.nnp"), params_of(b / "results_current.nnp")
-    for name in first:
-        np.testing.assert_allclose(second[name].data, first[name].data, rtol=1e-5, atol=1e-6, err_msg=name)
-    return first, second
+from .conftest import (
+    assert_monitored_alike,
+    assert_trained_alike,
+    frozen_tiny_project,
+    params_of,
+    tiny_project,
+    write_image_csv,
+    write_images,
+)
 
 
 def test_frozen_parameters_stay_bit_identical_others_move(tmp_path):

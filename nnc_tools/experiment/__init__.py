@@ -1,1 +1,2 @@
-"""experiment"""
+"""The reference experiment in one command: its settings (``config``), its stages (``transfer``) and its report
+(``report``). May import every layer below it (``training``, ``project``, ``data``, ``formats``, the ground floor)."""

@@ -100,7 +100,8 @@ def write_report(run_dir: PathLike, config: ExperimentConfig) -> Path:
              "th,td{border:1px solid #ccc;padding:4px 10px;text-align:right}th{background:#f0f4f8}td:first-child{text-align:left}"
              ".ref{color:#666;font-style:italic}img{max-width:100%}.row{display:flex;gap:1em}figure{margin:0;flex:1}"
              "figcaption{text-align:center}")
-    page = f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>nnc-tl transfer report</title><style>{style}</style></head><body>{''.join(body)}</body></html>"
+    page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>nnc-tl transfer report</title><style>{style}</style>"
+            f"</head><body>{''.join(body)}</body></html>")
     with atomic_output(run_dir / "report.html") as temp:
         temp.write_text(page, encoding="utf-8")
     return run_dir / "report.html"

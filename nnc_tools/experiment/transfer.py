@@ -21,11 +21,11 @@ from typing import Dict, Optional
 
 from ..data.recipes import load_recipe, make_dataset, resolve_source
 from ..errors import NncToolsError
-from ..training.evaluate import evaluate
-from ..project.export import export_network
 from ..fileio import PathLike, atomic_output
+from ..project.export import export_network
 from ..project.freeze import apply_freeze
 from ..training.checkpoint import CHECKPOINT
+from ..training.evaluate import evaluate
 from ..training.train import TrainOptions, train
 from .config import ExperimentConfig
 from .report import write_report

@@ -7,38 +7,30 @@ every other member byte for byte. No computation graph is built.
 
 from __future__ import annotations
 
-import io
 import os
 import re
 import zipfile
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Dict, Iterable, List, Optional, Sequence, Union
+from typing import Callable, Dict, Iterable, List, Optional, Sequence
 
 from google.protobuf import text_format
-from google.protobuf.message import DecodeError
 
 from ..errors import NncToolsError
 from ..fileio import PathLike, atomic_outputs, same_file
-from .naming import PARAMETER_EXTS, PROJECT_EXTS, TEXT_EXTS
-from .nnp_zip import (MAX_MEMBER_BYTES, MAX_TEXT_BYTES, NNP_VERSION, CopyAhead,
-                      copy_members, member_role, new_info, open_nnp)
-from .schema import learning_rate_field, nnabla_pb2
-
-if TYPE_CHECKING:  # numpy is imported where parameters are decoded, not at start-up
-    import numpy as np
-
-Parameters = "OrderedDict[str, Parameter]"
-
-
-@dataclass
-class Parameter:
-    """One parameter array as stored, with NNabla's ``need_grad`` flag."""
-
-    name: str
-    data: np.ndarray
-    need_grad: bool = True
+from .naming import PROJECT_EXTS, TEXT_EXTS
+from .nnp_zip import MAX_MEMBER_BYTES, MAX_TEXT_BYTES, NNP_VERSION, CopyAhead, copy_members, member_role, new_info, open_nnp
+from .parameters import (
+    Parameters,
+    decode_parameters,
+    encode_parameters,
+    load_parameters,
+    read_bytes,
+    take_inline_parameters,
+    with_parameters,
+)
+from .schema import learning_rate_field, merge_binary, merge_text, nnabla_pb2
 
 
 @dataclass
@@ -106,10 +98,10 @@ def load_project(path: PathLike, parameter_files: Sequence[PathLike] = ()) -> Pr
     else:
         proto = nnabla_pb2.NNablaProtoBuf()
         if ext in TEXT_EXTS:
-            _merge_text(proto, _read_bytes(path), path)
+            merge_text(proto, read_bytes(path), path)
         else:
-            _merge_binary(proto, _read_bytes(path), path)
-        inline = _take_inline_parameters(proto)
+            merge_binary(proto, read_bytes(path), path)
+        inline = take_inline_parameters(proto)
         project = Project(proto, inline, path=path, parameter_sources=[str(path)] if inline else [])
         if ext in TEXT_EXTS and not parameter_files:
             parameter_files = [p for p in (path.with_suffix(".h5"), path.with_suffix(".protobuf")) if p.is_file()][:1]
@@ -120,82 +112,6 @@ def load_project(path: PathLike, parameter_files: Sequence[PathLike] = ()) -> Pr
             project.parameter_sources.append(str(parameter_file))
         project.parameters = extra
     return project
-
-
-def load_parameters(path: PathLike) -> Parameters:
-    """Read a parameter file (``.h5`` as NNabla saves it, or a ``.protobuf`` holding ``parameter`` entries)."""
-    path = Path(path)
-    ext = path.suffix.lower()
-    if ext not in PARAMETER_EXTS:
-        raise NncToolsError(path, f"unknown parameter file extension '{path.suffix}' (expected .h5 or .protobuf)")
-    if not path.is_file():
-        raise NncToolsError(path, "no such file")
-    return decode_parameters(_read_bytes(path), ext, str(path))
-
-
-def _read_bytes(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError as e:
-        raise NncToolsError(path, f"cannot read: {e.strerror or e}") from None
-
-
-def _merge_text(proto: nnabla_pb2.NNablaProtoBuf, raw: bytes, where: Union[str, Path]) -> None:
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise NncToolsError(where, f"network text is not UTF-8 (byte {e.start})") from None
-    try:
-        text_format.Merge(text, proto)
-    except text_format.ParseError as e:
-        raise NncToolsError(where, f"malformed protobuf text format: {e}") from None
-
-
-def _merge_binary(proto: nnabla_pb2.NNablaProtoBuf, raw: bytes, where: Union[str, Path]) -> None:
-    try:
-        proto.MergeFromString(raw)
-    except (DecodeError, RuntimeError, ValueError) as e:
-        raise NncToolsError(where, f"malformed binary protobuf: {e}") from None
-
-
-def _take_inline_parameters(proto: nnabla_pb2.NNablaProtoBuf) -> Parameters:
-    """Move ``proto.parameter`` entries out of the proto into a parameter dict."""
-    params = OrderedDict()
-    if not proto.parameter:
-        return params
-    import numpy as np  # numpy, like h5py, only where parameters are decoded or encoded (startup of apply-freeze)
-
-    for p in proto.parameter:
-        shape = tuple(p.shape.dim)
-        data = np.array(p.data, dtype=np.float32)
-        if data.size != int(np.prod(shape, dtype=np.int64)):
-            raise NncToolsError(None, f"parameter {p.variable_name}: {data.size} values for shape {shape}")
-        params[p.variable_name] = Parameter(p.variable_name, data.reshape(shape), bool(p.need_grad))
-    del proto.parameter[:]
-    return params
-
-
-def decode_parameters(raw: bytes, ext: str, where: str) -> Parameters:
-    if ext == ".protobuf":
-        proto = nnabla_pb2.NNablaProtoBuf()
-        _merge_binary(proto, raw, where)
-        try:
-            return _take_inline_parameters(proto)
-        except NncToolsError as e:
-            raise NncToolsError(where, e.problem) from None
-    try:
-        import h5py  # only where parameters are decoded: an edit of the network never pays for it
-
-        with h5py.File(io.BytesIO(raw), "r") as h5:
-            found = []
-            h5.visititems(lambda name, obj: found.append((obj.attrs.get("index", 0), name)) if isinstance(obj, h5py.Dataset) else None)
-            params = OrderedDict()
-            for _, name in sorted(found, key=lambda item: (int(item[0]), item[1])):
-                ds = h5[name]
-                params[name] = Parameter(name, ds[...], bool(ds.attrs.get("need_grad", True)))
-            return params
-    except (OSError, KeyError, ValueError) as e:
-        raise NncToolsError(where, f"not a readable HDF5 parameter file: {e}") from None
 
 
 # -------------------------------------------------------------------------------------------------------------- .nnp
@@ -230,10 +146,10 @@ def _load_nnp(path: Path) -> Project:
                 raw = _read_member(zf, path, info, MAX_TEXT_BYTES)
                 where = f"{path}!{info.filename}"
                 if os.path.splitext(info.filename.lower())[1] in TEXT_EXTS:
-                    _merge_text(proto, raw, where)
+                    merge_text(proto, raw, where)
                 else:
-                    _merge_binary(proto, raw, where)
-                inline.update(_take_inline_parameters(proto))
+                    merge_binary(proto, raw, where)
+                inline.update(take_inline_parameters(proto))
     if not any(m.role == "network" for m in members):
         raise NncToolsError(path, "no network member (.nntxt, .prototxt or .protobuf) in the archive")
     param_names = [m.name for m in members if m.role == "parameters"]
@@ -273,7 +189,8 @@ def network_text(proto: nnabla_pb2.NNablaProtoBuf) -> str:
     del rest.optimizer[:]
     optimizers = "".join(
         "optimizer {\n"
-        + _BARE_PARAMETER_VARIABLE.sub(r"\1parameter_variable {\n\2\3\n\2learning_rate_multiplier: 0\n\1}", text_format.MessageToString(o, indent=2))
+        + _BARE_PARAMETER_VARIABLE.sub(r"\1parameter_variable {\n\2\3\n\2learning_rate_multiplier: 0\n\1}",
+                                       text_format.MessageToString(o, indent=2))
         + "}\n"
         for o in proto.optimizer
     )
@@ -281,33 +198,6 @@ def network_text(proto: nnabla_pb2.NNablaProtoBuf) -> str:
     later = re.search(r"^(monitor|executor) \{$", text, re.M)  # fields numbered after optimizer (400)
     cut = later.start() if later else len(text)
     return text[:cut] + optimizers + text[cut:]
-
-
-def encode_parameters(params: Parameters, fmt: str) -> bytes:
-    """Serialise parameters as NNabla does: ``.h5`` (datasets with ``need_grad`` and ``index``) or ``.protobuf``."""
-    if fmt == ".protobuf":
-        return _with_parameters(nnabla_pb2.NNablaProtoBuf(), params).SerializeToString()
-    buf = io.BytesIO()
-    import h5py
-
-    with h5py.File(buf, "w") as h5:
-        for index, (name, p) in enumerate(params.items()):
-            h5[name] = p.data
-            h5[name].attrs["need_grad"] = bool(p.need_grad)
-            h5[name].attrs["index"] = index
-    return buf.getvalue()
-
-
-def _with_parameters(proto: nnabla_pb2.NNablaProtoBuf, params: Parameters) -> nnabla_pb2.NNablaProtoBuf:
-    import numpy as np
-
-    for name, p in params.items():
-        entry = proto.parameter.add()
-        entry.variable_name = name
-        entry.shape.dim.extend(int(d) for d in p.data.shape)
-        entry.data.extend(np.asarray(p.data, dtype=np.float32).ravel().tolist())
-        entry.need_grad = bool(p.need_grad)
-    return proto
 
 
 def parameter_sidecar(path: PathLike, fmt: str = ".h5") -> Path:
@@ -364,7 +254,7 @@ def save_project(
         if ext == ".nnp":
             _write_nnp(project, temps[0], parameter_format, ahead)
         elif ext == ".protobuf" or parameter_format == "inline":
-            proto = _with_parameters(_copy(project.proto), project.parameters)
+            proto = with_parameters(_copy(project.proto), project.parameters)
             if ext == ".protobuf":
                 temps[0].write_bytes(proto.SerializeToString())
             else:
@@ -438,19 +328,6 @@ def _write_nnp(project: Project, target: Path, parameter_format: Optional[str], 
                 zout.writestr(new_info(f"parameter{fmt}", zipfile.ZIP_STORED), encode_parameters(project.parameters, fmt))
                 order.append(zout.filelist[-1])
             zout.filelist[:] = order
-
-
-def parameters_equal(a: Parameters, b: Parameters) -> bool:
-    """Same names in the same order, same ``need_grad``, byte-identical arrays (dtype and shape included)."""
-    if list(a) != list(b):
-        return False
-    return all(
-        a[k].need_grad == b[k].need_grad
-        and a[k].data.dtype == b[k].data.dtype
-        and a[k].data.shape == b[k].data.shape
-        and a[k].data.tobytes() == b[k].data.tobytes()
-        for k in a
-    )
 
 
 def solver_learning_rate(solver: nnabla_pb2.Solver) -> Optional[float]:

@@ -13,7 +13,12 @@ from __future__ import annotations
 import importlib.util
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Union
+
+from google.protobuf import text_format
+from google.protobuf.message import DecodeError
+
+from ..errors import NncToolsError
 
 
 def _load_schema():
@@ -42,3 +47,23 @@ def learning_rate_field(param) -> Optional[str]:
     """The name of the learning-rate field in a solver's parameter message (or its keyword arguments), if it has one."""
     names = param.DESCRIPTOR.fields_by_name if hasattr(param, "DESCRIPTOR") else param
     return next((k for k in LEARNING_RATE_FIELDS if k in names), None)
+
+
+def merge_text(proto, raw: bytes, where: Union[str, Path]) -> None:
+    """Parse protobuf text (UTF-8, a BOM allowed) into ``proto``; one line naming ``where`` when it is not."""
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise NncToolsError(where, f"network text is not UTF-8 (byte {e.start})") from None
+    try:
+        text_format.Merge(text, proto)
+    except text_format.ParseError as e:
+        raise NncToolsError(where, f"malformed protobuf text format: {e}") from None
+
+
+def merge_binary(proto, raw: bytes, where: Union[str, Path]) -> None:
+    """Parse binary protobuf into ``proto``; one line naming ``where`` when it is not."""
+    try:
+        proto.MergeFromString(raw)
+    except (DecodeError, RuntimeError, ValueError) as e:
+        raise NncToolsError(where, f"malformed binary protobuf: {e}") from None

@@ -18,16 +18,17 @@ import nnabla as nn
 import nnabla.functions as F
 import nnabla.solvers as S
 import numpy as np
-from ..formats.naming import layer_of
-from ..formats.schema import learning_rate_field, nnabla_pb2
 from nnabla.utils.save import create_proto
 
 from ..errors import NncToolsError
 from ..fileio import PathLike
+from ..formats.naming import layer_of
+from ..formats.nnc_csv import read_header_and_count
+from ..formats.nnp import Project, save_project
+from ..formats.parameters import Parameter, Parameters
+from ..formats.schema import learning_rate_field, nnabla_pb2
 from .networks import get_network
 from .weights import copy_weights
-from ..formats.nnc_csv import read_header_and_count
-from ..formats.nnp import Parameter, Project, save_project
 
 INPUT = "Input"
 LOSS = "CategoricalCrossEntropy"
@@ -159,6 +160,20 @@ def build_project(
     np.random.seed(seed)
     x = nn.Variable((batch_size, *input_shape))
     t = nn.Variable((batch_size, 1))
+    proto = _three_networks(spec, x, t, classes, batch_size)
+    _training_config(proto, epochs, iter_per_epoch)
+    proto.dataset.extend([_dataset("Training", train_csv, batch_size, True), _dataset("Validation", val_csv, batch_size, False)])
+    params = OrderedDict((name, Parameter(name, v.d.copy(), True)) for name, v in nn.get_parameters(grad_only=False).items())
+    _add_optimizer(proto, params, solver, lr)
+    _add_monitors(proto)
+    _add_executor(proto, params)
+    nn.clear_parameters()
+    return Project(proto, params)
+
+
+def _three_networks(spec, x: nn.Variable, t: nn.Variable, classes: int, batch_size: int) -> nnabla_pb2.NNablaProtoBuf:
+    """``Main`` (loss, BN on batch statistics, dropout), ``MainValidation`` and ``MainRuntime`` (Softmax), named the NNC
+    way, with NNC's initializers."""
     loss = F.categorical_cross_entropy(F.softmax(spec.builder(x, classes, False)), t)
     loss_v = F.categorical_cross_entropy(F.softmax(spec.builder(x, classes, True)), t)
     y = F.softmax(spec.builder(x, classes, True))
@@ -174,15 +189,20 @@ def build_project(
     for net in proto.network:
         _nnc_names(net, keep=(INPUT, TARGET, LOSS, OUTPUT))
         _initializers(net)
+    return proto
+
+
+def _training_config(proto: nnabla_pb2.NNablaProtoBuf, epochs: int, iter_per_epoch: int) -> None:
     proto.global_config.default_context.backends.append("cpu:float")
     proto.global_config.default_context.array_class = "CpuCachedArray"
     proto.training_config.max_epoch = epochs
     proto.training_config.iter_per_epoch = iter_per_epoch
     proto.training_config.save_best = True
     proto.training_config.monitor_interval = 10
-    proto.dataset.extend([_dataset("Training", train_csv, batch_size, True), _dataset("Validation", val_csv, batch_size, False)])
 
-    params = OrderedDict((name, Parameter(name, v.d.copy(), True)) for name, v in nn.get_parameters(grad_only=False).items())
+
+def _add_optimizer(proto: nnabla_pb2.NNablaProtoBuf, params: Parameters, solver: str, lr: float) -> None:
+    """One optimizer on ``Main``: every parameter at 1, Batch Normalization's statistics at 0 (as NNC writes them)."""
     opt = proto.optimizer.add()
     opt.name, opt.network_name, opt.update_interval = "Optimizer", "Main", 1
     opt.dataset_name.append("Training")
@@ -193,6 +213,10 @@ def build_project(
         pv = opt.parameter_variable.add()
         pv.variable_name = name
         pv.learning_rate_multiplier = 0.0 if name.rsplit("/", 1)[-1] in FROZEN_BY_DEFAULT and "/bn/" in name else 1.0
+
+
+def _add_monitors(proto: nnabla_pb2.NNablaProtoBuf) -> None:
+    """``train_error`` and ``valid_error``: the validation network's loss on each dataset."""
     for monitor_name, dataset in (("train_error", "Training"), ("valid_error", "Validation")):
         m = proto.monitor.add()
         m.name, m.network_name = monitor_name, "MainValidation"
@@ -200,6 +224,10 @@ def build_project(
         _data_variables(m)
         mv = m.monitor_variable.add()
         mv.type, mv.variable_name = "Error", LOSS
+
+
+def _add_executor(proto: nnabla_pb2.NNablaProtoBuf, params: Parameters) -> None:
+    """``Executor`` on ``MainRuntime``: the Softmax output as ``y'``, as NNC names it."""
     ex = proto.executor.add()
     ex.name, ex.network_name, ex.num_evaluations, ex.repeat_evaluation_type = "Executor", "MainRuntime", 1, "mean"
     ex.need_back_propagation = False
@@ -209,8 +237,6 @@ def build_project(
     out.variable_name, out.data_name = OUTPUT, "y'"
     for name in params:
         ex.parameter_variable.add().variable_name = name
-    nn.clear_parameters()
-    return Project(proto, params)
 
 
 def export_network(

@@ -10,37 +10,16 @@ import contextlib
 import difflib
 import fnmatch
 import functools
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence
 
-from ..errors import NncToolsError, reject_unknown_keys
+from ..errors import NncToolsError
 from ..fileio import PathLike, atomic_output, same_file
 from ..formats.naming import PROJECT_EXTS, layer_of
 from ..formats.nnp_zip import CopyAhead
 from ..formats.sdcproj import SdcProject, load_sdcproj
-
-RULE_KEYS = {"match", "up_to", "params", "multiplier"}
-TOP_KEYS = {"optimizers", "rules", "freeze", "lr_multiplier"}
-
-
-@dataclass
-class Rule:
-    """One overlay rule: which parameters (``match`` glob or ``up_to`` layer, optional ``params`` filter) get which multiplier."""
-
-    multiplier: float
-    match: Optional[str] = None
-    up_to: Optional[str] = None
-    params: Optional[Tuple[str, ...]] = None
-    where: str = ""
-
-
-@dataclass
-class Overlay:
-    rules: List[Rule]
-    optimizers: Optional[List[str]] = None
-    path: Optional[Path] = None
+from .overlay import Overlay, Rule, find_overlay, load_overlay
 
 
 @dataclass
@@ -73,111 +52,6 @@ class Change:
     @property
     def changed(self) -> bool:
         return self.old is None or self.old != self.new
-
-
-# ------------------------------------------------------------------------------------------------------------- overlay
-
-
-def _multiplier(value: Any, path: Path, where: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-        raise NncToolsError(path, f"{where}: multiplier must be a finite number >= 0, got {value!r}")
-    return float(value)
-
-
-def _pattern(value: Any, path: Path, where: str) -> str:
-    if not isinstance(value, str) or not value:
-        raise NncToolsError(path, f"{where}: expected a layer or parameter name, got {value!r}")
-    return value
-
-
-def parse_overlay(data: Any, path: PathLike) -> Overlay:
-    """Check an overlay's structure (keys, types, multipliers) and turn it into rules, in document order."""
-    path = Path(path)
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise NncToolsError(path, "an overlay must be a mapping with 'rules', 'freeze' or 'lr_multiplier'")
-    reject_unknown_keys(data, TOP_KEYS, path)
-    optimizers = data.get("optimizers")
-    if optimizers is not None:
-        if isinstance(optimizers, str):
-            optimizers = [optimizers]
-        if not isinstance(optimizers, list) or not all(isinstance(o, str) for o in optimizers):
-            raise NncToolsError(path, "optimizers: expected a list of optimizer names")
-    rules: List[Rule] = []
-    for key, value in data.items():
-        if key == "freeze":
-            items = [value] if isinstance(value, str) else value
-            if not isinstance(items, list):
-                raise NncToolsError(path, "freeze: expected a list of layer or parameter patterns")
-            for i, pattern in enumerate(items):
-                rules.append(Rule(0.0, match=_pattern(pattern, path, f"freeze[{i}]"), where=f"freeze[{i}]"))
-        elif key == "lr_multiplier":
-            if not isinstance(value, dict):
-                raise NncToolsError(path, "lr_multiplier: expected a mapping PATTERN: VALUE")
-            for pattern, mult in value.items():
-                where = f"lr_multiplier[{pattern}]"
-                rules.append(Rule(_multiplier(mult, path, where), match=_pattern(pattern, path, where), where=where))
-        elif key == "rules":
-            if not isinstance(value, list):
-                raise NncToolsError(path, "rules: expected a list of rules")
-            for i, item in enumerate(value):
-                rules.append(_parse_rule(item, path, f"rules[{i}]"))
-    if not rules:
-        raise NncToolsError(path, "the overlay has no rules ('rules', 'freeze' or 'lr_multiplier')")
-    return Overlay(rules, optimizers, path)
-
-
-def _parse_rule(item: Any, path: Path, where: str) -> Rule:
-    if not isinstance(item, dict):
-        raise NncToolsError(path, f"{where}: expected a mapping with match or up_to, and multiplier")
-    reject_unknown_keys(item, RULE_KEYS, path, where)
-    if ("match" in item) == ("up_to" in item):
-        raise NncToolsError(path, f"{where}: give exactly one of 'match' and 'up_to'")
-    if "multiplier" not in item:
-        raise NncToolsError(path, f"{where}: 'multiplier' is missing")
-    params = item.get("params")
-    if params is not None:
-        if isinstance(params, str):
-            params = [params]
-        if not isinstance(params, list) or not params or not all(isinstance(p, str) and p for p in params):
-            raise NncToolsError(path, f"{where}: params must be a list of parameter names such as [W, b]")
-        params = tuple(params)
-    return Rule(
-        _multiplier(item["multiplier"], path, where),
-        match=_pattern(item["match"], path, where) if "match" in item else None,
-        up_to=_pattern(item["up_to"], path, where) if "up_to" in item else None,
-        params=params,
-        where=where,
-    )
-
-
-def load_overlay(path: PathLike) -> Overlay:
-    """Read an overlay YAML file (``yaml.safe_load``) and check its structure."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise NncToolsError(path, "no such overlay file") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise NncToolsError(path, f"cannot read: {e}") from None
-    import yaml  # here, not at start-up: apply-freeze imports it while a large project is being copied
-
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        raise NncToolsError(path, f"not valid YAML: {' '.join(str(e).split())}") from None
-    return parse_overlay(data, path)
-
-
-def find_overlay(project: PathLike, cwd: PathLike = ".") -> Path:
-    """The overlay used without ``-c``: ``<stem>.freeze.yaml`` beside the project, else ``./freeze.yaml``."""
-    project = Path(project)
-    candidates = [project.with_name(project.stem + ".freeze.yaml"), Path(cwd) / "freeze.yaml"]
-    for candidate in candidates:
-        if candidate.is_file():
-            return candidate
-    raise NncToolsError(project, f"no overlay given (-c) and none found at {' or '.join(str(c) for c in candidates)}")
 
 
 # ------------------------------------------------------------------------------------------------------------ matching
@@ -407,7 +281,8 @@ def apply_freeze(
             changes = apply_to_proto(loaded.proto, rules, project)
             save = functools.partial(save_project, loaded, target, replace_input=in_place, ahead=ahead)
         else:
-            raise NncToolsError(project, f"unknown project file extension '{project.suffix}' (expected {', '.join(PROJECT_EXTS)}, .sdcproj)")
+            raise NncToolsError(project, f"unknown project file extension '{project.suffix}' "
+                                f"(expected {', '.join(PROJECT_EXTS)}, .sdcproj)")
         write = not dry_run and not (in_place and not any(c.changed for c in changes))
         if write:
             save()

@@ -7,7 +7,8 @@ from typing import List, Tuple
 import numpy as np
 
 from ..fileio import PathLike
-from ..formats.nnp import Parameter, Parameters, load_project
+from ..formats.nnp import load_project
+from ..formats.parameters import Parameter, Parameters
 
 
 def copy_weights(params: Parameters, source: PathLike) -> Tuple[List[str], List[Tuple[str, str]]]:

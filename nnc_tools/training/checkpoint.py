@@ -12,7 +12,7 @@ from typing import List, Tuple
 import nnabla as nn
 
 from ..fileio import atomic_output
-from ..formats.nnp import Parameter, decode_parameters, encode_parameters
+from ..formats.parameters import Parameter, decode_parameters, encode_parameters
 from .records import EpochRecord, history_as_dicts
 
 CHECKPOINT = "checkpoint.zip"

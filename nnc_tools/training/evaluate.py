@@ -11,10 +11,10 @@ import nnabla as nn
 import numpy as np
 
 from ..data.decoded import load_dataset
-from .engine import nnabla_load
 from ..errors import NncToolsError
 from ..fileio import PathLike, atomic_output
 from ..formats.nnp import load_project
+from .engine import nnabla_load
 from .plots import plot_confusion_matrix
 
 

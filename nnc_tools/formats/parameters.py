@@ -1,0 +1,128 @@
+"""Parameter arrays as NNabla stores them: ``.h5`` (one dataset per parameter, attributes ``need_grad`` and ``index``),
+``.protobuf`` or inline ``parameter`` entries of a project. numpy and h5py are imported only where arrays are decoded or
+encoded, so an edit of a network's text never pays for them."""
+
+from __future__ import annotations
+
+import io
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..errors import NncToolsError
+from ..fileio import PathLike
+from .naming import PARAMETER_EXTS
+from .schema import merge_binary, nnabla_pb2
+
+if TYPE_CHECKING:
+    import numpy as np
+
+Parameters = "OrderedDict[str, Parameter]"
+
+
+@dataclass
+class Parameter:
+    """One parameter array as stored, with NNabla's ``need_grad`` flag."""
+
+    name: str
+    data: np.ndarray
+    need_grad: bool = True
+
+
+def load_parameters(path: PathLike) -> Parameters:
+    """Read a parameter file (``.h5`` as NNabla saves it, or a ``.protobuf`` holding ``parameter`` entries)."""
+    path = Path(path)
+    ext = path.suffix.lower()
+    if ext not in PARAMETER_EXTS:
+        raise NncToolsError(path, f"unknown parameter file extension '{path.suffix}' (expected .h5 or .protobuf)")
+    if not path.is_file():
+        raise NncToolsError(path, "no such file")
+    return decode_parameters(read_bytes(path), ext, str(path))
+
+
+def read_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as e:
+        raise NncToolsError(path, f"cannot read: {e.strerror or e}") from None
+
+
+def take_inline_parameters(proto: nnabla_pb2.NNablaProtoBuf) -> Parameters:
+    """Move ``proto.parameter`` entries out of the proto into a parameter dict."""
+    params = OrderedDict()
+    if not proto.parameter:
+        return params
+    import numpy as np  # numpy, like h5py, only where parameters are decoded or encoded (startup of apply-freeze)
+
+    for p in proto.parameter:
+        shape = tuple(p.shape.dim)
+        data = np.array(p.data, dtype=np.float32)
+        if data.size != int(np.prod(shape, dtype=np.int64)):
+            raise NncToolsError(None, f"parameter {p.variable_name}: {data.size} values for shape {shape}")
+        params[p.variable_name] = Parameter(p.variable_name, data.reshape(shape), bool(p.need_grad))
+    del proto.parameter[:]
+    return params
+
+
+def decode_parameters(raw: bytes, ext: str, where: str) -> Parameters:
+    if ext == ".protobuf":
+        proto = nnabla_pb2.NNablaProtoBuf()
+        merge_binary(proto, raw, where)
+        try:
+            return take_inline_parameters(proto)
+        except NncToolsError as e:
+            raise NncToolsError(where, e.problem) from None
+    try:
+        import h5py  # only where parameters are decoded: an edit of the network never pays for it
+
+        with h5py.File(io.BytesIO(raw), "r") as h5:
+            found = []
+            h5.visititems(lambda name, obj: found.append((obj.attrs.get("index", 0), name)) if isinstance(obj, h5py.Dataset) else None)
+            params = OrderedDict()
+            for _, name in sorted(found, key=lambda item: (int(item[0]), item[1])):
+                ds = h5[name]
+                params[name] = Parameter(name, ds[...], bool(ds.attrs.get("need_grad", True)))
+            return params
+    except (OSError, KeyError, ValueError) as e:
+        raise NncToolsError(where, f"not a readable HDF5 parameter file: {e}") from None
+
+
+def encode_parameters(params: Parameters, fmt: str) -> bytes:
+    """Serialise parameters as NNabla does: ``.h5`` (datasets with ``need_grad`` and ``index``) or ``.protobuf``."""
+    if fmt == ".protobuf":
+        return with_parameters(nnabla_pb2.NNablaProtoBuf(), params).SerializeToString()
+    buf = io.BytesIO()
+    import h5py
+
+    with h5py.File(buf, "w") as h5:
+        for index, (name, p) in enumerate(params.items()):
+            h5[name] = p.data
+            h5[name].attrs["need_grad"] = bool(p.need_grad)
+            h5[name].attrs["index"] = index
+    return buf.getvalue()
+
+
+def with_parameters(proto: nnabla_pb2.NNablaProtoBuf, params: Parameters) -> nnabla_pb2.NNablaProtoBuf:
+    import numpy as np
+
+    for name, p in params.items():
+        entry = proto.parameter.add()
+        entry.variable_name = name
+        entry.shape.dim.extend(int(d) for d in p.data.shape)
+        entry.data.extend(np.asarray(p.data, dtype=np.float32).ravel().tolist())
+        entry.need_grad = bool(p.need_grad)
+    return proto
+
+
+def parameters_equal(a: Parameters, b: Parameters) -> bool:
+    """Same names in the same order, same ``need_grad``, byte-identical arrays (dtype and shape included)."""
+    if list(a) != list(b):
+        return False
+    return all(
+        a[k].need_grad == b[k].need_grad
+        and a[k].data.dtype == b[k].data.dtype
+        and a[k].data.shape == b[k].data.shape
+        and a[k].data.tobytes() == b[k].data.tobytes()
+        for k in a
+    )
