@@ -323,11 +323,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _report_on_stderr(verbosity: int) -> logging.Handler:
-    """The library's progress lines (``logging`` under ``nnc_tools``) on stderr: INFO, or WARNING with -q, DEBUG with -v."""
+    """The library's progress lines (``logging`` under ``nnc_tools``) on stderr: INFO, or WARNING with -q, DEBUG with -v;
+    only there (NNabla gives the root logger a handler of its own, which would print each line again)."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(message)s"))
     logger = logging.getLogger("nnc_tools")
     logger.addHandler(handler)
+    logger.propagate = False
     logger.setLevel({-1: logging.WARNING, 0: logging.INFO, 1: logging.DEBUG}[verbosity])
     return handler
 
@@ -347,7 +349,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     except BrokenPipeError:
         return 0
     finally:
-        logging.getLogger("nnc_tools").removeHandler(handler)
+        logger = logging.getLogger("nnc_tools")
+        logger.removeHandler(handler)
+        logger.propagate = True
 
 
 if __name__ == "__main__":

@@ -252,6 +252,22 @@ def test_same_seed_same_bits_and_weights_flag(tmp_path):
     assert result.reinitialised == []
 
 
+@pytest.mark.slow
+def test_progress_lines_once_on_stderr_and_none_with_quiet(tmp_path):
+    """The library reports through logging and the CLI prints each line once (NNabla's own root handler would print it
+    again); -q leaves only the result on stdout."""
+    project = tiny_project(tmp_path, epochs=1)
+    loud = subprocess.run(TRAIN + [str(project), "-o", str(tmp_path / "loud"), "--workers", "1"], capture_output=True,
+                          text=True, cwd=tmp_path)
+    assert loud.returncode == 0, loud.stderr
+    assert loud.stderr.count("epoch 1/1 cost=") == 1 and loud.stderr.count("frozen-prefix cache: not used") == 1
+    quiet = subprocess.run(TRAIN + [str(project), "-o", str(tmp_path / "quiet"), "--workers", "1", "-q"],
+                           capture_output=True, text=True, cwd=tmp_path)
+    assert quiet.returncode == 0, quiet.stderr
+    assert "epoch 1/1" not in quiet.stderr and "frozen-prefix cache" not in quiet.stderr
+    assert "best epoch 1 of 1" in quiet.stdout
+
+
 def test_cudnn_without_the_extension_names_the_pip_line(cli, tmp_path):
     try:
         import nnabla_ext.cudnn  # noqa: F401
