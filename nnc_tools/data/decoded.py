@@ -11,10 +11,10 @@ from typing import Dict, List
 
 import numpy as np
 
-from .cache import cache_dir
 from ..errors import NncToolsError
 from ..fileio import atomic_output
 from ..formats.nnc_csv import label_names, read_header_and_count
+from .cache import cache_dir
 
 
 @dataclass

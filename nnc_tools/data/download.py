@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -11,10 +10,10 @@ from typing import Optional
 
 from tqdm import tqdm
 
-from .cifar import verify_official
 from ..errors import NncToolsError
 from ..fileio import atomic_output
 from .cache import cache_dir
+from .cifar import verify_official
 
 
 def is_url(source: str) -> bool:

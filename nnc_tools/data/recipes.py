@@ -26,11 +26,11 @@ import yaml
 from PIL import Image
 from tqdm import tqdm
 
-from .cifar import CifarData, read_cifar
-from .cache import cache_dir
-from .download import fetch, is_url
 from ..errors import NncToolsError, reject_unknown_keys
 from ..fileio import PathLike, atomic_output
+from .cache import cache_dir
+from .cifar import CifarData, read_cifar
+from .download import fetch, is_url
 
 FORMAT_VERSION = 1
 MANIFEST = ".nnc-tl-dataset.json"

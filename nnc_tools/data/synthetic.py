@@ -18,8 +18,8 @@ from typing import List
 
 import numpy as np
 
-from .cifar import CifarData, CifarSplit
 from ..fileio import PathLike, atomic_output
+from .cifar import CifarData, CifarSplit
 
 CIFAR10_NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 SUPERCLASSES = {
@@ -57,7 +57,8 @@ _YY, _XX = np.mgrid[0:32, 0:32].astype(np.float32)
 def class_primitives(kind: str) -> List[tuple]:
     """(shape, colour, texture) per class: distinct combinations, fixed by the set's name."""
     count = 10 if kind == "cifar10" else 100
-    combos = np.random.RandomState(10 if kind == "cifar10" else 100).choice(len(SHAPES) * len(COLOURS) * len(TEXTURES), count, replace=False)
+    combinations = len(SHAPES) * len(COLOURS) * len(TEXTURES)
+    combos = np.random.RandomState(10 if kind == "cifar10" else 100).choice(combinations, count, replace=False)
     return [(int(c) % len(SHAPES), (int(c) // len(SHAPES)) % len(COLOURS), int(c) // (len(SHAPES) * len(COLOURS))) for c in combos]
 
 
@@ -154,14 +155,16 @@ def write_archive(data: CifarData, path: PathLike, fmt: str = "python") -> Path:
             folder = "cifar-100-python"
             _add(tar, f"{folder}/train", _batch(data.train, b"fine_labels", data.label_names, slice(None), b"training batch 1 of 1"))
             _add(tar, f"{folder}/test", _batch(data.test, b"fine_labels", data.label_names, slice(None), b"testing batch 1 of 1"))
-            meta = {b"fine_label_names": [n.encode() for n in data.label_names], b"coarse_label_names": [n.encode() for n in data.coarse_names]}
+            meta = {b"fine_label_names": [n.encode() for n in data.label_names],
+                    b"coarse_label_names": [n.encode() for n in data.coarse_names]}
             _add(tar, f"{folder}/meta", pickle.dumps(meta, protocol=2))
         elif fmt == "python":
             folder = "cifar-10-batches-py"
             bounds = np.linspace(0, len(data.train.labels), 6).astype(int)
             for i in range(5):
                 _add(tar, f"{folder}/data_batch_{i + 1}",
-                     _batch(data.train, b"labels", data.label_names, slice(bounds[i], bounds[i + 1]), f"training batch {i + 1} of 5".encode()))
+                     _batch(data.train, b"labels", data.label_names, slice(bounds[i], bounds[i + 1]),
+                            f"training batch {i + 1} of 5".encode()))
             _add(tar, f"{folder}/test_batch", _batch(data.test, b"labels", data.label_names, slice(None), b"testing batch 1 of 1"))
             meta = {b"label_names": [n.encode() for n in data.label_names], b"num_cases_per_batch": int(bounds[1]), b"num_vis": 3072}
             _add(tar, f"{folder}/batches.meta", pickle.dumps(meta, protocol=2))
