@@ -35,7 +35,8 @@ def _cmd_convert(args: argparse.Namespace) -> int:
 
 
 def _cmd_apply_freeze(args: argparse.Namespace) -> int:
-    from .project.freeze import apply_freeze, format_changes
+    from .project.freeze import apply_freeze
+    from .project.matching import format_changes
 
     result = apply_freeze(args.project, args.config, args.output, dry_run=args.dry_run)
     print(f"overlay {result.overlay} on {result.project}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import logging
 import os
 from pathlib import Path
@@ -195,6 +196,11 @@ def multi():
     lines += network_lines("Train_") + network_lines("Valid_")
     lines += tail_lines([("Optimizer", "Train"), ("Optimizer_2", "Valid")])
     return "\n".join(lines) + "\n"
+
+
+def changed_lines(before: bytes, after: bytes):
+    a, b = before.decode().splitlines(keepends=True), after.decode().splitlines(keepends=True)
+    return [line for line in difflib.ndiff(a, b) if line[:1] in "+-"]
 
 
 # ----------------------------------------------------------------------------------------------- training runs

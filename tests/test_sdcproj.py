@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import difflib
 import json
-import re
 
 import pytest
 
-from nnc_tools.formats.nnp import load_project, multipliers
 from nnc_tools.formats.sdcproj import load_sdcproj
 from nnc_tools.project.freeze import apply_freeze
 
-from .conftest import multi, needs_samples, nnc_samples, single
+from .conftest import changed_lines, multi, single
 
 
 def write(tmp_path, name, text, overlay):
@@ -21,11 +18,6 @@ def write(tmp_path, name, text, overlay):
     path = tmp_path / "o.yaml"
     path.write_text(overlay)
     return project, path
-
-
-def changed_lines(before: bytes, after: bytes):
-    a, b = before.decode().splitlines(keepends=True), after.decode().splitlines(keepends=True)
-    return [line for line in difflib.ndiff(a, b) if line[:1] in "+-"]
 
 
 @pytest.mark.parametrize("newline", ["\n", "\r\n"])
@@ -104,56 +96,3 @@ def test_unchanged_file_is_byte_identical(tmp_path):
     text = single("\r\n")
     project, _ = write(tmp_path, "p.sdcproj", text, "")
     assert load_sdcproj(project).to_bytes() == text.encode()
-
-
-# -------------------------------------------------------------------------------------------------- the NNC samples
-
-_REPEAT = re.compile(r"\{[^}]*\}")
-
-
-def _by_layer(proto_multipliers):
-    """Parameter names in NNC's prototxt carry repeat markers (Convolution_5{RepeatStart}/conv/W); key by layer+param."""
-    out = {}
-    for name, value in proto_multipliers.items():
-        parts = _REPEAT.sub("", name).split("/")
-        out[(parts[0], parts[-1])] = value
-    return out
-
-
-# Samples whose Unit layers, several networks or execution order the .sdcproj back-end does not resolve yet (issue 17):
-# the overlay does not give the multipliers NNC's converter gives. Strict: a sample that starts agreeing fails here, so
-# that it leaves this list.
-_NOT_YET = {
-    "GoogLeNet.sdcproj", "gated_recurrent_unitGRU.sdcproj", "mnist_dcgan.sdcproj", "mnist_vae.sdcproj", "nin.sdcproj",
-    "resnet-110-cutout.sdcproj", "shufflenet.sdcproj", "squeezenet11.sdcproj", "stacked_GRU.sdcproj",
-    "synthetic_image_object_detection.sdcproj", "vgg-11.sdcproj", "wav_keyboard_sound.sdcproj",
-}
-
-
-def _sample_cases(pattern: str) -> list:
-    return [pytest.param(p, marks=pytest.mark.xfail(strict=True, reason="issue 17: Units, networks, order"))
-            if p.name in _NOT_YET else p for p in nnc_samples(pattern)]
-
-
-@needs_samples
-@pytest.mark.parametrize("sample", _sample_cases("*.sdcproj"), ids=lambda p: p.name)
-def test_samples_sdcproj_and_converter_prototxt_agree(tmp_path, sample):
-    """The same overlay on a sample .sdcproj and on NNC's own conversion of it gives the same multipliers, in the
-    network the converter's first optimizer trains."""
-    prototxt = sample.with_suffix(".prototxt")
-    network = load_project(prototxt).proto.optimizer[0].network_name
-    layers = [layer for layer in load_sdcproj(sample).layers(network) if layer.parameter_names()]
-    middle = layers[len(layers) // 2].name
-    overlay = tmp_path / "o.yaml"
-    last = layers[-1]  # the head (an Affine in most samples; a Convolution in a segmentation network)
-    overlay.write_text(f"rules:\n  - up_to: {middle}\n    multiplier: 0\n  - match: '{last.name}'\n"
-                       f"    params: [{last.parameter_names()[0]}]\n    multiplier: 2.5\n")
-    apply_freeze(sample, overlay, tmp_path / "out.sdcproj")
-    apply_freeze(prototxt, overlay, tmp_path / "out.prototxt")
-    expected = _by_layer(multipliers(load_project(tmp_path / "out.prototxt").proto.optimizer[0]))
-    sdc = {(layer.name, p): layer.multiplier(p) for layer in load_sdcproj(tmp_path / "out.sdcproj").layers(network)
-           for p in layer.parameter_names()}
-    assert {k: sdc[k] for k in expected} == expected
-    assert 0.0 in expected.values() and len(set(expected.values())) > 1
-    diff = changed_lines(sample.read_bytes(), (tmp_path / "out.sdcproj").read_bytes())
-    assert diff and all(re.match(r"^[-+] Property_\d+_Value=", d) for d in diff)

@@ -1,155 +1,26 @@
 """Freeze overlays: ordered rules that set learning-rate multipliers, applied to NNabla projects and NNC ``.sdcproj`` files.
 
-An overlay names layers as NNC does (``Convolution_3``; ``Unit/Affine`` inside a unit) or parameters by full name
-(``Convolution_3/conv/W``). Rules apply top to bottom; the last rule that matches a parameter sets its multiplier.
+An overlay names layers as NNC does (``Convolution_3``; inside a Unit also ``VGG11/Convolution_3``) or parameters by
+the name NNC's converter gives them (``Convolution_3/conv/W``, ``Convolution_2{RepeatStart}/conv/W``). Rules apply top to
+bottom; the last rule that matches a parameter sets its multiplier (``matching``).
 """
 
 from __future__ import annotations
 
 import contextlib
-import difflib
-import fnmatch
 import functools
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from ..errors import NncToolsError
 from ..fileio import PathLike, atomic_output, same_file
-from ..formats.naming import PROJECT_EXTS, layer_of
+from ..formats.naming import PROJECT_EXTS
+from ..formats.nnc_graph import ParameterSite, expand, parameters
 from ..formats.nnp_zip import CopyAhead
-from ..formats.sdcproj import SdcProject, load_sdcproj
-from .overlay import Overlay, Rule, find_overlay, load_overlay
-
-
-@dataclass
-class Slot:
-    """A parameter as the overlay sees it, in one network: full name, NNC layer name, last name component, position."""
-
-    parameter: str
-    layer: str
-    short: str
-    position: int
-
-
-@dataclass
-class NetworkView:
-    """What rules match against in one network: parameter slots and the network order of every named layer/function."""
-
-    slots: List[Slot]
-    positions: Dict[str, int] = field(default_factory=dict)
-
-
-@dataclass
-class Change:
-    """One multiplier the overlay sets: ``target`` (parameter, or layer property for .sdcproj), optimizers, old → new."""
-
-    target: str
-    optimizer: str
-    old: Optional[float]
-    new: float
-
-    @property
-    def changed(self) -> bool:
-        return self.old is None or self.old != self.new
-
-
-# ------------------------------------------------------------------------------------------------------------ matching
-
-
-def _glob(pattern: str, slot: Slot) -> bool:
-    if "/" in pattern:
-        return fnmatch.fnmatchcase(slot.parameter, pattern) or fnmatch.fnmatchcase(slot.layer, pattern)
-    return fnmatch.fnmatchcase(slot.layer, pattern)
-
-
-def _up_to_position(name: str, view: NetworkView) -> Optional[int]:
-    if name in view.positions:
-        return view.positions[name]
-    layer_positions = [s.position for s in view.slots if s.layer == name]
-    return min(layer_positions) if layer_positions else None
-
-
-def rule_matches(rule: Rule, slot: Slot, view: NetworkView) -> bool:
-    if rule.params is not None and slot.short not in rule.params:
-        return False
-    if rule.match is not None:
-        return _glob(rule.match, slot)
-    limit = _up_to_position(rule.up_to, view)
-    return limit is not None and slot.position <= limit
-
-
-def resolve(overlay: Overlay, views: Dict[str, NetworkView], project_path: PathLike) -> Dict[str, Dict[str, float]]:
-    """Multiplier per optimizer and parameter for every parameter some rule matches; every rule must match something."""
-    result: Dict[str, Dict[str, float]] = {}
-    used = [False] * len(overlay.rules)
-    for optimizer, view in views.items():
-        chosen: Dict[str, float] = {}
-        for slot in view.slots:
-            for i, rule in enumerate(overlay.rules):
-                if rule_matches(rule, slot, view):
-                    used[i] = True
-                    chosen[slot.parameter] = rule.multiplier
-        result[optimizer] = chosen
-    for rule, was_used in zip(overlay.rules, used):
-        if not was_used:
-            raise NncToolsError(overlay.path, _no_match_message(rule, views, project_path))
-    return result
-
-
-def _no_match_message(rule: Rule, views: Dict[str, NetworkView], project_path: PathLike) -> str:
-    names = set()
-    for view in views.values():
-        for slot in view.slots:
-            if rule.params is None or slot.short in rule.params:
-                names.update((slot.layer, slot.parameter))
-        if rule.up_to is not None:
-            names.update(view.positions)
-    wanted = rule.match if rule.match is not None else rule.up_to
-    close = difflib.get_close_matches(wanted, sorted(names), n=3, cutoff=0.5) or sorted(
-        {s.layer for v in views.values() for s in v.slots}
-    )[:3]
-    kind = "match" if rule.match is not None else "up_to"
-    params = f" with params {list(rule.params)}" if rule.params else ""
-    return f"{rule.where}: {kind} '{wanted}'{params} matches nothing in {project_path} (closest: {', '.join(close) or 'none'})"
-
-
-def select_optimizers(overlay: Overlay, available: Sequence[str], project_path: PathLike) -> List[str]:
-    if overlay.optimizers is None:
-        return list(available)
-    for name in overlay.optimizers:
-        if name not in available:
-            close = difflib.get_close_matches(name, list(available), n=3, cutoff=0.3)
-            raise NncToolsError(
-                overlay.path,
-                f"optimizers: '{name}' does not exist in {project_path} (optimizers there: {', '.join(available) or 'none'}"
-                + (f"; closest: {', '.join(close)})" if close else ")"),
-            )
-    return list(overlay.optimizers)
-
-
-def fractional(changes: Sequence[Change]) -> List[Change]:
-    """Changes to a multiplier other than 0 or 1: NNC and nnabla_cli train those at the full rate."""
-    return [c for c in changes if c.changed and c.new not in (0.0, 1.0)]
-
-
-def format_changes(changes: Sequence[Change]) -> str:
-    """The table `apply-freeze` prints (changed rows only) and a one-line summary."""
-    rows = [c for c in changes if c.changed]
-    lines = []
-    if rows:
-        width = max(len(c.target) for c in rows)
-        owidth = max(len(c.optimizer) for c in rows)
-        for c in rows:
-            old = "absent" if c.old is None else f"{c.old:g}"
-            lines.append(f"{c.target:<{width}}  {c.optimizer:<{owidth}}  {old} -> {c.new:g}")
-    frozen = sum(1 for c in changes if c.new == 0)
-    if rows:
-        lines.append(f"{len(rows)} multipliers changed ({len(changes) - len(rows)} already as the overlay says); {frozen} frozen in all")
-    else:
-        lines.append(f"nothing to change: all {len(changes)} multipliers the overlay sets are already as it says")
-    return "\n".join(lines)
-
+from ..formats.sdcproj import Layer, SdcProject, format_multiplier, load_sdcproj
+from .matching import Change, NetworkView, fractional, resolve, select_optimizers, view_of
+from .overlay import Overlay, find_overlay, load_overlay
 
 # ---------------------------------------------------------------------------------------------------- NNabla projects
 
@@ -157,25 +28,12 @@ def format_changes(changes: Sequence[Change]) -> str:
 def proto_view(proto, optimizer) -> NetworkView:
     """Slots of an optimizer's network, in function order; parameters it lists but its network lacks come last."""
     network = next((n for n in proto.network if n.name == optimizer.network_name), None)
-    view = NetworkView([])
-    seen = set()
+    functions = []
     if network is not None:
         parameters = {v.name for v in network.variable if v.type == "Parameter"}
-        prefix = network.name + "/"
-        for i, function in enumerate(network.function):
-            for name in (function.name, function.name[len(prefix):] if function.name.startswith(prefix) else None):
-                if name:
-                    view.positions.setdefault(name, i)
-            for name in function.input:
-                if name in parameters and name not in seen:
-                    seen.add(name)
-                    view.slots.append(Slot(name, layer_of(name), name.rsplit("/", 1)[-1], i))
-    end = len(network.function) if network is not None else 0
-    for k, pv in enumerate(optimizer.parameter_variable):
-        if pv.variable_name not in seen:
-            seen.add(pv.variable_name)
-            view.slots.append(Slot(pv.variable_name, layer_of(pv.variable_name), pv.variable_name.rsplit("/", 1)[-1], end + k))
-    return view
+        functions = [(f.name, [name for name in f.input if name in parameters]) for f in network.function]
+    prefix = network.name + "/" if network is not None else ""
+    return view_of(functions, prefix, [pv.variable_name for pv in optimizer.parameter_variable])
 
 
 def apply_to_proto(proto, overlay: Overlay, project_path: PathLike) -> List[Change]:
@@ -202,8 +60,10 @@ def apply_to_proto(proto, overlay: Overlay, project_path: PathLike) -> List[Chan
 # ------------------------------------------------------------------------------------------------------------ .sdcproj
 
 
-def apply_to_sdcproj(sdc, overlay: Overlay) -> List[Change]:
-    """Set the layers' ``<param>.LRateMultiplier`` properties in the networks of the selected optimizers."""
+def apply_to_sdcproj(sdc: SdcProject, overlay: Overlay) -> List[Change]:
+    """Set multipliers in the networks of the selected optimizers, Units expanded as NNC's converter expands them: each
+    parameter's multiplier is written where NNC reads it (the outermost of the Unit's override, the layer's own property
+    that exists; with none, on the outermost Unit calling it, or on the layer when no Unit does)."""
     optimizers = sdc.optimizers()
     if optimizers:
         selected = select_optimizers(overlay, [o["name"] for o in optimizers], sdc.path)
@@ -214,29 +74,39 @@ def apply_to_sdcproj(sdc, overlay: Overlay) -> List[Change]:
     else:
         select_optimizers(overlay, [], sdc.path)
         owners = {net: ["-"] for net in sdc.network_names()}
-    layers = {net: sdc.layers(net) for net in owners if net in sdc.network_names()}
-    views = {}
-    for net, net_layers in layers.items():
-        view = NetworkView([])
-        for i, layer in enumerate(net_layers):
-            view.positions.setdefault(layer.name, i)
-            for short in layer.parameter_names():
-                view.slots.append(Slot(layer.parameter(short), layer.name, short, i))
-        views[net] = view
+    expanded = {net: expand(sdc, net) for net in owners if net in sdc.network_names()}
+    views = {net: view_of([(f.name, [site.name for site in f.parameters]) for f in functions if f.is_function], "",
+                          [site.name for f in functions if not f.is_function for site in f.parameters])
+             for net, functions in expanded.items()}  # a WorkingMemory is a buffer, not in the network's order
     chosen = resolve(overlay, views, sdc.path)
-    multi = len(sdc.network_names()) > 1 or sdc.get("Global", "NumNetwork") is not None
+    multi = sdc.get("Global", "NumNetwork") is not None
     changes: List[Change] = []
-    for net, net_layers in layers.items():
-        for layer, short in ((layer, s) for layer in net_layers for s in layer.parameter_names()):
-            new = chosen[net].get(layer.parameter(short))
-            if new is None:
-                continue
-            old = layer.multiplier(short)
-            target = f"{net}:{layer.name} {short}.LRateMultiplier" if multi else f"{layer.name} {short}.LRateMultiplier"
+    for net, functions in expanded.items():
+        sites = parameters(functions)
+        for layer, key, site, new in _property_writes([(sites[name], new) for name, new in chosen[net].items()]):
+            old = site.multiplier()
+            target = f"{layer.network}:{layer.name} {key}" if multi else f"{layer.name} {key}"
             changes.append(Change(target, ",".join(owners[net]), old, new))
             if old != new:
-                sdc.set_multiplier(layer, short, new)
+                sdc.set_property(layer, key, format_multiplier(new))
     return changes
+
+
+def _property_writes(wanted: Sequence[Tuple[ParameterSite, float]]) -> List[Tuple[Layer, str, ParameterSite, float]]:
+    """Where each multiplier goes: (layer, property, a parameter it decides, value). The property NNC reads for it,
+    unless parameters that property decides for want different values (a Unit network called twice with separate
+    scopes): then each on the outermost Unit calling it."""
+    by_property: Dict[Tuple[str, str], List[Tuple[ParameterSite, float]]] = {}
+    for site, new in wanted:
+        layer, key = site.deciding() or site.keys[0]
+        by_property.setdefault((layer.section, key), []).append((site, new))
+    writes: Dict[Tuple[str, str], Tuple[Layer, str, ParameterSite, float]] = {}
+    for group in by_property.values():
+        agreed = len({new for _, new in group}) == 1
+        for site, new in group[:1] if agreed else group:
+            layer, key = (site.deciding() or site.keys[0]) if agreed else site.keys[0]
+            writes[(layer.section, key)] = (layer, key, site, new)
+    return list(writes.values())
 
 
 # --------------------------------------------------------------------------------------------------------------- files

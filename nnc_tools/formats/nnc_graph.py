@@ -1,0 +1,229 @@
+"""An ``.sdcproj`` network as NNC's converter (``create_prototxt``) sees it: Unit layers expanded into the networks they
+call, every function under the name the converter gives it (``VGG11/Convolution_3``), every parameter under its
+converted name (``Convolution_2{Unit/RepeatStart_3}/conv/W``) with the layer properties that decide its multiplier,
+outermost first (see FORMATS: the outermost property that exists wins)."""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Sequence, Tuple
+
+from ..errors import NncToolsError
+from .sdcproj import (
+    DEFAULT_ZERO,
+    LAYER_PARAMETERS,
+    MULTIPLIER_SUFFIX,
+    VARIABLE_PARAMETERS,
+    Layer,
+    SdcProject,
+    is_variable_layer,
+    network_order,
+    parse_float,
+)
+
+REPEAT_START, REPEAT_END, UNIT = "RepeatStart", "RepeatEnd", "Unit"
+
+
+@dataclass
+class ParameterSite:
+    """A parameter of an expanded network and the properties that may set its multiplier, outermost first: each Unit
+    layer on the way in (``<Unit>.….<Layer>.<param>.LRateMultiplier``), then the layer's own ``<param>.LRateMultiplier``."""
+
+    name: str
+    short: str
+    layer: Layer
+    keys: List[Tuple[Layer, str]]
+
+    def deciding(self) -> Optional[Tuple[Layer, str]]:
+        """The outermost property that exists: the one NNC's converter copies."""
+        return next(((layer, key) for layer, key in self.keys if key in layer.properties), None)
+
+    def multiplier(self) -> float:
+        found = self.deciding()
+        if found is None:
+            return 0.0 if (self.layer.type, self.short) in DEFAULT_ZERO else 1.0
+        layer, key = found
+        return parse_float(layer.properties[key])
+
+
+@dataclass
+class Function:
+    """A function of the converted network (or, with ``is_function`` false, a layer the converter makes a variable of)."""
+
+    name: str
+    layer: Layer
+    parameters: List[ParameterSite] = field(default_factory=list)
+    is_function: bool = True
+
+
+@dataclass
+class _Call:
+    """How the layers of a called network are reached: the Unit layers on the way, their names and parameter scopes."""
+
+    units: Tuple[Layer, ...] = ()
+    scopes: Tuple[str, ...] = ()
+
+
+def expand(sdc: SdcProject, network: str) -> List[Function]:
+    """The network's functions (and variable layers) in the converter's order, Units expanded: the called network's
+    layers join the caller's graph, a Unit's input pin k feeding the called network's k-th Input layer and its outputs
+    coming from the called network's last layers, and the whole graph is ordered at once (``network_order``)."""
+    networks = sdc.network_names()
+    if network not in networks:
+        raise NncToolsError(sdc.path, f"no network '{network}' (networks: {', '.join(networks)})")
+    graph = _Graph(sdc)
+    graph.add(network, _Call(), (network,), "")
+    fed = {dst for _, dst in graph.links}  # a Unit's Input layers take the caller's values: not there from the start
+
+    def given(node) -> bool:
+        return is_variable_layer(node) and node.id not in fed
+
+    ordered = network_order(graph.nodes, graph.links, given)
+    functions = {node.id: Function(_function_name(node.call, node.layer), node.layer,
+                                   _sites(node.layer, node.call, node.repeat, node.fed_pins), not is_variable_layer(node))
+                 for node in ordered}
+    position = {node.id: i for i, node in enumerate(ordered)}
+    for node in ordered:  # a Parameter layer's parameter is read where its first reader runs
+        readers = [dst for src, dst in graph.links if src == node.id and functions[dst].is_function]
+        if node.layer.type == "Parameter" and functions[node.id].parameters and readers:
+            first = min(readers, key=position.get)
+            functions[first].parameters[:0] = functions[node.id].parameters
+            functions[node.id].parameters = []
+    return list(functions.values())
+
+
+def parameters(functions: Sequence[Function]) -> Dict[str, ParameterSite]:
+    """Each parameter once, in order of first use: the first use decides a shared parameter's multiplier."""
+    out: Dict[str, ParameterSite] = {}
+    for f in functions:
+        for site in f.parameters:
+            out.setdefault(site.name, site)
+    return out
+
+
+@dataclass
+class _Node:
+    id: str  # unique in the expanded graph: the Unit layers' IDs on the way in, then the layer's
+    layer: Layer
+    call: _Call
+    repeat: Optional[str]  # the innermost Repeat block of its own network holding it, if any
+    fed_pins: set = field(default_factory=set)  # input pins a link feeds: pin k > 0 of a parameterised layer replaces
+    # its (k - 1)-th parameter (an Affine whose W comes from a Parameter layer has no W of its own)
+
+
+class _Graph:
+    """The expanded graph: every layer of every network instance a Unit reaches, and the links between them."""
+
+    def __init__(self, sdc: SdcProject):
+        self.sdc = sdc
+        self.nodes: List[_Node] = []
+        self.links: List[Tuple[str, str]] = []
+
+    def add(self, network: str, call: _Call, stack: Tuple[str, ...], prefix: str) -> Tuple[Dict[int, List[str]], List[str]]:
+        """Add one instance of ``network``; returns its entry points (per input pin) and its exits."""
+        layers = self.sdc.file_layers(network)
+        links = self.sdc.links(network)
+        repeats = _repeat_blocks(layers, links)
+        ends: Dict[str, Tuple[Dict[int, List[str]], List[str]]] = {}
+        for layer in layers:
+            if layer.type == UNIT:
+                inner, target = self._unit_call(layer, call, repeats.get(layer.id), stack)
+                ends[layer.id] = self.add(target, inner, stack + (target,), f"{prefix}{layer.id}/")
+            else:
+                self.nodes.append(_Node(prefix + layer.id, layer, call, repeats.get(layer.id)))
+                ends[layer.id] = ({0: [prefix + layer.id]}, [prefix + layer.id])
+        units = {layer.id for layer in layers if layer.type == UNIT}
+        nodes = {node.id: node for node in self.nodes}
+        for link in links:
+            if link.dest not in units and prefix + link.dest in nodes:
+                nodes[prefix + link.dest].fed_pins.add(link.dest_pin)
+            if link.source in ends and link.dest in ends:
+                entries = ends[link.dest][0]
+                targets = entries.get(link.dest_pin, []) if link.dest in units else entries[0]
+                self.links += [(src, dst) for src in ends[link.source][1] for dst in targets]
+        inputs = [layer for layer in layers if layer.type == "Input"]
+        entry = {k: [prefix + layer.id] for k, layer in enumerate(inputs)}
+        fed = {link.source for link in links}
+        exits = [x for layer in layers if layer.id not in fed and layer.type != "Comment" for x in ends[layer.id][1]]
+        return entry, exits
+
+    def _unit_call(self, unit: Layer, call: _Call, repeat: Optional[str], stack: Tuple[str, ...]) -> Tuple[_Call, str]:
+        target = unit.properties.get("Network", "")
+        if target not in self.sdc.network_names():
+            raise NncToolsError(self.sdc.path, f"Unit layer {unit.name} calls network '{target}', which the project "
+                                "does not have")
+        if target in stack:
+            raise NncToolsError(self.sdc.path, f"Unit layer {unit.name} calls network '{target}' inside itself "
+                                f"({' -> '.join(stack + (target,))})")
+        scope = unit.properties.get("ParameterScope", "*Name")
+        scope = _ascii(unit.name if scope == "*Name" else scope)
+        if scope and repeat:
+            scope += _repeat_suffix(call, repeat)
+        return _Call(call.units + (unit,), call.scopes + ((scope,) if scope else ())), target
+
+
+def _repeat_blocks(layers: List[Layer], links: Sequence) -> Dict[str, str]:
+    """The innermost Repeat block (its RepeatStart's name) holding each layer of one network: the layers after a
+    RepeatStart and before the nearest RepeatEnd it reaches."""
+    successors: Dict[str, List[str]] = {layer.id: [] for layer in layers}
+    predecessors: Dict[str, List[str]] = {layer.id: [] for layer in layers}
+    for link in links:
+        if link.source in successors and link.dest in successors:
+            successors[link.source].append(link.dest)
+            predecessors[link.dest].append(link.source)
+    by_id = {layer.id: layer for layer in layers}
+    blocks = []
+    for start in (layer for layer in layers if layer.type == REPEAT_START):
+        after = _reach(start.id, successors)
+        end = next((x for x in _reach(start.id, successors, ordered=True) if by_id[x].type == REPEAT_END), None)
+        inside = (after & _reach(end, predecessors)) - {end} if end is not None else set()
+        blocks.append((len(inside), start.name, inside | {start.id}))
+    holder: Dict[str, str] = {}
+    for _, name, inside in sorted(blocks, reverse=True):  # larger blocks first: an inner block overwrites
+        for x in inside:
+            holder[x] = name
+    return holder
+
+
+def _reach(start: str, edges: Dict[str, List[str]], ordered: bool = False):
+    """The nodes reachable from ``start`` (breadth first; as a list in that order with ``ordered``)."""
+    seen, queue, order = {start}, deque([start]), []
+    while queue:
+        for nxt in edges[queue.popleft()]:
+            if nxt not in seen:
+                seen.add(nxt)
+                queue.append(nxt)
+                order.append(nxt)
+    return order if ordered else seen
+
+
+def _function_name(call: _Call, layer: Layer) -> str:
+    return "/".join([u.name for u in call.units] + [layer.name])
+
+
+def _repeat_suffix(call: _Call, repeat: str) -> str:
+    return "{" + "/".join([u.name for u in call.units] + [repeat]) + "}"
+
+
+def _sites(layer: Layer, call: _Call, repeat: Optional[str], fed_pins=frozenset()) -> List[ParameterSite]:
+    """The layer's parameters: converted names and the properties that may decide each multiplier."""
+    type_scope, catalogue = LAYER_PARAMETERS.get(layer.type, ("", ()))
+    replaced = {catalogue[pin - 1] for pin in fed_pins if 0 < pin <= len(catalogue)}
+    own = layer.name if layer.type in VARIABLE_PARAMETERS else layer.scope
+    scope = _ascii(own) + (_repeat_suffix(call, repeat) if repeat and layer.type != REPEAT_START else "")
+    sites = []
+    for short in (p for p in layer.parameter_names() if p not in replaced):
+        name = "/".join(part for part in (*call.scopes, scope, type_scope, short) if part)
+        keys = []
+        for k, unit in enumerate(call.units):
+            path = [u.name for u in call.units[k + 1:]] + [layer.name] + ([short] if short else [])
+            keys.append((unit, ".".join(path) + MULTIPLIER_SUFFIX))
+        keys.append((layer, layer.multiplier_key(short)))
+        sites.append(ParameterSite(name, short, layer, keys))
+    return sites
+
+
+def _ascii(text: str) -> str:
+    """NNC drops a name's non-ASCII characters from parameter names (byte by byte)."""
+    return "".join(c for c in text if ord(c) < 128)

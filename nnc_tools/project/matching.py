@@ -1,0 +1,180 @@
+"""How an overlay's rules meet a network: every parameter as a ``Slot`` with the names a rule may call it by, in
+network order (``NetworkView``), the multipliers the rules choose (``resolve``), and the table of changes."""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import re
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Sequence, Tuple
+
+from ..errors import NncToolsError
+from ..fileio import PathLike
+from ..formats.naming import layer_of
+from .overlay import Overlay, Rule
+
+
+@dataclass
+class Slot:
+    """A parameter as the overlay sees it, in one network: full name, NNC layer name, last name component, position,
+    and every name a rule may call its layer by (``names``)."""
+
+    parameter: str
+    layer: str
+    short: str
+    position: int
+    names: frozenset = frozenset()
+
+
+@dataclass
+class NetworkView:
+    """What rules match against in one network: parameter slots and the network order of every named layer/function."""
+
+    slots: List[Slot]
+    positions: Dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class Change:
+    """One multiplier the overlay sets: ``target`` (parameter, or layer property for .sdcproj), optimizers, old → new."""
+
+    target: str
+    optimizer: str
+    old: Optional[float]
+    new: float
+
+    @property
+    def changed(self) -> bool:
+        return self.old is None or self.old != self.new
+
+
+def view_of(functions: Sequence[Tuple[str, Sequence[str]]], prefix: str = "", extra: Sequence[str] = ()) -> NetworkView:
+    """The view of a network given as (function name, parameters it reads) in network order; ``prefix`` is the
+    network's own name prefix on function names (``Main/``), ``extra`` parameters the optimizer lists that no
+    function reads (they come last). Both back-ends build their views here, so that they name layers alike."""
+    view = NetworkView([])
+    seen = set()
+    for i, (function, parameters) in enumerate(functions):
+        aliases = _aliases(function, prefix)
+        for name in aliases:
+            view.positions.setdefault(name, i)
+        for name in parameters:
+            if name not in seen:
+                seen.add(name)
+                view.slots.append(_slot(name, i, aliases))
+    for k, name in enumerate(n for n in extra if n not in seen):
+        view.slots.append(_slot(name, len(functions) + k, ()))
+    return view
+
+
+def _aliases(function: str, prefix: str) -> List[str]:
+    """A function's names: as it stands, without its network's prefix, and (inside a Unit) the layer's own Name."""
+    names = [function]
+    if prefix and function.startswith(prefix):
+        names.append(function[len(prefix):])
+    names.append(function.rsplit("/", 1)[-1])
+    return list(dict.fromkeys(n for n in names if n))
+
+
+def _slot(parameter: str, position: int, aliases: Sequence[str]) -> Slot:
+    layer = layer_of(parameter)
+    names = {layer, _REPEAT.sub("", layer), *aliases}
+    return Slot(parameter, layer, parameter.rsplit("/", 1)[-1], position, frozenset(names))
+
+
+_REPEAT = re.compile(r"\{[^}]*\}")  # NNC's converter marks a parameter inside a Repeat block: Convolution_2{RepeatStart}
+
+
+def _glob(pattern: str, slot: Slot) -> bool:
+    if "/" in pattern and fnmatch.fnmatchcase(slot.parameter, pattern):
+        return True
+    return any(fnmatch.fnmatchcase(name, pattern) for name in slot.names)
+
+
+def _up_to_position(name: str, view: NetworkView) -> Optional[int]:
+    if name in view.positions:
+        return view.positions[name]
+    layer_positions = [s.position for s in view.slots if name in s.names]
+    return min(layer_positions) if layer_positions else None
+
+
+def rule_matches(rule: Rule, slot: Slot, view: NetworkView) -> bool:
+    if rule.params is not None and slot.short not in rule.params:
+        return False
+    if rule.match is not None:
+        return _glob(rule.match, slot)
+    limit = _up_to_position(rule.up_to, view)
+    return limit is not None and slot.position <= limit
+
+
+def resolve(overlay: Overlay, views: Dict[str, NetworkView], project_path: PathLike) -> Dict[str, Dict[str, float]]:
+    """Multiplier per optimizer and parameter for every parameter some rule matches; every rule must match something."""
+    result: Dict[str, Dict[str, float]] = {}
+    used = [False] * len(overlay.rules)
+    for optimizer, view in views.items():
+        chosen: Dict[str, float] = {}
+        for slot in view.slots:
+            for i, rule in enumerate(overlay.rules):
+                if rule_matches(rule, slot, view):
+                    used[i] = True
+                    chosen[slot.parameter] = rule.multiplier
+        result[optimizer] = chosen
+    for rule, was_used in zip(overlay.rules, used):
+        if not was_used:
+            raise NncToolsError(overlay.path, _no_match_message(rule, views, project_path))
+    return result
+
+
+def _no_match_message(rule: Rule, views: Dict[str, NetworkView], project_path: PathLike) -> str:
+    names = set()
+    for view in views.values():
+        for slot in view.slots:
+            if rule.params is None or slot.short in rule.params:
+                names.update((slot.layer, slot.parameter))
+        if rule.up_to is not None:
+            names.update(view.positions)
+    wanted = rule.match if rule.match is not None else rule.up_to
+    close = difflib.get_close_matches(wanted, sorted(names), n=3, cutoff=0.5) or sorted(
+        {s.layer for v in views.values() for s in v.slots}
+    )[:3]
+    kind = "match" if rule.match is not None else "up_to"
+    params = f" with params {list(rule.params)}" if rule.params else ""
+    return f"{rule.where}: {kind} '{wanted}'{params} matches nothing in {project_path} (closest: {', '.join(close) or 'none'})"
+
+
+def select_optimizers(overlay: Overlay, available: Sequence[str], project_path: PathLike) -> List[str]:
+    if overlay.optimizers is None:
+        return list(available)
+    for name in overlay.optimizers:
+        if name not in available:
+            close = difflib.get_close_matches(name, list(available), n=3, cutoff=0.3)
+            raise NncToolsError(
+                overlay.path,
+                f"optimizers: '{name}' does not exist in {project_path} (optimizers there: {', '.join(available) or 'none'}"
+                + (f"; closest: {', '.join(close)})" if close else ")"),
+            )
+    return list(overlay.optimizers)
+
+
+def fractional(changes: Sequence[Change]) -> List[Change]:
+    """Changes to a multiplier other than 0 or 1: NNC and nnabla_cli train those at the full rate."""
+    return [c for c in changes if c.changed and c.new not in (0.0, 1.0)]
+
+
+def format_changes(changes: Sequence[Change]) -> str:
+    """The table `apply-freeze` prints (changed rows only) and a one-line summary."""
+    rows = [c for c in changes if c.changed]
+    lines = []
+    if rows:
+        width = max(len(c.target) for c in rows)
+        owidth = max(len(c.optimizer) for c in rows)
+        for c in rows:
+            old = "absent" if c.old is None else f"{c.old:g}"
+            lines.append(f"{c.target:<{width}}  {c.optimizer:<{owidth}}  {old} -> {c.new:g}")
+    frozen = sum(1 for c in changes if c.new == 0)
+    if rows:
+        lines.append(f"{len(rows)} multipliers changed ({len(changes) - len(rows)} already as the overlay says); {frozen} frozen in all")
+    else:
+        lines.append(f"nothing to change: all {len(changes)} multipliers the overlay sets are already as it says")
+    return "\n".join(lines)
