@@ -4,6 +4,7 @@ the property deciding each multiplier, function order), and an overlay must give
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -82,3 +83,14 @@ def test_one_overlay_gives_the_same_multipliers_on_both_forms(tmp_path, sample, 
     assert 0.5 in first.values() and (0.0 in first.values() or len(layered) == 1)
     diff = changed_lines(sample.read_bytes(), (tmp_path / "out.sdcproj").read_bytes())
     assert diff and all(re.match(r"^[-+] (Property_\d+_(Name|Value)=|NumProperty=)", d) for d in diff)
+
+
+@needs_samples
+@pytest.mark.parametrize("sample", nnc_samples("*.sdcproj"), ids=lambda p: p.name)
+def test_info_lists_each_parameter_under_its_converted_name(cli, sample):
+    result = cli("info", sample, "--json")
+    assert result.code == 0, result.err
+    networks = {n["name"]: n for n in json.loads(result.out)["networks"]}
+    for opt in converted(sample).optimizer:
+        listed = {name for layer in networks[opt.network_name]["layers"] for name in layer.get("parameters", [])}
+        assert {pv.variable_name for pv in opt.parameter_variable} <= listed, opt.name

@@ -8,6 +8,7 @@ from typing import Any, Dict, List, Sequence
 import numpy as np
 
 from ..fileio import PathLike
+from ..formats.nnc_graph import ParameterSite, expand
 from ..formats.nnp import Project, load_project, multipliers, solver_learning_rate
 from ..formats.sdcproj import SdcProject, load_sdcproj
 
@@ -103,16 +104,20 @@ def format_description(info: Dict[str, Any]) -> str:
 
 
 def describe_sdcproj(project: SdcProject) -> Dict:
-    """A JSON-ready summary: networks, layers in network order with their multipliers, datasets, optimizers."""
+    """A JSON-ready summary: networks (Units expanded, layers in the order NNC's converter gives them, each parameter
+    under its converted name with the multiplier NNC trains it with and the property that sets it), datasets,
+    optimizers."""
     networks = []
     for net in project.network_names():
         layers = []
-        for layer in project.layers(net):
-            entry = {"name": layer.name, "type": layer.type}
-            params = layer.parameter_names()
-            if params:
-                entry["multipliers"] = {p: layer.multiplier(p) for p in params}
-                entry["parameters"] = [layer.parameter(p) for p in params]
+        for function in expand(project, net):
+            if function.layer.type in ("Comment", "Argument"):
+                continue
+            entry = {"name": function.name, "type": function.layer.type}
+            if function.parameters:
+                entry["multipliers"] = {site.short or "LRateMultiplier": site.multiplier() for site in function.parameters}
+                entry["parameters"] = [site.name for site in function.parameters]
+                entry["set_by"] = {site.name: _setter(site) for site in function.parameters}
             layers.append(entry)
         networks.append({"name": net, "layers": layers})
     datasets = []
@@ -124,13 +129,21 @@ def describe_sdcproj(project: SdcProject) -> Dict:
     return {"file": str(project.path), "format": ".sdcproj", "networks": networks, "datasets": datasets, "optimizers": optimizers}
 
 
+def _setter(site: ParameterSite) -> str:
+    """Which property sets a parameter's multiplier (``VGG11 Convolution_3.W.LRateMultiplier``), or NNC's default."""
+    found = site.deciding()
+    return f"{found[0].name} {found[1]}" if found else "NNC's default"
+
+
 def format_sdcproj_description(info: Dict) -> str:
     lines = [info["file"]]
     for net in info["networks"]:
         lines.append(f"network {net['name']} ({len(net['layers'])} layers)")
         for layer in net["layers"]:
-            mults = "  ".join(f"{p}.LRateMultiplier={v:g}" for p, v in layer.get("multipliers", {}).items())
-            lines.append(f"  {layer['name']:<28} {layer['type']:<22} {mults}".rstrip())
+            mults = "  ".join(f"{p}.LRateMultiplier={v:g}" if p != "LRateMultiplier" else f"{p}={v:g}"
+                              for p, v in layer.get("multipliers", {}).items())
+            names = f"  ({', '.join(layer['parameters'])})" if layer.get("parameters") else ""
+            lines.append(f"  {layer['name']:<28} {layer['type']:<22} {mults}{names}".rstrip())
     for d in info["datasets"]:
         lines.append(f"dataset {d['name']}: {d['uri']}")
     for o in info["optimizers"]:
