@@ -6,10 +6,11 @@ import json
 
 import pytest
 
+from nnc_tools.formats.nnc_graph import expand, parameters
 from nnc_tools.formats.sdcproj import load_sdcproj
 from nnc_tools.project.freeze import apply_freeze
 
-from .conftest import changed_lines, multi, single
+from .conftest import changed_lines, layer, multi, single
 
 
 def write(tmp_path, name, text, overlay):
@@ -96,3 +97,34 @@ def test_unchanged_file_is_byte_identical(tmp_path):
     text = single("\r\n")
     project, _ = write(tmp_path, "p.sdcproj", text, "")
     assert load_sdcproj(project).to_bytes() == text.encode()
+
+
+def with_unit(text: str, network: str, calls: str, name: str = "MyUnit", index: int = 9) -> str:
+    """``text`` with a Unit layer ``name`` calling network ``calls`` added to ``network``."""
+    unit = [line.replace("{prefix}", f"{network}_") for line in layer(index, 90 + index, "Unit", name, [("Network", calls),
+                                                                                                  ("ParameterScope", "*Name")])]
+    return text + "\n".join(unit) + "\n"
+
+
+@pytest.mark.parametrize("case", ["missing", "cycle"])
+def test_bad_units_are_one_line_and_nothing_written(cli, tmp_path, case):
+    text = with_unit(multi(), "Train", "Nowhere") if case == "missing" else \
+        with_unit(with_unit(multi(), "Train", "Valid"), "Valid", "Train")
+    project, overlay = write(tmp_path, "u.sdcproj", text, "freeze: [Convolution]\n")
+    result = cli("apply-freeze", project, "-c", overlay, "-o", tmp_path / "out.sdcproj")
+    assert result.code == 2 and len(result.err.strip().splitlines()) == 1 and "Traceback" not in result.err
+    assert ("'Nowhere', which the project does not have" if case == "missing" else "inside itself") in result.err
+    assert str(project) in result.err and not (tmp_path / "out.sdcproj").exists()
+    assert cli("info", project).code == 2
+
+
+def test_a_unit_called_twice_with_separate_scopes_gets_separate_multipliers(tmp_path):
+    """Two calls of one Unit network, scopes A and B: freezing A's convolution writes A's override only."""
+    text = with_unit(with_unit(multi(), "Train", "Valid", "A"), "Train", "Valid", "B", 10)
+    project, overlay = write(tmp_path, "u.sdcproj", text, "optimizers: [Optimizer]\nrules:\n  - match: 'A/Convolution'\n"
+                             "    multiplier: 0\n")
+    apply_freeze(project, overlay)
+    sites = parameters(expand(load_sdcproj(project), "Train"))
+    assert sites["A/Convolution/conv/W"].multiplier() == 0 and sites["B/Convolution/conv/W"].multiplier() == 1
+    assert sites["Convolution/conv/W"].multiplier() == 1  # the caller's own layer of the same name
+    assert sites["A/Convolution/conv/W"].deciding()[1] == "Convolution.W.LRateMultiplier"  # on the Unit layer A

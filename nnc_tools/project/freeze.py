@@ -11,7 +11,7 @@ import contextlib
 import functools
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Tuple
 
 from ..errors import NncToolsError
 from ..fileio import PathLike, atomic_output, same_file
@@ -83,7 +83,7 @@ def apply_to_sdcproj(sdc: SdcProject, overlay: Overlay) -> List[Change]:
     changes: List[Change] = []
     for net, functions in expanded.items():
         sites = parameters(functions)
-        for layer, key, site, new in _property_writes([(sites[name], new) for name, new in chosen[net].items()]):
+        for layer, key, site, new in _property_writes(sites, chosen[net]):
             old = site.multiplier()
             target = f"{layer.network}:{layer.name} {key}" if multi else f"{layer.name} {key}"
             changes.append(Change(target, ",".join(owners[net]), old, new))
@@ -92,19 +92,22 @@ def apply_to_sdcproj(sdc: SdcProject, overlay: Overlay) -> List[Change]:
     return changes
 
 
-def _property_writes(wanted: Sequence[Tuple[ParameterSite, float]]) -> List[Tuple[Layer, str, ParameterSite, float]]:
-    """Where each multiplier goes: (layer, property, a parameter it decides, value). The property NNC reads for it,
-    unless parameters that property decides for want different values (a Unit network called twice with separate
-    scopes): then each on the outermost Unit calling it."""
-    by_property: Dict[Tuple[str, str], List[Tuple[ParameterSite, float]]] = {}
-    for site, new in wanted:
+def _property_writes(sites: Dict[str, ParameterSite], chosen: Dict[str, float]) -> List[Tuple[Layer, str, ParameterSite, float]]:
+    """Where each chosen multiplier goes: (layer, property, a parameter it decides, value). The property NNC reads for
+    it, unless that property also decides parameters that are to keep another value (a Unit network called twice with
+    separate scopes, one of them frozen): then on the outermost Unit calling each chosen parameter."""
+    by_property: Dict[Tuple[str, str], List[ParameterSite]] = {}
+    for site in sites.values():
         layer, key = site.deciding() or site.keys[0]
-        by_property.setdefault((layer.section, key), []).append((site, new))
+        by_property.setdefault((layer.section, key), []).append(site)
     writes: Dict[Tuple[str, str], Tuple[Layer, str, ParameterSite, float]] = {}
     for group in by_property.values():
-        agreed = len({new for _, new in group}) == 1
-        for site, new in group[:1] if agreed else group:
-            layer, key = (site.deciding() or site.keys[0]) if agreed else site.keys[0]
+        wanted = [(site, chosen[site.name]) for site in group if site.name in chosen]
+        if not wanted:
+            continue
+        values = {chosen.get(site.name, site.multiplier()) for site in group}
+        for site, new in wanted[:1] if len(values) == 1 else wanted:
+            layer, key = (site.deciding() or site.keys[0]) if len(values) == 1 else site.keys[0]
             writes[(layer.section, key)] = (layer, key, site, new)
     return list(writes.values())
 
