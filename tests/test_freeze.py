@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from nnc_tools.errors import NncToolsError
 from nnc_tools.formats.naming import layer_of
 from nnc_tools.formats.nnp import load_project, multipliers, network_text
 from nnc_tools.project.freeze import apply_freeze, apply_to_proto
@@ -225,3 +226,33 @@ def test_apply_to_proto_reports_old_and_new(project):
         ("Affine_2/affine/W", "HeadOptimizer", 1.0, 10.0),
         ("Affine_2/affine/b", "HeadOptimizer", 1.0, 10.0),
     ]
+
+
+def test_frozen_bn_switches_the_training_network_and_switches_back(tmp_path):
+    """frozen_bn: inference sets batch_stat false where a BN's beta and gamma end frozen, shows it, writes it
+    explicitly (NNC's importer reads an absent batch_stat as True), and a later overlay that unfreezes restores it."""
+    project = nnabla_saved(tmp_path / "p.nnp")
+    frozen = tmp_path / "f.nnp"
+    first = apply_freeze(project, write_overlay(tmp_path, "freeze: [Convolution, BatchNormalization]\n"), frozen)
+    switched = [c for c in first.changes if not c.multiplier]
+    assert [(c.target, c.old, c.new) for c in switched] == [("BatchNormalization batch_stat", 1.0, 0.0)]
+    main = next(n for n in load_project(frozen).proto.network if n.name == "Main")
+    assert not next(f for f in main.function if f.type == "BatchNormalization").batch_normalization_param.batch_stat
+    assert "batch_stat: false" in zipfile.ZipFile(frozen).read("network.nntxt").decode().split("MainValidation")[0]
+    back = apply_freeze(frozen, write_overlay(tmp_path, "lr_multiplier: {BatchNormalization: 1}\n"))
+    assert [(c.old, c.new) for c in back.changes if not c.multiplier] == [(0.0, 1.0)]
+    main = next(n for n in load_project(frozen).proto.network if n.name == "Main")
+    assert next(f for f in main.function if f.type == "BatchNormalization").batch_normalization_param.batch_stat
+    kept = apply_freeze(project, write_overlay(tmp_path, "frozen_bn: batch\nfreeze: [BatchNormalization]\n"), tmp_path / "b.nnp")
+    assert not [c for c in kept.changes if not c.multiplier]
+
+
+def test_frozen_bn_must_be_inference_or_batch(tmp_path):
+    with pytest.raises(NncToolsError, match="frozen_bn: expected inference or batch"):
+        parse_overlay({"frozen_bn": "yes", "freeze": ["A"]}, tmp_path / "o.yaml")
+
+
+def write_overlay(folder: Path, text: str) -> Path:
+    path = folder / "o.yaml"
+    path.write_text(text)
+    return path

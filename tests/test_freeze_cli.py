@@ -116,7 +116,8 @@ def test_output_extension_must_match(cli, nnp, tmp_path):
 
 
 @pytest.mark.slow
-def test_nnabla_cli_train_leaves_frozen_parameters_bit_identical(cli, tmp_path):
+@pytest.mark.parametrize("frozen_bn", ["inference", "batch"])
+def test_nnabla_cli_train_leaves_frozen_parameters_bit_identical(cli, tmp_path, frozen_bn):
     exe = Path(sys.executable).with_name("nnabla_cli")
     if not exe.exists():
         pytest.skip(f"{exe} is not installed")
@@ -127,8 +128,10 @@ def test_nnabla_cli_train_leaves_frozen_parameters_bit_identical(cli, tmp_path):
     contents["datasets"][0]["uri"] = str(csv)
     nnabla_save(str(tmp_path / "p.nnp"), contents)
     overlay = tmp_path / "o.yaml"
-    overlay.write_text("rules:\n  - up_to: BatchNormalization\n    multiplier: 0\n")
-    assert cli("apply-freeze", tmp_path / "p.nnp", "-c", overlay, "-o", tmp_path / "f.nnp").code == 0
+    overlay.write_text(f"frozen_bn: {frozen_bn}\nrules:\n  - up_to: BatchNormalization\n    multiplier: 0\n")
+    applied = cli("apply-freeze", tmp_path / "p.nnp", "-c", overlay, "-o", tmp_path / "f.nnp")
+    assert applied.code == 0
+    assert ("BatchNormalization batch_stat" in applied.out) == (frozen_bn == "inference")
     out = tmp_path / "out"
     out.mkdir()
     done = subprocess.run([str(exe), "train", "-c", str(tmp_path / "f.nnp"), "-p", str(tmp_path / "f.nnp"), "-o", str(out)],
@@ -140,9 +143,12 @@ def test_nnabla_cli_train_leaves_frozen_parameters_bit_identical(cli, tmp_path):
         assert before[name].data.tobytes() == after[name].data.tobytes(), name
     for name in ("Affine/affine/W", "Affine/affine/b"):
         assert before[name].data.tobytes() != after[name].data.tobytes(), name
-    # nnabla_cli's training network runs BN on batch statistics, so the running mean/var move although their
-    # multiplier is 0: they are not solver-updated. nnc-tl's trainer keeps a frozen BN on its running statistics.
-    assert before["BatchNormalization/bn/var"].data.tobytes() != after["BatchNormalization/bn/var"].data.tobytes()
+    # With frozen_bn: batch, nnabla_cli's training network runs BN on batch statistics, so the running mean/var move
+    # although their multiplier is 0 (they are not solver-updated); with inference (the default) the written training
+    # network runs it on its running statistics and they stay as they were, as in nnc-tl's trainer.
+    for name in ("BatchNormalization/bn/mean", "BatchNormalization/bn/var"):
+        kept = before[name].data.tobytes() == after[name].data.tobytes()
+        assert kept == (frozen_bn == "inference"), name
 
 
 PEAK = """

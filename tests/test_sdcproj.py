@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -128,3 +129,18 @@ def test_a_unit_called_twice_with_separate_scopes_gets_separate_multipliers(tmp_
     assert sites["A/Convolution/conv/W"].multiplier() == 0 and sites["B/Convolution/conv/W"].multiplier() == 1
     assert sites["Convolution/conv/W"].multiplier() == 1  # the caller's own layer of the same name
     assert sites["A/Convolution/conv/W"].deciding()[1] == "Convolution.W.LRateMultiplier"  # on the Unit layer A
+
+
+def test_frozen_bn_writes_batchstat_false_and_restores_it(tmp_path):
+    project, overlay = write(tmp_path, "p.sdcproj", single(), "freeze: [BatchNormalization]\n")
+    before = project.read_bytes()
+    result = apply_freeze(project, overlay)
+    assert [(c.target, c.old, c.new) for c in result.changes if not c.multiplier] == [("BatchNormalization BatchStat", 1.0, 0.0)]
+    bn = next(layer for layer in load_sdcproj(project).layers("Main") if layer.type == "BatchNormalization")
+    assert bn.properties["BatchStat"] == "False"
+    diff = changed_lines(before, project.read_bytes())
+    assert all(re.match(r"^[-+] (Property_\d+_(Name|Value)=|NumProperty=)", d) for d in diff)
+    overlay.write_text("lr_multiplier: {BatchNormalization: 1}\n")
+    apply_freeze(project, overlay)
+    bn = next(layer for layer in load_sdcproj(project).layers("Main") if layer.type == "BatchNormalization")
+    assert bn.properties["BatchStat"] == "True"

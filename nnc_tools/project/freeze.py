@@ -54,6 +54,25 @@ def apply_to_proto(proto, overlay: Overlay, project_path: PathLike) -> List[Chan
                 entry.variable_name = parameter
                 entries[parameter] = entry
             entry.learning_rate_multiplier = new
+        if overlay.frozen_bn == "inference":
+            changes += _proto_batch_stats(proto, optimizer, set(chosen[optimizer.name]))
+    return changes
+
+
+def _proto_batch_stats(proto, optimizer, touched: set) -> List[Change]:
+    """``frozen_bn: inference``: each Batch Normalization of the optimizer's network whose beta or gamma the overlay
+    set runs on running statistics (``batch_stat: false``) when both end frozen, on batch statistics otherwise."""
+    network = next((n for n in proto.network if n.name == optimizer.network_name), None)
+    trained = {pv.variable_name for pv in optimizer.parameter_variable if pv.learning_rate_multiplier > 0}
+    changes = []
+    for f in network.function if network is not None else ():
+        if f.type != "BatchNormalization" or len(f.input) < 3 or not touched & {f.input[1], f.input[2]}:
+            continue
+        param = f.batch_normalization_param
+        new = bool(trained & {f.input[1], f.input[2]})
+        name = f.name.split("/", 1)[1] if f.name.startswith(("@" + network.name + "/", network.name + "/")) else f.name
+        changes.append(Change(f"{name} batch_stat", optimizer.name, float(param.batch_stat), float(new), multiplier=False))
+        param.batch_stat = new
     return changes
 
 
@@ -89,6 +108,28 @@ def apply_to_sdcproj(sdc: SdcProject, overlay: Overlay) -> List[Change]:
             changes.append(Change(target, ",".join(owners[net]), old, new))
             if old != new:
                 sdc.set_property(layer, key, format_multiplier(new))
+        if overlay.frozen_bn == "inference":
+            changes += _sdcproj_batch_stats(sdc, functions, set(chosen[net]), ",".join(owners[net]), multi)
+    return changes
+
+
+def _sdcproj_batch_stats(sdc: SdcProject, functions, touched: set, optimizers: str, multi: bool) -> List[Change]:
+    """``frozen_bn: inference`` in NNC's format: ``BatchStat=False`` on each Batch Normalization layer of the
+    optimizer's network whose beta or gamma the overlay set and that ends with both frozen, ``True`` otherwise."""
+    changes, seen = [], set()
+    for f in functions:
+        sites = {site.short: site for site in f.parameters}
+        if f.layer.type != "BatchNormalization" or not {"beta", "gamma"} <= set(sites) or f.layer.section in seen:
+            continue
+        if not touched & {sites["beta"].name, sites["gamma"].name}:
+            continue
+        seen.add(f.layer.section)
+        new = any(sites[p].multiplier() > 0 for p in ("beta", "gamma"))
+        old = f.layer.properties.get("BatchStat", "True") != "False"
+        target = f"{f.layer.network}:{f.layer.name} BatchStat" if multi else f"{f.layer.name} BatchStat"
+        changes.append(Change(target, optimizers, float(old), float(new), multiplier=False))
+        if old != new:
+            sdc.set_property(f.layer, "BatchStat", str(new))
     return changes
 
 

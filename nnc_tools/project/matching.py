@@ -37,16 +37,23 @@ class NetworkView:
 
 @dataclass
 class Change:
-    """One multiplier the overlay sets: ``target`` (parameter, or layer property for .sdcproj), optimizers, old → new."""
+    """One value the overlay sets: ``target`` (parameter, or layer property for .sdcproj), optimizers, old → new; a
+    multiplier, or (``multiplier`` false) a Batch Normalization's batch statistics switch (``frozen_bn``)."""
 
     target: str
     optimizer: str
     old: Optional[float]
     new: float
+    multiplier: bool = True
 
     @property
     def changed(self) -> bool:
         return self.old is None or self.old != self.new
+
+    def values(self) -> str:
+        if not self.multiplier:
+            return f"{bool(self.old)} -> {bool(self.new)}"
+        return f"{'absent' if self.old is None else f'{self.old:g}'} -> {self.new:g}"
 
 
 def view_of(functions: Sequence[Tuple[str, Sequence[str]]], prefix: str = "", extra: Sequence[str] = ()) -> NetworkView:
@@ -159,7 +166,7 @@ def select_optimizers(overlay: Overlay, available: Sequence[str], project_path: 
 
 def fractional(changes: Sequence[Change]) -> List[Change]:
     """Changes to a multiplier other than 0 or 1: NNC and nnabla_cli train those at the full rate."""
-    return [c for c in changes if c.changed and c.new not in (0.0, 1.0)]
+    return [c for c in changes if c.multiplier and c.changed and c.new not in (0.0, 1.0)]
 
 
 def format_changes(changes: Sequence[Change]) -> str:
@@ -170,11 +177,15 @@ def format_changes(changes: Sequence[Change]) -> str:
         width = max(len(c.target) for c in rows)
         owidth = max(len(c.optimizer) for c in rows)
         for c in rows:
-            old = "absent" if c.old is None else f"{c.old:g}"
-            lines.append(f"{c.target:<{width}}  {c.optimizer:<{owidth}}  {old} -> {c.new:g}")
-    frozen = sum(1 for c in changes if c.new == 0)
+            lines.append(f"{c.target:<{width}}  {c.optimizer:<{owidth}}  {c.values()}")
+    multipliers = [c for c in changes if c.multiplier]
+    changed = [c for c in multipliers if c.changed]
+    frozen = sum(1 for c in multipliers if c.new == 0)
+    switched = len(rows) - len(changed)
     if rows:
-        lines.append(f"{len(rows)} multipliers changed ({len(changes) - len(rows)} already as the overlay says); {frozen} frozen in all")
+        bn = f"; {switched} Batch Normalization layers switched (frozen_bn)" if switched else ""
+        lines.append(f"{len(changed)} multipliers changed ({len(multipliers) - len(changed)} already as the overlay says); "
+                     f"{frozen} frozen in all{bn}")
     else:
         lines.append(f"nothing to change: all {len(changes)} multipliers the overlay sets are already as it says")
     return "\n".join(lines)

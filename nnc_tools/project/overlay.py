@@ -12,7 +12,8 @@ from ..errors import NncToolsError, reject_unknown_keys
 from ..fileio import PathLike
 
 RULE_KEYS = {"match", "up_to", "params", "multiplier"}
-TOP_KEYS = {"optimizers", "rules", "freeze", "lr_multiplier"}
+TOP_KEYS = {"optimizers", "rules", "freeze", "lr_multiplier", "frozen_bn"}
+FROZEN_BN = ("inference", "batch")
 
 
 @dataclass
@@ -31,6 +32,9 @@ class Overlay:
     rules: List[Rule]
     optimizers: Optional[List[str]] = None
     path: Optional[Path] = None
+    # inference: a Batch Normalization whose beta and gamma end frozen runs on its running statistics in the training
+    # network too (BatchStat=False), so NNC and nnabla_cli keep them; batch: its batch statistics are left as they are
+    frozen_bn: str = "inference"
 
 
 def _multiplier(value: Any, path: Path, where: str) -> float:
@@ -80,7 +84,10 @@ def parse_overlay(data: Any, path: PathLike) -> Overlay:
                 rules.append(_parse_rule(item, path, f"rules[{i}]"))
     if not rules:
         raise NncToolsError(path, "the overlay has no rules ('rules', 'freeze' or 'lr_multiplier')")
-    return Overlay(rules, optimizers, path)
+    frozen_bn = data.get("frozen_bn", "inference")
+    if frozen_bn not in FROZEN_BN:
+        raise NncToolsError(path, f"frozen_bn: expected inference or batch, got {frozen_bn!r}")
+    return Overlay(rules, optimizers, path, frozen_bn)
 
 
 def _parse_rule(item: Any, path: Path, where: str) -> Rule:
