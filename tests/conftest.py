@@ -233,7 +233,7 @@ def frozen_tiny_project(folder: Path, **kwargs) -> Path:
     """tiny_project with Convolution and its Batch Normalization frozen (a cacheable prefix)."""
     project = tiny_project(folder, **kwargs)
     overlay = folder / "o.yaml"
-    overlay.write_text("freeze: [Convolution, BatchNormalization]\n")
+    overlay.write_text("frozen_bn: batch\nfreeze: [Convolution, BatchNormalization]\n")  # the project as NNabla saved it
     apply_freeze(project, overlay)
     return project
 

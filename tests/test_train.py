@@ -399,3 +399,16 @@ def test_decoded_datasets_are_reused_until_a_file_changes(tmp_path, monkeypatch)
     monkeypatch.setattr(iterators, "data_iterator_csv_dataset", real)
     changed = load_dataset(csv, tmp_path / "c3")
     assert changed.arrays["x"][0].max() == 0 and first.arrays["x"][0].max() > 0
+
+
+def test_frozen_bn_batch_trains_on_batch_statistics_even_where_the_project_says_running(tmp_path):
+    """apply-freeze's default (frozen_bn: inference) writes batch_stat false; train --frozen-bn batch still runs such a
+    BN on batch statistics, as its help says, so its running statistics move."""
+    project = tiny_project(tmp_path)
+    overlay = tmp_path / "o.yaml"
+    overlay.write_text("freeze: [Convolution, BatchNormalization]\n")
+    apply_freeze(project, overlay)
+    train(project, tmp_path / "batch", TrainOptions(progress=False, frozen_bn="batch"))
+    before, after = params_of(project), params_of(tmp_path / "batch" / "results_current.nnp")
+    assert before["BatchNormalization/bn/var"].data.tobytes() != after["BatchNormalization/bn/var"].data.tobytes()
+    assert before["BatchNormalization/bn/beta"].data.tobytes() == after["BatchNormalization/bn/beta"].data.tobytes()

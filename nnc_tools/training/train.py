@@ -95,15 +95,12 @@ def training_proto(project: Project, options: TrainOptions) -> nnabla_pb2.NNabla
             net.batch_size = options.batch_size
         for d in proto.dataset:
             d.batch_size = options.batch_size
-    if options.frozen_bn == "inference":
-        for opt in proto.optimizer:
-            frozen = set(frozen_parameters(proto, opt.name))
-            for net in proto.network:
-                if net.name != opt.network_name:
-                    continue
-                for f in net.function:
-                    if f.type == "BatchNormalization" and len(f.input) >= 3 and f.input[1] in frozen and f.input[2] in frozen:
-                        f.batch_normalization_param.batch_stat = False
+    for opt in proto.optimizer:  # a frozen BN: on running statistics (inference), or on batch statistics (batch)
+        frozen = set(frozen_parameters(proto, opt.name))
+        for net in (n for n in proto.network if n.name == opt.network_name):
+            for f in net.function:
+                if f.type == "BatchNormalization" and len(f.input) >= 3 and f.input[1] in frozen and f.input[2] in frozen:
+                    f.batch_normalization_param.batch_stat = options.frozen_bn == "batch"
     return proto
 
 
