@@ -12,6 +12,7 @@ import subprocess
 import sys
 import tarfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -275,3 +276,54 @@ def test_max_per_class_caps_before_the_split(cli, tmp_path):
     assert header[1] == "y:label;aquarium_fish;flatfish;ray;shark;trout"
     assert len(training) == 10 and len(rows(tmp_path / "out" / "validation.csv")[1]) == 10
     assert not (tmp_path / "out" / "test.csv").exists() and not (tmp_path / "out" / "test").exists()
+
+
+def doctored(tmp_path: Path, name: str, **changes) -> Path:
+    """A small generated CIFAR-10 archive with some of its contents replaced (names, the training split)."""
+    data = replace(generate("cifar10", 4, 2, seed=1), **changes)
+    return write_archive(data, tmp_path / f"{name}.tar.gz")
+
+
+def hostile_archives(tmp_path: Path):
+    good = generate("cifar10", 4, 2, seed=1)
+    names = list(good.label_names)
+    yield "class name climbing out", doctored(tmp_path, "a", label_names=["../../../x"] + names[1:]), "plain folder name"
+    yield "class name with a slash", doctored(tmp_path, "b", label_names=["a/b"] + names[1:]), "plain folder name"
+    yield "blank class name", doctored(tmp_path, "c", label_names=[" "] + names[1:]), "plain folder name"
+    yield "same class twice", doctored(tmp_path, "d", label_names=[names[1]] + names[1:]), "more than once"
+    yield "label past the classes", doctored_batch(tmp_path, "e", b"labels", lambda v: [x + 10 for x in v]), \
+        "outside the 10 classes"
+    yield "negative label", doctored_batch(tmp_path, "f", b"labels", lambda v: [x - 1 for x in v]), "outside"
+    yield "float pixels", doctored_batch(tmp_path, "g", b"data", lambda v: v.astype(np.float64)), "expected uint8 pixels"
+    yield "string labels", doctored_batch(tmp_path, "h", b"labels", lambda v: [str(x) for x in v]), "expected integer labels"
+
+
+def doctored_batch(tmp_path: Path, name: str, key: bytes, change) -> Path:
+    """An extracted CIFAR-10 folder whose first training batch has ``key`` replaced by ``change(old value)``."""
+    archive = doctored(tmp_path, name)
+    with tarfile.open(archive) as tar:
+        tar.extractall(tmp_path / name)
+    batch = tmp_path / name / "cifar-10-batches-py" / "data_batch_1"
+    content = pickle.loads(batch.read_bytes())  # our own test file, written a line above
+    content[key] = change(content[key])
+    batch.write_bytes(pickle.dumps(content, protocol=2))
+    return batch.parent
+
+
+def test_hostile_archives_are_one_line_and_write_nothing(cli, tmp_path):
+    out = tmp_path / "out"
+    for what, archive, message in hostile_archives(tmp_path):
+        before = tree(archive) if archive.is_dir() else hashlib.sha256(archive.read_bytes()).hexdigest()
+        result = cli("dataset", "cifar10", "--source", archive, "--no-verify", "-o", out)
+        assert result.code == 2, (what, result.err)
+        lines = result.err.strip().splitlines()
+        assert len(lines) == 1 and message in lines[0] and str(archive) in lines[0], (what, lines)
+        assert not out.exists() and not (tmp_path.parent / "x").exists(), what
+        assert (tree(archive) if archive.is_dir() else hashlib.sha256(archive.read_bytes()).hexdigest()) == before
+
+
+def test_a_recipe_naming_a_class_twice_is_refused(cli, tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("source: cifar10\nclasses: [cat, dog, cat]\n")
+    result = cli("dataset", recipe, "--synthetic", "--synthetic-per-class", "2", "-o", tmp_path / "o")
+    assert result.code == 2 and "'cat' is listed twice" in result.err and not (tmp_path / "o").exists()

@@ -169,23 +169,62 @@ def read_cifar(source: PathLike, verify: bool = True) -> CifarData:
     if missing:
         raise NncToolsError(source, f"archive lacks {', '.join(missing)} (truncated?)")
     where = str(source)
-    if fmt == "python":
-        return _from_python(kind, data, where)
-    return _from_binary(kind, data, where)
+    read = _from_python(kind, data, where) if fmt == "python" else _from_binary(kind, data, where)
+    check_archive(read, where)
+    return read
 
 
-def _array(d: dict, key: bytes, where: str) -> np.ndarray:
+def check_archive(data: "CifarData", where: str) -> None:
+    """What a doctored or broken archive could do wrong, refused before anything is written: class names that are not one
+    plain folder name (``../../x`` would write outside the output folder) or that repeat (two classes, one folder),
+    labels outside the class range (silently dropped or wrapped images)."""
+    for kind, names in (("class", data.label_names), ("superclass", data.coarse_names)):
+        for name in names:
+            if not _plain_name(name):
+                raise NncToolsError(where, f"{kind} name {name!r} is not a plain folder name")
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise NncToolsError(where, f"{kind} name {repeated[0]!r} appears more than once")
+    for split_name, split in (("training", data.train), ("test", data.test)):
+        _check_labels(split.labels, len(data.label_names), f"{split_name} labels", where)
+        if split.coarse is not None:
+            _check_labels(split.coarse, len(data.coarse_names), f"{split_name} superclass labels", where)
+
+
+def _plain_name(name: str) -> bool:
+    return bool(name) and name not in (".", "..") and not any(c in name for c in "/\\:\0") and name == name.strip() \
+        and all(ord(c) >= 32 for c in name)
+
+
+def _check_labels(labels: np.ndarray, count: int, what: str, where: str) -> None:
+    if len(labels) and (labels.min() < 0 or labels.max() >= count):
+        bad = int(labels[(labels < 0) | (labels >= count)][0])
+        raise NncToolsError(where, f"{what}: {bad} is outside the {count} classes the archive names")
+
+
+def _array(d: dict, key: bytes, where: str, kind: str = "") -> np.ndarray:
+    """``d[key]`` as an array; ``kind`` "u1" (pixels: uint8 only) or "i" (labels: integers only) is checked, never
+    converted (a float or wider pixel would wrap silently, a string label would not be a label)."""
     if not isinstance(d, dict) or key not in d:
         raise NncToolsError(where, f"pickle lacks {key.decode()}")
-    return np.asarray(d[key])
+    try:
+        values = np.asarray(d[key])
+    except (ValueError, TypeError) as e:
+        raise NncToolsError(where, f"{key.decode()} is not an array: {e}") from None
+    if kind == "u1" and values.dtype != np.uint8:
+        raise NncToolsError(where, f"{key.decode()} has dtype {values.dtype}, expected uint8 pixels")
+    if kind == "i" and values.dtype.kind not in "iu":
+        raise NncToolsError(where, f"{key.decode()} has dtype {values.dtype}, expected integer labels")
+    return values
 
 
 def _python_split(batches: List[dict], label_key: bytes, where: str, coarse: bool) -> CifarSplit:
-    images = np.concatenate([_array(b, b"data", where) for b in batches]).astype(np.uint8, copy=False)
-    labels = np.concatenate([_array(b, label_key, where) for b in batches]).astype(np.int64)
+    images = np.concatenate([_array(b, b"data", where, "u1") for b in batches])
+    labels = np.concatenate([_array(b, label_key, where, "i") for b in batches]).astype(np.int64)
     if images.ndim != 2 or images.shape[1] != 3072 or len(images) != len(labels):
         raise NncToolsError(where, f"unexpected data shape {images.shape} for {len(labels)} labels")
-    coarse_labels = np.concatenate([_array(b, b"coarse_labels", where) for b in batches]).astype(np.int64) if coarse else None
+    coarse_labels = np.concatenate([_array(b, b"coarse_labels", where, "i") for b in batches]).astype(np.int64) if coarse \
+        else None
     return CifarSplit(images.reshape(-1, 3, 32, 32), labels, coarse_labels)
 
 

@@ -129,6 +129,11 @@ class Item:
 def class_list(recipe: Recipe, data: CifarData) -> List[int]:
     """Source label indices in the recipe's label order; unknown names are an error naming the nearest ones."""
     names = data.label_names
+    for key in ("classes", "superclasses"):
+        given = getattr(recipe, key) or []
+        repeated = sorted({n for n in given if given.count(n) > 1})
+        if repeated:
+            raise NncToolsError(recipe.name, f"{key}: '{repeated[0]}' is listed twice (two classes would share one folder)")
     if recipe.classes:
         chosen = []
         for name in recipe.classes:
