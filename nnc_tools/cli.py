@@ -12,7 +12,7 @@ from typing import List, Optional
 # NNabla logs INFO lines ("Initializing CPU extension...") on import; keep the console for our output.
 logging.getLogger("nnabla").setLevel(os.environ.get("NNC_TL_NNABLA_LOG", "WARNING"))
 
-from . import __version__  # noqa: E402
+from . import __version__, arguments  # noqa: E402
 from .errors import NncToolsError  # noqa: E402
 
 
@@ -136,23 +136,6 @@ def _cmd_experiment(args: argparse.Namespace) -> int:
     return 0
 
 
-def _size(text: str) -> int:
-    units = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
-    suffixed = text[-1:].isalpha()
-    number, unit = (text[:-1], text[-1:].upper()) if suffixed else (text, "")
-    try:
-        return int(float(number) * units[unit])
-    except (ValueError, KeyError):
-        raise argparse.ArgumentTypeError(f"expected a size such as 512M or 2G, got '{text}'") from None
-
-
-def _shape(text: str) -> tuple:
-    try:
-        return tuple(int(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected C,H,W such as 3,32,32, got '{text}'") from None
-
-
 def _add_info(sub, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("info", parents=[common], help="show networks, parameters, datasets and learning-rate multipliers of a project")
     p.add_argument("project", help="a .nnp, .nntxt, .prototxt, .protobuf or .sdcproj project")
@@ -207,14 +190,14 @@ def _add_export(sub, common: argparse.ArgumentParser) -> None:
     )
     p.add_argument("network")
     p.add_argument("-o", "--output", required=True, metavar="OUT.{nnp,nntxt}")
-    p.add_argument("--classes", type=int, default=10)
-    p.add_argument("--input", type=_shape, default=(3, 32, 32), metavar="C,H,W")
+    p.add_argument("--classes", type=arguments.classes, default=10)
+    p.add_argument("--input", type=arguments.shape, default=(3, 32, 32), metavar="C,H,W")
     p.add_argument("--train-csv", metavar="CSV", help="training dataset CSV (default training.csv beside the project)")
     p.add_argument("--val-csv", metavar="CSV", help="validation dataset CSV (default validation.csv beside the project)")
-    p.add_argument("--epochs", type=int, default=50)
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--epochs", type=arguments.count, default=50)
+    p.add_argument("--batch-size", type=arguments.batch, default=64)
     p.add_argument("--solver", default="Momentum", help="any NNabla solver: Sgd, Momentum, Nesterov, Adam, AdamW, ...")
-    p.add_argument("--lr", type=float, default=0.01)
+    p.add_argument("--lr", type=arguments.learning_rate, default=0.01)
     p.add_argument("--weights", metavar="FROM.nnp", help="start from these parameters where name and shape match")
     p.set_defaults(func=_cmd_export)
 
@@ -231,10 +214,10 @@ def _add_dataset(sub, common: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--output", required=True, metavar="OUTDIR")
     p.add_argument("--source", metavar="PATH|URL", help="official archive (.tar.gz, python or binary) or its extracted folder, or a URL")
     p.add_argument("--synthetic", action="store_true", help="generate a small deterministic CIFAR-format archive and build from it")
-    p.add_argument("--synthetic-per-class", type=int, metavar="N",
+    p.add_argument("--synthetic-per-class", type=arguments.count, metavar="N",
                    help="synthetic training images per class (default 500 for CIFAR-10, 50 for CIFAR-100; test = N/5)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the training/validation split")
-    p.add_argument("--workers", type=int, default=None, help="PNG encoding processes (default: all cores)")
+    p.add_argument("--seed", type=arguments.seed, default=0, help="seed of the training/validation split")
+    p.add_argument("--workers", type=arguments.count, default=None, help="PNG encoding processes (default: all cores)")
     p.add_argument("--no-verify", action="store_true", help="skip the md5 check of official archive names")
     p.add_argument("--force", action="store_true", help="replace a different dataset already in OUTDIR")
     p.set_defaults(func=_cmd_dataset)
@@ -252,15 +235,15 @@ def _add_train(sub, common: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--output", required=True, metavar="RESULT_DIR")
     p.add_argument("--weights", metavar="FROM.nnp", help="start from these parameters where name and shape match")
     p.add_argument("--context", default="cpu", choices=["cpu", "cudnn"])
-    p.add_argument("--device-id", type=int, default=0)
-    p.add_argument("--epochs", type=int, help="override the project's max_epoch")
-    p.add_argument("--batch-size", type=int, help="override the project's batch size")
+    p.add_argument("--device-id", type=arguments.device, default=0)
+    p.add_argument("--epochs", type=arguments.count, help="override the project's max_epoch")
+    p.add_argument("--batch-size", type=arguments.batch, help="override the project's batch size")
     p.add_argument("--resume", action="store_true", help="continue the run in RESULT_DIR from its last checkpoint")
     p.add_argument("--frozen-bn", choices=["inference", "batch"], default="inference")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=arguments.seed, default=0)
     p.add_argument("--cache-frozen", choices=["auto", "on", "off"], default="auto",
                    help="compute a frozen, deterministic prefix of the network once per image and train the rest on it")
-    p.add_argument("--cache-budget", type=_size, metavar="SIZE", help="RAM for cached features (e.g. 2G); beyond it a "
+    p.add_argument("--cache-budget", type=arguments.size, metavar="SIZE", help="RAM for cached features (e.g. 2G); beyond it a "
                    "memory-mapped file in RESULT_DIR/cache (default: a quarter of memory)")
     p.add_argument("--workers", type=int, metavar="N", help="CPU threads, each on a slice of every batch; the update equals "
                    "one worker's (default: every core; on GPU one process per device)")
@@ -273,7 +256,7 @@ def _add_evaluate(sub, common: argparse.ArgumentParser) -> None:
     p.add_argument("project", metavar="RESULT.nnp")
     p.add_argument("--dataset", required=True, metavar="CSV")
     p.add_argument("-o", "--output", metavar="DIR", help="write confusion_matrix.csv/.png and evaluation.json here")
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=arguments.batch, default=64)
     p.set_defaults(func=_cmd_evaluate)
 
 
@@ -287,22 +270,22 @@ def _add_experiment(sub, common: argparse.ArgumentParser) -> None:
     p.add_argument("--cifar10", metavar="PATH|URL", help="cifar-10-python.tar.gz (or binary, or a folder, or a URL)")
     p.add_argument("--cifar100", metavar="PATH|URL", help="cifar-100-python.tar.gz (or binary, or a folder, or a URL)")
     p.add_argument("--source-weights", metavar="FROM.nnp", help="skip source pretraining and take these weights")
-    p.add_argument("--seeds", type=int, help="repeat both target runs with this many seeds (mean ± std)")
-    p.add_argument("--source-epochs", type=int)
-    p.add_argument("--target-epochs", type=int)
-    p.add_argument("--batch-size", type=int)
+    p.add_argument("--seeds", type=arguments.count, help="repeat both target runs with this many seeds (mean ± std)")
+    p.add_argument("--source-epochs", type=arguments.count)
+    p.add_argument("--target-epochs", type=arguments.count)
+    p.add_argument("--batch-size", type=arguments.batch)
     p.add_argument("--network")
     p.add_argument("--no-verify", action="store_true", help="skip the md5 check of official archive names")
     p.set_defaults(func=_cmd_experiment)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = arguments.Parser(
         prog="nnc-tl",
         description="Transfer learning for NNabla and Neural Network Console projects.",
     )
     parser.add_argument("--version", action="version", version=f"nnc-tl {__version__}")
-    common = argparse.ArgumentParser(add_help=False)
+    common = arguments.Parser(add_help=False)
     verbosity = common.add_mutually_exclusive_group()
     verbosity.add_argument("-q", "--quiet", dest="verbosity", action="store_const", const=-1, default=0,
                            help="only warnings and errors on stderr (no progress lines)")

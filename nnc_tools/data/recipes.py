@@ -22,12 +22,12 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
-import yaml
 from PIL import Image
 from tqdm import tqdm
 
 from ..errors import NncToolsError, reject_unknown_keys
 from ..fileio import PathLike, atomic_output
+from ..yamlfile import read_yaml
 from .cache import cache_dir
 from .cifar import CifarData, read_cifar
 from .download import fetch, is_url
@@ -105,11 +105,7 @@ def load_recipe(name_or_path: str) -> Recipe:
         close = difflib.get_close_matches(name_or_path, list(BUILTIN), n=3, cutoff=0.4)
         raise NncToolsError(path, f"no such recipe file or built-in recipe (built-in: {', '.join(BUILTIN)}"
                             + (f"; closest: {', '.join(close)})" if close else ")"))
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
-        raise NncToolsError(path, f"not a readable YAML recipe: {' '.join(str(e).split())}") from None
-    return parse_recipe(data, path)
+    return parse_recipe(read_yaml(path, "dataset recipe"), path)
 
 
 # ------------------------------------------------------------------------------------------------------------ planning

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Optional
 
-import yaml
-
 from ..errors import NncToolsError, reject_unknown_keys
 from ..fileio import PathLike
+from ..yamlfile import read_yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CONFIG_KEYS = {"network", "source_recipe", "target_recipe", "overlay", "source_epochs", "target_epochs", "batch_size", "solver",
@@ -47,23 +47,41 @@ def load_config(path: Optional[PathLike], **overrides) -> ExperimentConfig:
     config = ExperimentConfig()
     if path is not None:
         path = Path(path)
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except FileNotFoundError:
-            raise NncToolsError(path, "no such experiment config") from None
-        except (OSError, yaml.YAMLError) as e:
-            raise NncToolsError(path, f"not a readable YAML config: {' '.join(str(e).split())}") from None
+        data = read_yaml(path, "experiment config")
+        data = {} if data is None else data
         if not isinstance(data, dict):
             raise NncToolsError(path, "an experiment config must be a mapping")
         reject_unknown_keys(data, CONFIG_KEYS, path)
         for key, value in data.items():
-            setattr(config, key, value)
+            setattr(config, key, _checked(key, value, path))
         config.base = path.resolve().parent
     for key, value in overrides.items():
         if value is not None:
-            setattr(config, key, value)
-    if config.seeds < 1 or config.source_epochs < 1 or config.target_epochs < 1 or config.batch_size < 1:
-        raise NncToolsError(path, "seeds, epochs and batch_size must be positive")
+            setattr(config, key, _checked(key, value, path))
     return config
+
+
+# The largest batch NNabla is asked to allocate (a 3x32x32 float batch of this size is 800 MB).
+MAX_BATCH = 1 << 16
+
+
+def _checked(key: str, value, path) -> object:
+    """A setting of the right type and range: counts are integers >= 1 (the batch at most MAX_BATCH), the learning rate a
+    finite number > 0, names are strings, ``synthetic_per_class`` maps source/target to counts."""
+    if key in ("source_epochs", "target_epochs", "batch_size", "seeds"):
+        limit = MAX_BATCH if key == "batch_size" else 1 << 20
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= limit:
+            raise NncToolsError(path, f"{key}: expected a whole number from 1 to {limit:,}, got {value!r}")
+    elif key == "lr":
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+            raise NncToolsError(path, f"lr: expected a finite number > 0, got {value!r}")
+        value = float(value)
+    elif key == "synthetic_per_class":
+        if not isinstance(value, dict) or set(value) - {"source", "target"} or not all(
+                v is None or (isinstance(v, int) and not isinstance(v, bool) and v >= 1) for v in value.values()):
+            raise NncToolsError(path, f"synthetic_per_class: expected {{source: N, target: N}} with N >= 1, got {value!r}")
+    elif not isinstance(value, str) or not value:
+        raise NncToolsError(path, f"{key}: expected a name, got {value!r}")
+    return value
 
 

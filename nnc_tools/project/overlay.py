@@ -10,6 +10,7 @@ from typing import Any, List, Optional, Tuple
 
 from ..errors import NncToolsError, reject_unknown_keys
 from ..fileio import PathLike
+from ..yamlfile import read_yaml
 
 RULE_KEYS = {"match", "up_to", "params", "multiplier"}
 TOP_KEYS = {"optimizers", "rules", "freeze", "lr_multiplier", "frozen_bn"}
@@ -115,21 +116,8 @@ def _parse_rule(item: Any, path: Path, where: str) -> Rule:
 
 
 def load_overlay(path: PathLike) -> Overlay:
-    """Read an overlay YAML file (``yaml.safe_load``) and check its structure."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise NncToolsError(path, "no such overlay file") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise NncToolsError(path, f"cannot read: {e}") from None
-    import yaml  # here, not at start-up: apply-freeze imports it while a large project is being copied
-
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        raise NncToolsError(path, f"not valid YAML: {' '.join(str(e).split())}") from None
-    return parse_overlay(data, path)
+    """Read an overlay YAML file (``read_yaml``: safe, no duplicate keys or aliases) and check its structure."""
+    return parse_overlay(read_yaml(path, "overlay file"), path)
 
 
 def find_overlay(project: PathLike, cwd: PathLike = ".") -> Path:

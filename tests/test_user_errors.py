@@ -1,0 +1,94 @@
+"""Mistakes a user can make, through the real CLI: one line on stderr naming what is wrong, exit 2, no traceback,
+nothing written, inputs unchanged (SPEC's contract; issue 19's examples)."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from .conftest import nnabla_saved
+
+BILLION_LAUGHS = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"{c}: &{c} [{', '.join(['*' + p] * 9)}]\n" for p, c in zip("abcdefgh", "bcdefghi")) + "freeze: *i\n"
+
+
+def snapshot(folder: Path) -> dict:
+    return {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.rglob("*") if p.is_file()}
+
+
+def assert_refused(result, *needles):
+    lines = result.err.strip().splitlines()
+    assert result.code == 2, result
+    assert len(lines) == 1 and "Traceback" not in result.err, lines
+    for needle in needles:
+        assert str(needle) in lines[0], (needle, lines[0])
+
+
+@pytest.mark.parametrize("text, message", [
+    ("freeze: [Affine]\nfreeze: [Convolution]\n", "key 'freeze' given twice"),
+    ("rules:\n  - match: Affine\n    multiplier: 0\n    multiplier: 1\n", "key 'multiplier' given twice"),
+    (BILLION_LAUGHS, "anchors (&a) are not accepted"),
+    ("base: &b {match: Affine, multiplier: 0}\nrules: [*b]\n", "not accepted"),
+    ("freeze: [Affine\n", "not valid YAML"),
+    ("freeze: [A]\n\x07", "not valid YAML"),
+])
+def test_overlay_yaml_traps(cli, tmp_path, text, message):
+    project = nnabla_saved(tmp_path / "p.nnp")
+    overlay = tmp_path / "o.yaml"
+    overlay.write_text(text)
+    before = snapshot(tmp_path)
+    result = cli("apply-freeze", project, "-c", overlay)
+    assert_refused(result, message, overlay)
+    assert snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize("text, message", [
+    ("seeds: two\n", "seeds: expected a whole number"),
+    ("batch_size: 100000000\n", "batch_size: expected a whole number from 1 to 65,536"),
+    ("target_epochs: 0\n", "target_epochs"),
+    ("source_epochs: true\n", "source_epochs"),
+    ("lr: .nan\n", "lr: expected a finite number > 0"),
+    ("lr: -1\n", "lr: expected a finite number > 0"),
+    ("network: [a, b]\n", "network: expected a name"),
+    ("synthetic_per_class: {source: 0}\n", "synthetic_per_class"),
+    ("seeds: 2\nseeds: 3\n", "key 'seeds' given twice"),
+])
+def test_experiment_config_values(cli, tmp_path, text, message):
+    config = tmp_path / "c.yaml"
+    config.write_text(text)
+    result = cli("experiment", "transfer", "-c", config, "--synthetic", "-o", tmp_path / "run")
+    assert_refused(result, message, config)
+    assert not (tmp_path / "run").exists()
+
+
+def test_recipe_duplicate_keys(cli, tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("source: cifar10\nclasses: [cat]\nclasses: [dog]\n")
+    result = cli("dataset", recipe, "--synthetic", "-o", tmp_path / "o")
+    assert_refused(result, "key 'classes' given twice", recipe)
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["train", "P", "-o", "R", "--batch-size", "0"], "--batch-size: expected a batch size from 1"),
+    (["train", "P", "-o", "R", "--batch-size", "-4"], "--batch-size"),
+    (["train", "P", "-o", "R", "--batch-size", "999999999"], "to 65,536"),
+    (["train", "P", "-o", "R", "--epochs", "0"], "--epochs: expected a whole number from 1"),
+    (["train", "P", "-o", "R", "--workers", "0"], "--workers"),
+    (["train", "P", "-o", "R", "--seed", "-1"], "--seed"),
+    (["evaluate", "P", "--dataset", "D", "--batch-size", "0"], "--batch-size"),
+    (["export", "mini_vggnet", "-o", "X.nnp", "--lr", "nan"], "--lr: expected a finite learning rate > 0"),
+    (["export", "mini_vggnet", "-o", "X.nnp", "--lr", "inf"], "--lr"),
+    (["export", "mini_vggnet", "-o", "X.nnp", "--lr", "0"], "--lr"),
+    (["export", "mini_vggnet", "-o", "X.nnp", "--classes", "1"], "--classes"),
+    (["export", "mini_vggnet", "-o", "X.nnp", "--epochs", "ten"], "expected a whole number, got 'ten'"),
+    (["dataset", "cifar10", "-o", "O", "--synthetic-per-class", "0"], "--synthetic-per-class"),
+    (["experiment", "transfer", "-o", "O", "--seeds", "two"], "--seeds"),
+])
+def test_numbers_on_the_command_line(cli, tmp_path, monkeypatch, args, message):
+    monkeypatch.chdir(tmp_path)
+    result = cli(*args)
+    assert_refused(result, message)
+    assert not list(tmp_path.iterdir())
