@@ -92,3 +92,72 @@ def test_numbers_on_the_command_line(cli, tmp_path, monkeypatch, args, message):
     result = cli(*args)
     assert_refused(result, message)
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("value", ["1.0e+300", "1.0e-320", "1.0e-40"])
+def test_multipliers_a_float32_cannot_hold(cli, tmp_path, value):
+    project = nnabla_saved(tmp_path / "p.nnp")
+    overlay = tmp_path / "o.yaml"
+    overlay.write_text(f"lr_multiplier: {{Affine: {value}}}\n")
+    before = snapshot(tmp_path)
+    assert_refused(cli("apply-freeze", project, "-c", overlay), "cannot be stored", overlay)
+    assert snapshot(tmp_path) == before
+
+
+def test_the_same_fractional_multiplier_twice_changes_nothing(cli, tmp_path):
+    project = nnabla_saved(tmp_path / "p.nnp")
+    overlay = tmp_path / "o.yaml"
+    overlay.write_text("lr_multiplier: {Affine: 0.1}\n")
+    assert cli("apply-freeze", project, "-c", overlay).code == 0
+    stamp = project.stat().st_mtime_ns, project.read_bytes()
+    again = cli("apply-freeze", project, "-c", overlay)
+    assert again.code == 0 and "nothing to change" in again.out and "0.1 -> 0.1" not in again.out
+    assert (project.stat().st_mtime_ns, project.read_bytes()) == stamp
+
+
+def test_random_bytes_are_not_a_protobuf_project(cli, tmp_path):
+    import random
+
+    rng = random.Random(7)
+    for k in range(40):
+        path = tmp_path / f"r{k}.protobuf"
+        path.write_bytes(bytes(rng.getrandbits(8) for _ in range(rng.randint(1, 300))))
+        assert_refused(cli("info", path), path)
+
+
+def test_an_nnp_with_a_member_twice_is_refused(cli, tmp_path):
+    import warnings
+    import zipfile
+
+    good = nnabla_saved(tmp_path / "p.nnp")
+    twice = tmp_path / "twice.nnp"
+    with zipfile.ZipFile(good) as src, zipfile.ZipFile(twice, "w") as dst, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # zipfile warns about the duplicate name it is asked to write
+        for info in src.infolist():
+            dst.writestr(info.filename, src.read(info))
+        dst.writestr("network.nntxt", b"# a second network text\n")
+    assert_refused(cli("info", twice), "appears twice", twice)
+    assert_refused(cli("convert", twice, tmp_path / "out.nnp"), "appears twice")
+    assert not (tmp_path / "out.nnp").exists()
+
+
+def test_a_non_numeric_numproperty_reads_as_none(cli, tmp_path):
+    from .conftest import single
+
+    project = tmp_path / "p.sdcproj"
+    project.write_text(single().replace("NumProperty=2", "NumProperty=twelve", 1))
+    result = cli("info", project)
+    assert result.code == 0 and "Traceback" not in result.err
+
+
+def test_shapes_past_int64_are_counted_exactly(cli, tmp_path):
+    from nnc_tools.formats.nnp import load_project, save_project
+
+    project = load_project(nnabla_saved(tmp_path / "p.nnp"))
+    var = project.proto.network[0].variable.add()
+    var.name, var.type = "Huge/affine/W", "Parameter"
+    var.shape.dim.extend([2**40, 2**40])
+    save_project(project, tmp_path / "huge.nntxt", parameter_format="inline")
+    result = cli("info", tmp_path / "huge.nntxt", "--json")
+    sizes = {p["name"]: p["size"] for p in __import__("json").loads(result.out)["parameters"]}
+    assert sizes["Huge/affine/W"] == 2**80

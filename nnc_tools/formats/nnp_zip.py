@@ -41,8 +41,12 @@ def open_nnp(path: PathLike) -> zipfile.ZipFile:
     except OSError as e:
         raise NncToolsError(path, f"cannot read: {e.strerror or e}") from None
     try:
+        seen = set()
         for info in zf.infolist():
             _check_member(path, info)
+            if info.filename in seen:  # zipfile reads the last of them only: the other's bytes would be lost on save
+                raise NncToolsError(path, f"member '{info.filename}' appears twice in the archive")
+            seen.add(info.filename)
     except NncToolsError:
         zf.close()
         raise

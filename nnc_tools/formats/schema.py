@@ -11,6 +11,7 @@ pure-Python implementation, or once NNabla is loaded, this is the ordinary impor
 from __future__ import annotations
 
 import importlib.util
+import struct
 import sys
 from pathlib import Path
 from typing import Optional, Union
@@ -43,6 +44,14 @@ nnabla_pb2 = _load_schema()
 LEARNING_RATE_FIELDS = ("lr", "alpha", "eta")
 
 
+FLOAT32_TINY = 1.1754943508222875e-38  # the smallest normal float32: below it a multiplier loses its precision or becomes 0
+
+
+def as_float32(value: float) -> float:
+    """``value`` as the proto stores it: ``learning_rate_multiplier`` is a float32 (0.3 reads back 0.30000001192…)."""
+    return struct.unpack("<f", struct.pack("<f", value))[0]
+
+
 def learning_rate_field(param) -> Optional[str]:
     """The name of the learning-rate field in a solver's parameter message (or its keyword arguments), if it has one."""
     names = param.DESCRIPTOR.fields_by_name if hasattr(param, "DESCRIPTOR") else param
@@ -63,7 +72,16 @@ def merge_text(proto, raw: bytes, where: Union[str, Path]) -> None:
 
 def merge_binary(proto, raw: bytes, where: Union[str, Path]) -> None:
     """Parse binary protobuf into ``proto``; one line naming ``where`` when it is not."""
+    import warnings
+
     try:
-        proto.MergeFromString(raw)
+        with warnings.catch_warnings(record=True) as warned:  # "Unexpected end-group tag": the C++ parser stops early
+            warnings.simplefilter("always")
+            read = proto.MergeFromString(raw)
     except (DecodeError, RuntimeError, ValueError) as e:
         raise NncToolsError(where, f"malformed binary protobuf: {e}") from None
+    if warned:
+        raise NncToolsError(where, f"malformed binary protobuf: {warned[0].message}")
+    if raw and (read != len(raw) or not proto.ListFields() or len(proto.UnknownFields())):
+        # random bytes often parse as a message of unknown fields only: nothing an NNabla file holds
+        raise NncToolsError(where, "not an NNabla protobuf (no network, parameter or other field NNabla writes)")

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any, Dict, List, Sequence
-
-import numpy as np
 
 from ..fileio import PathLike
 from ..formats.nnc_graph import ParameterSite, expand
@@ -37,7 +36,7 @@ def describe_project(project: Project) -> Dict[str, Any]:
         parameters.append({"name": name, "shape": list(p.data.shape), "size": int(p.data.size), "need_grad": p.need_grad, "stored": True})
     for name, shape in declared.items():
         if name not in stored:
-            parameters.append({"name": name, "shape": shape, "size": int(np.prod(shape, dtype=np.int64)), "stored": False})
+            parameters.append({"name": name, "shape": shape, "size": math.prod(shape), "stored": False})
     return {
         "file": str(project.path) if project.path else None,
         "format": project.path.suffix.lower() if project.path else None,

@@ -12,6 +12,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from ..errors import NncToolsError
 from ..fileio import PathLike
 from ..formats.naming import layer_of
+from ..formats.schema import as_float32
 from .overlay import Overlay, Rule
 
 
@@ -48,7 +49,9 @@ class Change:
 
     @property
     def changed(self) -> bool:
-        return self.old is None or self.old != self.new
+        """Whether the file changes: values compared as the project stores them (a float32), so that applying
+        ``{Affine: 0.1}`` twice changes nothing the second time."""
+        return self.old is None or as_float32(self.old) != as_float32(self.new)
 
     def values(self) -> str:
         if not self.multiplier:

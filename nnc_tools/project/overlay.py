@@ -10,6 +10,7 @@ from typing import Any, List, Optional, Tuple
 
 from ..errors import NncToolsError, reject_unknown_keys
 from ..fileio import PathLike
+from ..formats.schema import FLOAT32_TINY, as_float32
 from ..yamlfile import read_yaml
 
 RULE_KEYS = {"match", "up_to", "params", "multiplier"}
@@ -39,8 +40,17 @@ class Overlay:
 
 
 def _multiplier(value: Any, path: Path, where: str) -> float:
+    """A multiplier the project can hold: finite, >= 0, and the same kind of number as a float32 (1e300 would be stored
+    as inf, 1e-320 as 0, i.e. frozen)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
         raise NncToolsError(path, f"{where}: multiplier must be a finite number >= 0, got {value!r}")
+    try:
+        stored = as_float32(float(value))
+    except OverflowError:
+        stored = math.inf
+    if not math.isfinite(stored) or (value > 0 and stored < FLOAT32_TINY):
+        raise NncToolsError(path, f"{where}: multiplier {value!r} cannot be stored (a float32 holds {FLOAT32_TINY:g} to "
+                            "3.4e+38)")
     return float(value)
 
 
