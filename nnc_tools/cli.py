@@ -327,6 +327,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     except NncToolsError as e:
         print("nnc-tl: error: " + " ".join(str(e).split()), file=sys.stderr)
         return 2
+    except OSError as e:
+        if e.filename is None:
+            raise
+        # a path the user gave that the system refuses outright (a name over its length limit, a folder without access)
+        print(f"nnc-tl: error: {e.filename}: {e.strerror or e}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("nnc-tl: interrupted", file=sys.stderr)
         return 130

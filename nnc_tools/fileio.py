@@ -35,10 +35,34 @@ def atomic_outputs(targets: Sequence[PathLike], made: Sequence[Path] = ()) -> It
         for temp, final in zip(temps, finals):
             temp.touch()  # a block that wrote nothing still leaves an (empty) output, as before
             os.replace(temp, final)
+    except OSError as e:
+        raise _output_error(e, temps, finals) from None
     finally:
         for temp in temps:
             with contextlib.suppress(FileNotFoundError):
                 temp.unlink()
+
+
+def _output_error(error: OSError, temps: Sequence[Path], finals: Sequence[Path]) -> Exception:
+    """An OS error while writing outputs as the one line a user gets: the output it is about (its temporary name mapped
+    back to the target) and the system's reason. An error that names another file (an input) passes on unchanged."""
+    from .errors import NncToolsError
+
+    ours = {os.path.abspath(t): final for t, final in zip(temps, finals)}
+    ours.update({os.path.abspath(final): final for final in finals})
+    folders = {str(parent) for final in finals for parent in Path(os.path.abspath(final)).parents}
+    named = [os.path.abspath(f) for f in (error.filename, getattr(error, "filename2", None)) if f]
+    if named and not any(n in ours or n in folders for n in named):
+        return error
+    target = next((ours[n] for n in named if n in ours), finals[0] if finals else None)
+    reason = error.strerror or str(error)
+    blocking = next((str(parent) for parent in Path(os.path.abspath(target)).parents if parent.is_file()), None) \
+        if target is not None else None
+    if blocking:
+        reason = f"{blocking} is a file, not a folder"
+    elif isinstance(error, IsADirectoryError) or (target is not None and target.is_dir()):
+        reason = "is a folder, not a file"
+    return NncToolsError(target, f"cannot write: {reason}")
 
 
 @contextlib.contextmanager

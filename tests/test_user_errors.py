@@ -161,3 +161,29 @@ def test_shapes_past_int64_are_counted_exactly(cli, tmp_path):
     result = cli("info", tmp_path / "huge.nntxt", "--json")
     sizes = {p["name"]: p["size"] for p in __import__("json").loads(result.out)["parameters"]}
     assert sizes["Huge/affine/W"] == 2**80
+
+
+def output_cases(tmp_path: Path):
+    (tmp_path / "afile").write_text("a regular file\n")
+    (tmp_path / "adir.nnp").mkdir()
+    (tmp_path / "adir.nntxt").mkdir()
+    long = "n" * 300
+    project = nnabla_saved(tmp_path / "p.nnp")
+    overlay = tmp_path / "o.yaml"
+    overlay.write_text("freeze: [Affine]\n")
+    for out, why in ((tmp_path / "afile" / "x.nnp", "is a file, not a folder"), (tmp_path / "adir.nnp", "is a folder"),
+                     (tmp_path / f"{long}.nnp", "too long")):
+        yield ["convert", project, out], why
+        yield ["apply-freeze", project, "-c", overlay, "-o", out], why
+        yield ["export", "resnet20", "-o", out], why
+    yield ["convert", project, tmp_path / "adir.nntxt"], "is a folder"
+    yield ["dataset", "cifar10", "--synthetic", "--synthetic-per-class", "2", "-o", tmp_path / "afile" / "d"], "afile"
+
+
+def test_outputs_that_cannot_be_written(cli, tmp_path):
+    for args, why in output_cases(tmp_path):
+        before = snapshot(tmp_path)
+        result = cli(*args)
+        assert_refused(result, why)
+        assert snapshot(tmp_path) == before, args
+        assert not [p for p in tmp_path.rglob(".*.tmp")], args
