@@ -412,3 +412,32 @@ def test_frozen_bn_batch_trains_on_batch_statistics_even_where_the_project_says_
     before, after = params_of(project), params_of(tmp_path / "batch" / "results_current.nnp")
     assert before["BatchNormalization/bn/var"].data.tobytes() != after["BatchNormalization/bn/var"].data.tobytes()
     assert before["BatchNormalization/bn/beta"].data.tobytes() == after["BatchNormalization/bn/beta"].data.tobytes()
+
+
+@pytest.mark.parametrize("classes", [5, 2])
+def test_labels_are_checked_against_the_networks_classes(cli, tmp_path, classes):
+    """A 3-class network on a CSV with labels up to 4 is refused before training (NNabla would crash with a double
+    free); on a 2-class CSV it trains, and says the header names other classes than the network scores."""
+    project = tiny_project(tmp_path)
+    write_image_csv(tmp_path, 24, classes=classes, name="training")
+    result = cli("train", project, "-o", tmp_path / "r", "--epochs", "1", "--workers", "1")
+    if classes == 5:
+        assert result.code == 2 and len(result.err.strip().splitlines()) == 1, result.err
+        assert "training.csv" in result.err and "label 3 in row 4 is not one of the 3 classes" in result.err
+        assert not (tmp_path / "r").exists()
+    else:
+        assert result.code == 0, result.err
+        assert "its header names 2 classes" in result.err
+
+
+@pytest.mark.parametrize("label, message", [("-1", "label -1 in row 2 is not a class index"),
+                                            ("7", "label 7 in row 2 is past the 3 classes")])
+def test_evaluate_refuses_labels_that_are_no_class(cli, tmp_path, label, message):
+    project = tiny_project(tmp_path)
+    train(project, tmp_path / "r", TrainOptions(progress=False, epochs=1))
+    rows = (tmp_path / "validation.csv").read_text().splitlines()
+    rows[2] = rows[2].rsplit(",", 1)[0] + "," + label
+    (tmp_path / "bad.csv").write_text("\n".join(rows) + "\n")
+    result = cli("evaluate", tmp_path / "r" / "results.nnp", "--dataset", tmp_path / "bad.csv", "-o", tmp_path / "e")
+    assert result.code == 2 and message in result.err and "bad.csv" in result.err
+    assert len(result.err.strip().splitlines()) == 1 and not (tmp_path / "e").exists()

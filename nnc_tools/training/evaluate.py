@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 from pathlib import Path
 from typing import Dict, Optional
 
@@ -44,20 +45,38 @@ def predict(project: PathLike, dataset, batch_size: int = 64, executor: Optional
 
 def evaluate(project: PathLike, csv_path: PathLike, outdir: Optional[PathLike] = None, batch_size: int = 64,
              cache: Optional[PathLike] = None) -> Dict:
-    """Accuracy and per-class table; with ``outdir``: ``confusion_matrix.csv``/``.png`` and ``evaluation.json`` there."""
-    project, csv_path = Path(project), Path(csv_path)
+    """Accuracy and per-class table; with ``outdir``: ``confusion_matrix.csv``/``.png`` and ``evaluation.json`` there.
+    An output folder this call made is removed again when the input turns out wrong."""
     outdir = Path(outdir) if outdir is not None else None
+    created = outdir is not None and not outdir.exists()
+    try:
+        return _evaluate(Path(project), Path(csv_path), outdir, batch_size, cache)
+    except NncToolsError:
+        if created:
+            shutil.rmtree(outdir, ignore_errors=True)
+        raise
+
+
+def _evaluate(project: Path, csv_path: Path, outdir: Optional[Path], batch_size: int, cache: Optional[PathLike]) -> Dict:
     proto = load_project(project).proto
     normalize = not proto.executor[0].no_image_normalization if proto.executor else True
     dataset = load_dataset(csv_path, Path(cache) if cache else (outdir or csv_path.parent) / "cache" / "evaluate", name="evaluate",
                            normalize=normalize)
-    labels = dataset.arrays["y"].reshape(-1).astype(np.int64) if "y" in dataset.arrays else None
-    if labels is None:
+    if "y" not in dataset.arrays:
         raise NncToolsError(csv_path, "has no label column y")
+    raw = dataset.arrays["y"].reshape(-1)
+    bad = ~(np.isfinite(raw) & (raw == np.round(raw)) & (raw >= 0))
+    if bad.any():  # a -1 would count as the last class
+        raise NncToolsError(csv_path, f"label {raw[bad][0]:g} in row {int(np.flatnonzero(bad)[0]) + 1} is not a class index")
+    labels = raw.astype(np.int64)
     nn.clear_parameters()
     scores = predict(project, dataset, batch_size)
     predicted = scores.argmax(axis=1)
-    n = max(scores.shape[1], int(labels.max()) + 1)
+    if len(labels) and labels.max() >= scores.shape[1]:
+        row = int(np.flatnonzero(labels >= scores.shape[1])[0])
+        raise NncToolsError(csv_path, f"label {labels[row]} in row {row + 1} is past the {scores.shape[1]} classes "
+                            f"{project.name} scores")
+    n = scores.shape[1]
     classes = dataset.classes if len(dataset.classes) == n else [str(i) for i in range(n)]
     matrix = np.zeros((n, n), dtype=np.int64)
     np.add.at(matrix, (labels, predicted), 1)

@@ -38,6 +38,7 @@ from ..formats.nnp import Project, load_project, multipliers, network_text, save
 from ..formats.schema import nnabla_pb2
 from ..project.weights import copy_weights
 from .checkpoint import CHECKPOINT, current_parameters, load_checkpoint, save_checkpoint
+from .checks import check_labels
 from .engine import make_context, quick_array_access, resolve_workers
 from .evaluate import evaluate
 from .frozen_cache import FeatureCache, PrefixPlan, detach, find_frozen_prefix, memory_budget, shared_cut
@@ -219,6 +220,7 @@ class TrainingRun:
         for d in self.proto.dataset:
             self.datasets[d.name] = load_dataset(self.uris[d.name], self.result_dir / "cache" / d.name, name=d.name,
                                                  normalize=not d.no_image_normalization, shuffle=d.shuffle)
+        check_labels(self.proto, self.optimizer_proto, self.proto.monitor, self.datasets)
         self.train_set = self.datasets[self.optimizer_proto.dataset_name[0]]
         self.iter_per_epoch = self.proto.training_config.iter_per_epoch or max(1, self.train_set.size // self.batch_size)
 

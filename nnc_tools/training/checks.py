@@ -1,0 +1,51 @@
+"""What is checked before a run trains on anything: the datasets' labels against the classes the network can score
+(a label past them crashes NNabla's CategoricalCrossEntropy with "double free or corruption", or trains silently on the
+wrong head)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Dict, Iterable
+
+import numpy as np
+
+from ..data.decoded import Dataset
+from ..errors import NncToolsError
+from .functions import CLASS_SCORE_LOSSES
+
+log = logging.getLogger(__name__)
+
+
+def check_labels(proto, optimizer_proto, monitors: Iterable, datasets: Dict[str, Dataset]) -> None:
+    """Every dataset the optimizer or a monitor reads: its labels are whole numbers from 0 to the class count of the
+    loss that reads them (the loss input's last axis); one line naming the CSV, the label and the network otherwise."""
+    readers = [(optimizer_proto.network_name, optimizer_proto.dataset_name, optimizer_proto.data_variable)]
+    readers += [(m.network_name, m.dataset_name, m.data_variable) for m in monitors]
+    for network_name, dataset_names, data_variables in readers:
+        network = next((n for n in proto.network if n.name == network_name), None)
+        if network is None:
+            continue
+        shapes = {v.name: list(v.shape.dim) for v in network.variable}
+        data_of = {dv.variable_name: dv.data_name for dv in data_variables}
+        for f in network.function:
+            if f.type not in CLASS_SCORE_LOSSES or len(f.input) < 2 or f.input[1] not in data_of:
+                continue
+            classes = shapes.get(f.input[0], [0])[-1]
+            for name in dataset_names:
+                if name in datasets and classes > 0:
+                    _check(datasets[name], data_of[f.input[1]], classes, f"{network_name}'s {f.name.rsplit('/', 1)[-1]}")
+
+
+def _check(dataset: Dataset, key: str, classes: int, where: str) -> None:
+    labels = dataset.arrays.get(key)
+    if labels is None:
+        return
+    values = np.asarray(labels).reshape(-1)
+    whole = np.isfinite(values) & (values == np.round(values)) & (values >= 0) & (values < classes)
+    if not whole.all():
+        bad = values[~whole][0]
+        row = int(np.flatnonzero(~whole)[0]) + 1
+        raise NncToolsError(dataset.uri, f"label {bad:g} in row {row} is not one of the {classes} classes of {where} "
+                            f"(0 to {classes - 1}): a dataset for another network?")
+    if dataset.classes and len(dataset.classes) != classes:
+        log.warning(f"{dataset.uri}: its header names {len(dataset.classes)} classes, {where} scores {classes}")
