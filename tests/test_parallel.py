@@ -115,9 +115,9 @@ def test_exchanged_batch_statistics_with_frozen_scale_and_a_second_reader(frozen
 
 def test_one_training_step_equals_one_worker(tmp_path):
     from nnc_tools.formats.nnp import load_project, network_text
-    from nnc_tools.training.graphs import TrainingGraphs
+    from nnc_tools.training.graphs import TrainingGraphs, training_proto
     from nnc_tools.training.solvers import group_solvers, loader_safe
-    from nnc_tools.training.train import train_step, training_proto
+    from nnc_tools.training.train import train_step
 
     project = load_project(tiny_project(tmp_path, batch=6))
     proto = training_proto(project, TrainOptions())
@@ -179,9 +179,9 @@ def test_a_frozen_prefix_gets_no_backward_with_workers(tmp_path):
     the registered ones back to need_grad=True; the workers must follow the graph, or they backpropagate through the
     frozen prefix (slow, and its gradients fill up)."""
     from nnc_tools.formats.nnp import load_project, network_text
-    from nnc_tools.training.graphs import TrainingGraphs
+    from nnc_tools.training.graphs import TrainingGraphs, training_proto
     from nnc_tools.training.solvers import group_solvers, loader_safe
-    from nnc_tools.training.train import train_step, training_proto
+    from nnc_tools.training.train import train_step
 
     project_path = frozen_tiny_project(tmp_path, batch=6)
     project = load_project(project_path)

@@ -85,9 +85,9 @@ def test_frozen_bn_runs_on_running_statistics_unless_batch(tmp_path):
 
 
 def test_frozen_prefix_gets_no_backward(tmp_path):
-    from nnc_tools.training.graphs import TrainingGraphs
+    from nnc_tools.training.graphs import TrainingGraphs, training_proto
     from nnc_tools.training.solvers import group_solvers
-    from nnc_tools.training.train import train_step, training_proto
+    from nnc_tools.training.train import train_step
 
     project_path = frozen_tiny_project(tmp_path)
     project = load_project(project_path)
@@ -441,3 +441,45 @@ def test_evaluate_refuses_labels_that_are_no_class(cli, tmp_path, label, message
     result = cli("evaluate", tmp_path / "r" / "results.nnp", "--dataset", tmp_path / "bad.csv", "-o", tmp_path / "e")
     assert result.code == 2 and message in result.err and "bad.csv" in result.err
     assert len(result.err.strip().splitlines()) == 1 and not (tmp_path / "e").exists()
+
+
+def test_resume_continues_the_run_as_it_was_started(tmp_path):
+    """train --epochs 1, then --resume without flags: the run stops at its own 1 epoch, not the project's max_epoch."""
+    project = tiny_project(tmp_path, epochs=3)
+    train(project, tmp_path / "r", TrainOptions(progress=False, epochs=1, batch_size=2))
+    result = train(project, tmp_path / "r", TrainOptions(progress=False, resume=True))
+    assert [r.epoch for r in result.history] == [1] and result.summary["batch_size"] == 2
+    more = train(project, tmp_path / "r", TrainOptions(progress=False, resume=True, epochs=2))
+    assert [r.epoch for r in more.history] == [1, 2]
+
+
+def test_batch_size_flag_makes_an_epoch_one_pass_over_the_data(tmp_path, monkeypatch):
+    import nnc_tools.training.train as training
+
+    project = tiny_project(tmp_path)  # 24 rows, iter_per_epoch 6 for its batch of 4
+    steps = []
+    real = training.train_step
+    monkeypatch.setattr(training, "train_step", lambda *a, **k: steps.append(1) or real(*a, **k))
+    train(project, tmp_path / "r", TrainOptions(progress=False, epochs=1, batch_size=8, workers=1))
+    assert len(steps) == 3
+    steps.clear()
+    train(project, tmp_path / "s", TrainOptions(progress=False, epochs=1, workers=1))
+    assert len(steps) == 6
+
+
+@pytest.mark.parametrize("damage", ["truncated", "no state"])
+def test_a_damaged_checkpoint_is_one_line_and_touches_nothing(cli, tmp_path, damage):
+    import zipfile
+
+    project = tiny_project(tmp_path)
+    train(project, tmp_path / "r", TrainOptions(progress=False, epochs=1))
+    checkpoint = tmp_path / "r" / "checkpoint.zip"
+    if damage == "truncated":
+        checkpoint.write_bytes(checkpoint.read_bytes()[:200])
+    else:
+        with zipfile.ZipFile(checkpoint, "w") as zf:
+            zf.writestr("parameters.h5", b"")
+    before = {p: p.read_bytes() for p in (tmp_path / "r").iterdir() if p.is_file()}
+    result = cli("train", project, "-o", tmp_path / "r", "--resume")
+    assert result.code == 2 and "damaged checkpoint" in result.err and len(result.err.strip().splitlines()) == 1
+    assert {p: p.read_bytes() for p in (tmp_path / "r").iterdir() if p.is_file()} == before

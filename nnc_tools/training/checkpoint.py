@@ -7,10 +7,11 @@ import json
 import zipfile
 from collections import OrderedDict
 from pathlib import Path
-from typing import List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import nnabla as nn
 
+from ..errors import NncToolsError
 from ..fileio import atomic_output
 from ..formats.parameters import Parameter, decode_parameters, encode_parameters
 from .records import EpochRecord, history_as_dicts
@@ -23,8 +24,10 @@ def current_parameters() -> "OrderedDict[str, Parameter]":
     return OrderedDict((k, Parameter(k, v.d.copy(), v.need_grad)) for k, v in nn.get_parameters(grad_only=False).items())
 
 
-def save_checkpoint(path: Path, epoch: int, solvers, history: List[EpochRecord], best: Tuple[int, float], seed: int) -> None:
-    """Parameters, every solver's state, the epoch and the history, in one zip renamed into place."""
+def save_checkpoint(path: Path, epoch: int, solvers, history: List[EpochRecord], best: Tuple[int, float], seed: int,
+                    settings: Optional[Dict] = None) -> None:
+    """Parameters, every solver's state, the epoch, the history and the run's settings (epochs, batch size: what
+    ``--resume`` continues with), in one zip renamed into place."""
     with atomic_output(path) as temp, zipfile.ZipFile(temp, "w") as zf:
         zf.writestr("parameters.h5", encode_parameters(current_parameters(), ".h5"))
         for i, (_, created, _) in enumerate(solvers):
@@ -35,7 +38,7 @@ def save_checkpoint(path: Path, epoch: int, solvers, history: List[EpochRecord],
             finally:
                 state.unlink(missing_ok=True)
         zf.writestr("state.json", json.dumps({"epoch": epoch, "seed": seed, "best": list(best),
-                                              "history": history_as_dicts(history)}))
+                                              "history": history_as_dicts(history), "settings": settings or {}}))
 
 
 def load_checkpoint(path: Path, solvers) -> Tuple[int, List[EpochRecord], Tuple[int, float]]:
@@ -55,3 +58,20 @@ def load_checkpoint(path: Path, solvers) -> Tuple[int, List[EpochRecord], Tuple[
                 tmp.unlink()
         state = json.loads(zf.read("state.json"))
     return state["epoch"], [EpochRecord(**r) for r in state["history"]], tuple(state["best"])
+
+
+def checkpoint_settings(path: Path) -> Dict:
+    """The settings a checkpoint's run was started with, after checking the checkpoint is whole (before a resumed run
+    touches its result folder): a damaged or truncated one is one line naming it."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            names = set(zf.namelist())
+            if not {"parameters.h5", "state.json"} <= names or zf.testzip() is not None:
+                raise zipfile.BadZipFile("members missing or damaged")
+            state = json.loads(zf.read("state.json"))
+        int(state["epoch"])
+        [EpochRecord(**r) for r in state["history"]]
+    except (zipfile.BadZipFile, OSError, ValueError, KeyError, TypeError) as e:
+        raise NncToolsError(path, f"damaged checkpoint, cannot resume ({' '.join(str(e).split())}); "
+                            "start in another folder") from None
+    return state.get("settings") or {}

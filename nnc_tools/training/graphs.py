@@ -1,14 +1,17 @@
-"""The training graphs NNabla's loader builds from a project, seeded per epoch, and feeding a batch into them."""
+"""The project as it is trained, the graphs NNabla's loader builds from it, seeded per epoch, and feeding a batch into
+them."""
 
 from __future__ import annotations
 
 import io
-from typing import Dict
+from typing import Dict, List
 
 import nnabla as nn
 import numpy as np
 
 from ..errors import NncToolsError
+from ..formats.nnp import multipliers
+from ..formats.schema import nnabla_pb2
 from .engine import nnabla_load
 
 
@@ -46,3 +49,33 @@ def padded(indices: np.ndarray, batch_size: int) -> np.ndarray:
     if len(indices) == batch_size:
         return indices
     return np.concatenate([indices, np.resize(indices, batch_size - len(indices))])
+
+
+def frozen_parameters(proto: nnabla_pb2.NNablaProtoBuf, optimizer: str) -> List[str]:
+    """Parameters of the optimizer's network that it does not train (multiplier 0 or not listed)."""
+    opt = next(o for o in proto.optimizer if o.name == optimizer)
+    m = multipliers(opt)
+    net = next((n for n in proto.network if n.name == opt.network_name), None)
+    names = [v.name for v in net.variable if v.type == "Parameter"] if net else list(m)
+    return [n for n in names if m.get(n, 0.0) == 0.0]
+
+
+def training_proto(project, options) -> nnabla_pb2.NNablaProtoBuf:
+    """The project as it will be trained (``options``: a ``TrainOptions``): epochs and batch size overridden, a frozen
+    BN on running statistics (``frozen_bn`` inference) or batch statistics (batch), no parameter data."""
+    proto = nnabla_pb2.NNablaProtoBuf()
+    proto.CopyFrom(project.proto)
+    if options.epochs is not None:
+        proto.training_config.max_epoch = options.epochs
+    if options.batch_size is not None:
+        for net in proto.network:
+            net.batch_size = options.batch_size
+        for d in proto.dataset:
+            d.batch_size = options.batch_size
+    for opt in proto.optimizer:  # a frozen BN: on running statistics (inference), or on batch statistics (batch)
+        frozen = set(frozen_parameters(proto, opt.name))
+        for net in (n for n in proto.network if n.name == opt.network_name):
+            for f in net.function:
+                if f.type == "BatchNormalization" and len(f.input) >= 3 and f.input[1] in frozen and f.input[2] in frozen:
+                    f.batch_normalization_param.batch_stat = options.frozen_bn == "batch"
+    return proto

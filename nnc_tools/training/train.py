@@ -21,7 +21,7 @@ import math
 import shutil
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
@@ -34,15 +34,14 @@ from ..errors import NncToolsError
 from ..fileio import PathLike, atomic_output
 from ..formats.naming import is_statistic
 from ..formats.nnc_csv import dataset_path, read_header_and_count
-from ..formats.nnp import Project, load_project, multipliers, network_text, save_project
-from ..formats.schema import nnabla_pb2
+from ..formats.nnp import Project, load_project, network_text, save_project
 from ..project.weights import copy_weights
-from .checkpoint import CHECKPOINT, current_parameters, load_checkpoint, save_checkpoint
+from .checkpoint import CHECKPOINT, checkpoint_settings, current_parameters, load_checkpoint, save_checkpoint
 from .checks import check_labels
 from .engine import make_context, quick_array_access, resolve_workers
 from .evaluate import evaluate
 from .frozen_cache import FeatureCache, PrefixPlan, detach, find_frozen_prefix, memory_budget, shared_cut
-from .graphs import TrainingGraphs, epoch_seed, feed
+from .graphs import TrainingGraphs, epoch_seed, feed, frozen_parameters, training_proto
 from .monitors import computed_features, evaluate_monitor, image_keys, label_key, monitor_features
 from .parallel import DataParallel
 from .plots import plot_learning_curve
@@ -76,35 +75,6 @@ class TrainResult:
     reinitialised: List[Tuple[str, str]] = field(default_factory=list)
 
 
-def frozen_parameters(proto: nnabla_pb2.NNablaProtoBuf, optimizer: str) -> List[str]:
-    """Parameters of the optimizer's network that it does not train (multiplier 0 or not listed)."""
-    opt = next(o for o in proto.optimizer if o.name == optimizer)
-    m = multipliers(opt)
-    net = next((n for n in proto.network if n.name == opt.network_name), None)
-    names = [v.name for v in net.variable if v.type == "Parameter"] if net else list(m)
-    return [n for n in names if m.get(n, 0.0) == 0.0]
-
-
-def training_proto(project: Project, options: TrainOptions) -> nnabla_pb2.NNablaProtoBuf:
-    """The project as it will be trained: overrides applied, frozen BN on running statistics, no parameter data."""
-    proto = nnabla_pb2.NNablaProtoBuf()
-    proto.CopyFrom(project.proto)
-    if options.epochs is not None:
-        proto.training_config.max_epoch = options.epochs
-    if options.batch_size is not None:
-        for net in proto.network:
-            net.batch_size = options.batch_size
-        for d in proto.dataset:
-            d.batch_size = options.batch_size
-    for opt in proto.optimizer:  # a frozen BN: on running statistics (inference), or on batch statistics (batch)
-        frozen = set(frozen_parameters(proto, opt.name))
-        for net in (n for n in proto.network if n.name == opt.network_name):
-            for f in net.function:
-                if f.type == "BatchNormalization" and len(f.input) >= 3 and f.input[1] in frozen and f.input[2] in frozen:
-                    f.batch_normalization_param.batch_stat = options.frozen_bn == "batch"
-    return proto
-
-
 def train_step(opt, solvers, batch: Dict[str, np.ndarray], iteration: int, function_pre_hook=None, skip=(),
                parallel: Optional[DataParallel] = None) -> float:
     """One iteration as ``nnabla_cli`` runs it (forward, backward with grad 1/size, weight decay, scheduled learning rate,
@@ -135,6 +105,10 @@ def train(project_path: PathLike, result_dir: PathLike, options: Optional[TrainO
     checkpoint = result_dir / CHECKPOINT
     if checkpoint.exists() and not options.resume:
         raise NncToolsError(result_dir, "holds an earlier run (use --resume to continue it, or another folder)")
+    if options.resume and checkpoint.exists():  # the run goes on as it was started, unless a flag says otherwise
+        saved = checkpoint_settings(checkpoint)
+        options = replace(options, epochs=options.epochs or saved.get("epochs"),
+                          batch_size=options.batch_size or saved.get("batch_size"))
     if options.frozen_bn not in ("inference", "batch"):
         raise NncToolsError(None, f"--frozen-bn must be inference or batch, got {options.frozen_bn}")
     context = make_context(options.context, options.device_id)
@@ -222,7 +196,9 @@ class TrainingRun:
                                                  normalize=not d.no_image_normalization, shuffle=d.shuffle)
         check_labels(self.proto, self.optimizer_proto, self.proto.monitor, self.datasets)
         self.train_set = self.datasets[self.optimizer_proto.dataset_name[0]]
-        self.iter_per_epoch = self.proto.training_config.iter_per_epoch or max(1, self.train_set.size // self.batch_size)
+        # one pass over the training set; the project's iter_per_epoch counts batches of its own size, not --batch-size's
+        stored = self.proto.training_config.iter_per_epoch if self.options.batch_size is None else 0
+        self.iter_per_epoch = stored or max(1, self.train_set.size // self.batch_size)
 
     def _make_solvers(self) -> None:
         self.frozen = frozen_parameters(self.proto, self.optimizer_proto.name)
@@ -349,7 +325,8 @@ class TrainingRun:
             self.best = (epoch, score)
             save_project(current, self.result_dir / "results.nnp")
         write_reports(self.result_dir, self.history)
-        save_checkpoint(self.checkpoint, epoch, self.solvers, self.history, self.best, self.options.seed)
+        save_checkpoint(self.checkpoint, epoch, self.solvers, self.history, self.best, self.options.seed,
+                        {"epochs": self.epochs, "batch_size": self.batch_size})
 
     # ------------------------------------------------------------------------------------------------------ the end
 
