@@ -179,3 +179,11 @@ def test_nnabla_cli_trains_the_exported_project(tmp_path, name):
     assert done.returncode == 0, done.stderr[-3000:]
     assert "epoch 1 of 1" in done.stdout + done.stderr
     assert (out / "results.nnp").is_file() and (out / "monitoring_report.yml").is_file()
+
+
+def test_export_weights_from_another_network_is_refused(cli, tmp_path):
+    other = tmp_path / "resnet.nnp"
+    assert cli("export", "resnet20", "-o", other).code == 0
+    result = cli("export", "mini_vggnet", "-o", tmp_path / "v.nnp", "--weights", other)
+    assert result.code == 2 and "shares no parameter" in result.err and str(other) in result.err
+    assert not (tmp_path / "v.nnp").exists()

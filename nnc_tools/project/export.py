@@ -266,6 +266,8 @@ def export_network(
     result = ExportResult([], network, sum(p.data.size for p in project.parameters.values()))
     if weights is not None:
         result.copied, result.reinitialised = copy_weights(project.parameters, weights)
+        if not result.copied:
+            raise NncToolsError(weights, f"shares no parameter (name and shape) with {network}: weights of another network?")
     if output.suffix.lower() == ".nntxt" and weights is None:
         project.parameters = OrderedDict()
     result.written = save_project(project, output, inputs=[weights] if weights else ())
