@@ -33,6 +33,7 @@ from .conftest import (
     assert_trained_alike,
     frozen_tiny_project,
     params_of,
+    tiny_contents,
     tiny_project,
     write_image_csv,
     write_images,
@@ -483,3 +484,35 @@ def test_a_damaged_checkpoint_is_one_line_and_touches_nothing(cli, tmp_path, dam
     result = cli("train", project, "-o", tmp_path / "r", "--resume")
     assert result.code == 2 and "damaged checkpoint" in result.err and len(result.err.strip().splitlines()) == 1
     assert {p: p.read_bytes() for p in (tmp_path / "r").iterdir() if p.is_file()} == before
+
+
+def test_a_loss_reduced_to_a_scalar_is_monitored_as_nnabla_cli_does(cli, tmp_path):
+    """A classifier saved with nnabla.utils.save whose networks end in F.mean(F.softmax_cross_entropy(...)), the usual
+    way to write it: its monitors are batch means, not per-sample values (the monitor used to crash reshaping them)."""
+    import nnabla as nn
+    import nnabla.functions as F
+    import nnabla.parametric_functions as PF
+    from nnabla.utils.save import save as nnabla_save
+
+    train_csv = write_image_csv(tmp_path, 16, name="training")
+    val_csv = write_image_csv(tmp_path, 6, seed=1, name="validation")
+    contents = tiny_contents(batch_size=4)
+    nn.clear_parameters()
+    x, t = nn.Variable((4, 1, 8, 8)), nn.Variable((4, 1))
+    logits = PF.affine(x, 3, name="Affine")
+    loss = F.mean(F.softmax_cross_entropy(logits, t))
+    contents["networks"] = [
+        {"name": "Main", "batch_size": 4, "outputs": {"loss": loss}, "names": {"x": x, "y": t}},
+        {"name": "MainValidation", "batch_size": 4, "outputs": {"loss": loss}, "names": {"x": x, "y": t}},
+        {"name": "MainRuntime", "batch_size": 4, "outputs": {"y'": F.softmax(logits)}, "names": {"x": x}},
+    ]
+    contents["optimizers"][0]["solver"].set_parameters(nn.get_parameters(), reset=True)
+    contents["datasets"][0]["uri"] = train_csv.name
+    contents["datasets"].append(dict(contents["datasets"][0], name="Validation", uri=val_csv.name, shuffle=False))
+    contents["monitors"] = [dict(contents["monitors"][0], name="valid_error", dataset="Validation")]
+    contents["training_config"]["max_epoch"] = 1
+    nnabla_save(str(tmp_path / "p.nnp"), contents)
+    result = cli("train", tmp_path / "p.nnp", "-o", tmp_path / "r", "--workers", "1")
+    assert result.code == 0, result.err
+    report = yaml.safe_load((tmp_path / "r" / "monitoring_report.yml").read_text())
+    assert 0 < report[0]["valid_error"] < 10

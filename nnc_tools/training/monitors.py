@@ -43,7 +43,10 @@ def evaluate_monitor(monitor, dataset: Dataset, batch_size: int, workers: int = 
             values = [v.d for v in outputs]
         n = len(idx)
         for v in values[: len(monitor.monitor_variables)]:
-            total += float(v.reshape(batch_size, -1)[:n].mean(axis=1).sum())
+            if v.size % batch_size == 0 and v.size:  # per sample (NNC's loss layers): the real rows only
+                total += float(v.reshape(batch_size, -1)[:n].mean(axis=1).sum())
+            else:  # already reduced (``F.mean(...)``, as NNabla scripts write it): the batch's mean, for its rows
+                total += float(np.mean(v)) * n
         count += n
         if score_var is not None:
             scores.append(values[-1].reshape(batch_size, -1)[:n].copy())
