@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -79,6 +81,22 @@ def test_transfer_experiment_end_to_end_and_resume(tmp_path, config_file, messag
     write_report(run, config)
     md = (run / "report.md").read_text()
     assert "98765 s ± 0 s" in md and "43.2 % ± 0.0 %" in md
+
+    # a run folder moved elsewhere still makes its report (stage records hold paths relative to their stage)
+    moved = tmp_path / "elsewhere" / "run"
+    shutil.copytree(run, moved)
+    shutil.rmtree(run)
+    assert write_report(moved, config).is_file()
+
+    # changed settings run the stages they change, and only those
+    before = stage_times(moved)
+    run_transfer(moved, replace(config, target_epochs=1), synthetic=True)
+    out = said(messages)
+    after = stage_times(moved)
+    assert "its settings changed" in out and "source:" not in out
+    assert all(after[p] == before[p] for p in before if "data" in p.parts or "source" in p.parts)
+    assert all(after[p] != before[p] for p in before if p.parent.name.startswith(("scratch", "transfer")))
+    assert json.loads((moved / "scratch-s0" / "stage.json").read_text())["summary"]["epochs"] == 1
 
 
 def test_config_errors(tmp_path):

@@ -22,7 +22,15 @@ PUBLISHED = {"scratch": {"accuracy": 0.574, "wall": "7h16m"}, "transfer": {"accu
              "settings": "mini_VGGnet_mark2, batch 64, 50 epochs, NNC on a GPU; transfer froze W and b of Convolution … Convolution_6"}
 
 def _runs(run_dir: Path, kind: str) -> List[Dict]:
-    return [json.loads(p.read_text()) for p in sorted(run_dir.glob(f"{kind}-s*/stage.json"))]
+    """The finished runs of a kind; their result and test folders as paths (stored relative to the stage's folder, so
+    that a run folder moved or copied elsewhere still reads)."""
+    runs = []
+    for marker in sorted(run_dir.glob(f"{kind}-s*/stage.json")):
+        run = json.loads(marker.read_text())
+        for key in ("result_dir", "test_dir"):
+            run[key] = marker.parent / run[key]
+        runs.append(run)
+    return runs
 
 
 def _stat(values: List[float], fmt: str) -> str:
@@ -69,9 +77,9 @@ def write_report(run_dir: PathLike, config: ExperimentConfig) -> Path:
     run_dir = Path(run_dir)
     rows = comparison(run_dir)
     first = {kind: runs[0] for kind in ("scratch", "transfer") if (runs := _runs(run_dir, kind))}  # seed 0 of each
-    curves = {kind: read_training_log(Path(run["result_dir"])) for kind, run in first.items()}
+    curves = {kind: read_training_log(run["result_dir"]) for kind, run in first.items()}
     plot_learning_curves(curves, run_dir / "learning_curves.png", title="Target training (seed 0): scratch vs transfer")
-    matrices = {kind: Path(run["test_dir"]) / "confusion_matrix.png" for kind, run in first.items()}
+    matrices = {kind: run["test_dir"] / "confusion_matrix.png" for kind, run in first.items()}
     settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items() if k != "base"}
     published = (f"Published reference (the seed experiment in NNC, not produced by this run): from scratch "
                  f"{PUBLISHED['scratch']['accuracy']:.1%} in {PUBLISHED['scratch']['wall']}, transfer "

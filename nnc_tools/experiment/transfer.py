@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 from dataclasses import asdict
 from pathlib import Path
 from typing import Dict, Optional
@@ -32,9 +33,26 @@ from .report import write_report
 
 log = logging.getLogger(__name__)
 
-def _finished_stage(folder: Path) -> Optional[Dict]:
+def _finished_stage(folder: Path, settings: Dict, remove: bool = True) -> Optional[Dict]:
+    """The stage's record when it finished with these settings; a stage finished with other settings (another epoch
+    count, recipe, seed …) is removed (with ``remove``), to run again."""
     marker = folder / "stage.json"
-    return json.loads(marker.read_text()) if marker.is_file() else None
+    if not marker.is_file():
+        return None
+    record = json.loads(marker.read_text())
+    if record.get("settings") == settings or not remove:
+        return record if record.get("settings") == settings else None
+    log.info(f"[experiment] {folder.name}: its settings changed, running it again")
+    shutil.rmtree(folder)
+    return None
+
+
+def _data_settings(config: ExperimentConfig, role: str, synthetic: bool, archives: Dict) -> Dict:
+    """What a dataset stage is made from: the recipe, generated data or the archive, the images per class."""
+    recipe = config.source_recipe if role == "source" else config.target_recipe
+    kind = "cifar10" if recipe.startswith("cifar10") else "cifar100"
+    return {"recipe": recipe, "synthetic": synthetic, "per_class": (config.synthetic_per_class or {}).get(role),
+            "archive": None if synthetic else archives.get(kind)}
 
 
 def _record_stage(folder: Path, record: Dict) -> Dict:
@@ -43,7 +61,7 @@ def _record_stage(folder: Path, record: Dict) -> Dict:
     return record
 
 
-def _train_stage(folder: Path, project: Path, epochs: int, batch_size: int, seed: int, test_csv: Path) -> Dict:
+def _train_stage(folder: Path, project: Path, epochs: int, batch_size: int, seed: int, test_csv: Path, settings: Dict) -> Dict:
     """Train (resuming an interrupted run) and evaluate on the test set; the stage's record comes from its own files."""
     result_dir = folder / "result"
     options = TrainOptions(epochs=epochs, batch_size=batch_size, seed=seed, resume=(result_dir / CHECKPOINT).exists(),
@@ -51,8 +69,8 @@ def _train_stage(folder: Path, project: Path, epochs: int, batch_size: int, seed
     train(project, result_dir, options)
     test = evaluate(result_dir / "results.nnp", test_csv, folder / "test", batch_size=batch_size, cache=folder / "cache")
     summary = json.loads((result_dir / "summary.json").read_text())
-    return _record_stage(folder, {"summary": summary, "test_accuracy": test["accuracy"], "result_dir": str(result_dir),
-                            "test_dir": str(folder / "test")})
+    return _record_stage(folder, {"summary": summary, "test_accuracy": test["accuracy"], "result_dir": "result",
+                                  "test_dir": "test", "settings": settings})
 
 
 def run_transfer(run_dir: PathLike, config: ExperimentConfig, *, synthetic: bool = False, cifar10: Optional[str] = None,
@@ -64,53 +82,82 @@ def run_transfer(run_dir: PathLike, config: ExperimentConfig, *, synthetic: bool
     if not overlay.is_file():
         raise NncToolsError(overlay, "freeze overlay not found")
     for role, recipe in (("source", config.source_recipe), ("target", config.target_recipe)):
-        if not synthetic and not (role == "source" and source_weights is not None) and not _finished_stage(run_dir / "data" / role):
+        stage = _data_settings(config, role, synthetic, archives)
+        if not synthetic and not (role == "source" and source_weights is not None) and \
+                not _finished_stage(run_dir / "data" / role, stage, remove=False):
             loaded = load_recipe(recipe if not recipe.endswith((".yaml", ".yml")) else str(config.path(recipe)))
             resolve_source(loaded, archives.get(loaded.source), False, verify)  # fails before anything is written
     run_dir.mkdir(parents=True, exist_ok=True)
     with atomic_output(run_dir / "config.json") as temp:
-        temp.write_text(json.dumps({**asdict(config), "base": str(config.base), "synthetic": synthetic}, indent=2) + "\n")
+        temp.write_text(json.dumps({**asdict(config), "base": str(config.base), "synthetic": synthetic,
+                                    "source_weights": None if source_weights is None else str(source_weights)}, indent=2) + "\n")
 
+    data = _dataset_stages(run_dir, config, synthetic, archives, verify, source_weights is None)
+    common = dict(batch_size=config.batch_size, solver=config.solver, lr=config.lr)
+    training = {"network": config.network, **common}
+    if source_weights is None:
+        source = {**training, "data": _data_settings(config, "source", synthetic, archives), "epochs": config.source_epochs}
+        source_weights = _source_stage(run_dir / "source", config, data["source"], source, common)
+    else:
+        source_weights = Path(source_weights).resolve()
+        source = {"weights": str(source_weights), "bytes": source_weights.stat().st_size,
+                  "modified": source_weights.stat().st_mtime_ns}
+    target = {**training, "data": _data_settings(config, "target", synthetic, archives), "epochs": config.target_epochs}
+    for seed in range(config.seeds):
+        for kind in ("scratch", "transfer"):
+            settings = {**target, "kind": kind, "seed": seed}
+            if kind == "transfer":
+                settings.update(source=source, overlay=overlay.read_text(encoding="utf-8"))
+            _target_stage(run_dir / f"{kind}-s{seed}", config, data["target"], settings, common,
+                          source_weights if kind == "transfer" else None, overlay)
+    return write_report(run_dir, config)
+
+
+def _dataset_stages(run_dir: Path, config: ExperimentConfig, synthetic: bool, archives: Dict, verify: bool,
+                    with_source: bool) -> Dict[str, Path]:
+    """``data/source`` (unless the source weights are given) and ``data/target``: the recipes' datasets."""
     data = {}
     for role, recipe in (("source", config.source_recipe), ("target", config.target_recipe)):
-        if role == "source" and source_weights is not None:
+        if role == "source" and not with_source:
             continue
         folder = run_dir / "data" / role
-        if not _finished_stage(folder):
+        settings = _data_settings(config, role, synthetic, archives)
+        if not _finished_stage(folder, settings):
             log.info(f"[experiment] dataset {recipe} -> {folder}")
             kind = "cifar10" if recipe.startswith("cifar10") else "cifar100"
             recipe_ref = recipe if not recipe.endswith((".yaml", ".yml")) else str(config.path(recipe))
             result = make_dataset(recipe_ref, folder, source=archives.get(kind), synthetic=synthetic, verify=verify,
                                   synthetic_per_class=(config.synthetic_per_class or {}).get(role))
-            _record_stage(folder, {"counts": result.counts, "classes": result.classes})
+            _record_stage(folder, {"counts": result.counts, "classes": result.classes, "settings": settings})
         data[role] = folder
+    return data
 
-    common = dict(batch_size=config.batch_size, solver=config.solver, lr=config.lr)
-    if source_weights is None:
-        folder = run_dir / "source"
-        if not _finished_stage(folder):
-            log.info(f"[experiment] source: {config.network} on {config.source_recipe}, {config.source_epochs} epochs")
-            folder.mkdir(parents=True, exist_ok=True)
-            classes = len(json.loads((data["source"] / "stage.json").read_text())["classes"])
-            export_network(config.network, folder / "project.nnp", train_csv=data["source"] / "training.csv",
-                           val_csv=data["source"] / "validation.csv", classes=classes, epochs=config.source_epochs, **common)
-            _train_stage(folder, folder / "project.nnp", config.source_epochs, config.batch_size, 0, data["source"] / "test.csv")
-        source_weights = folder / "result" / "results.nnp"
 
-    target_classes = len(json.loads((data["target"] / "stage.json").read_text())["classes"])
-    for seed in range(config.seeds):
-        for kind in ("scratch", "transfer"):
-            folder = run_dir / f"{kind}-s{seed}"
-            if _finished_stage(folder):
-                continue
-            log.info(f"[experiment] {kind} (seed {seed}): {config.network} on {config.target_recipe}, {config.target_epochs} epochs")
-            folder.mkdir(parents=True, exist_ok=True)
-            project = folder / "project.nnp"
-            if not project.exists():
-                export_network(config.network, project, train_csv=data["target"] / "training.csv",
-                               val_csv=data["target"] / "validation.csv", classes=target_classes, epochs=config.target_epochs,
-                               seed=seed, weights=source_weights if kind == "transfer" else None, **common)
-                if kind == "transfer":
-                    apply_freeze(project, overlay)
-            _train_stage(folder, project, config.target_epochs, config.batch_size, seed, data["target"] / "test.csv")
-    return write_report(run_dir, config)
+def _source_stage(folder: Path, config: ExperimentConfig, data: Path, settings: Dict, common: Dict) -> Path:
+    """The network exported for the source classes and trained on them; its best weights."""
+    if not _finished_stage(folder, settings):
+        log.info(f"[experiment] source: {config.network} on {config.source_recipe}, {config.source_epochs} epochs")
+        folder.mkdir(parents=True, exist_ok=True)
+        classes = len(json.loads((data / "stage.json").read_text())["classes"])
+        export_network(config.network, folder / "project.nnp", train_csv=data / "training.csv",
+                       val_csv=data / "validation.csv", classes=classes, epochs=config.source_epochs, **common)
+        _train_stage(folder, folder / "project.nnp", config.source_epochs, config.batch_size, 0, data / "test.csv", settings)
+    return folder / "result" / "results.nnp"
+
+
+def _target_stage(folder: Path, config: ExperimentConfig, data: Path, settings: Dict, common: Dict,
+                  weights: Optional[Path], overlay: Path) -> None:
+    """A target run: from scratch, or ("Open with Weight") from the source weights with the overlay applied."""
+    if _finished_stage(folder, settings):
+        return
+    kind, seed = settings["kind"], settings["seed"]
+    log.info(f"[experiment] {kind} (seed {seed}): {config.network} on {config.target_recipe}, {config.target_epochs} epochs")
+    folder.mkdir(parents=True, exist_ok=True)
+    project = folder / "project.nnp"
+    if not project.exists():
+        classes = len(json.loads((data / "stage.json").read_text())["classes"])
+        export_network(config.network, project, train_csv=data / "training.csv", val_csv=data / "validation.csv",
+                       classes=classes, epochs=config.target_epochs, seed=seed, weights=weights, **common)
+        if weights is not None:
+            apply_freeze(project, overlay)
+    _train_stage(folder, project, config.target_epochs, config.batch_size, seed, data / "test.csv", settings)
