@@ -61,7 +61,7 @@ def restricted_loads(data: bytes, where: str):
         return RestrictedUnpickler(io.BytesIO(data), encoding="bytes").load()
     except pickle.UnpicklingError as e:
         raise NncToolsError(where, f"unsafe or damaged pickle: {e}") from None
-    except (EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError) as e:
+    except (EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError, OverflowError, MemoryError) as e:
         raise NncToolsError(where, f"damaged pickle: {e}") from None
 
 
