@@ -40,8 +40,10 @@ def _finished_stage(folder: Path, settings: Dict, remove: bool = True) -> Option
     if not marker.is_file():
         return None
     record = json.loads(marker.read_text())
-    if record.get("settings") == settings or not remove:
-        return record if record.get("settings") == settings else None
+    if record.get("settings") == settings:
+        return record
+    if not remove:
+        return None
     log.info(f"[experiment] {folder.name}: its settings changed, running it again")
     shutil.rmtree(folder)
     return None

@@ -84,10 +84,13 @@ def expand(sdc: SdcProject, network: str) -> List[Function]:
                                    _sites(node.layer, node.call, node.repeat, node.fed_pins), not is_variable_layer(node))
                  for node in ordered}
     position = {node.id: i for i, node in enumerate(ordered)}
+    readers: Dict[str, List[str]] = {}
+    for src, dst in graph.links:
+        if functions[dst].is_function:
+            readers.setdefault(src, []).append(dst)
     for node in ordered:  # a Parameter layer's parameter is read where its first reader runs
-        readers = [dst for src, dst in graph.links if src == node.id and functions[dst].is_function]
-        if node.layer.type == "Parameter" and functions[node.id].parameters and readers:
-            first = min(readers, key=position.get)
+        if node.layer.type == "Parameter" and functions[node.id].parameters and node.id in readers:
+            first = min(readers[node.id], key=position.get)
             functions[first].parameters[:0] = functions[node.id].parameters
             functions[node.id].parameters = []
     return list(functions.values())
@@ -118,6 +121,7 @@ class _Graph:
     def __init__(self, sdc: SdcProject):
         self.sdc = sdc
         self.nodes: List[_Node] = []
+        self.by_id: Dict[str, _Node] = {}
         self.links: List[Tuple[str, str]] = []
 
     def add(self, network: str, call: _Call, stack: Tuple[str, ...], prefix: str) -> Tuple[Dict[int, List[str]], List[str]]:
@@ -131,13 +135,14 @@ class _Graph:
                 inner, target = self._unit_call(layer, call, repeats.get(layer.id), stack)
                 ends[layer.id] = self.add(target, inner, stack + (target,), f"{prefix}{layer.id}/")
             else:
-                self.nodes.append(_Node(prefix + layer.id, layer, call, repeats.get(layer.id)))
+                node = _Node(prefix + layer.id, layer, call, repeats.get(layer.id))
+                self.nodes.append(node)
+                self.by_id[node.id] = node
                 ends[layer.id] = ({0: [prefix + layer.id]}, [prefix + layer.id])
         units = {layer.id for layer in layers if layer.type == UNIT}
-        nodes = {node.id: node for node in self.nodes}
         for link in links:
-            if link.dest not in units and prefix + link.dest in nodes:
-                nodes[prefix + link.dest].fed_pins.add(link.dest_pin)
+            if link.dest not in units and prefix + link.dest in self.by_id:
+                self.by_id[prefix + link.dest].fed_pins.add(link.dest_pin)
             if link.source in ends and link.dest in ends:
                 entries = ends[link.dest][0]
                 targets = entries.get(link.dest_pin, []) if link.dest in units else entries[0]

@@ -25,6 +25,7 @@ from .parameters import (
     Parameters,
     decode_parameters,
     encode_parameters,
+    existing_file,
     load_parameters,
     read_bytes,
     take_inline_parameters,
@@ -88,11 +89,7 @@ def load_project(path: PathLike, parameter_files: Sequence[PathLike] = ()) -> Pr
     A text project with no parameter file given takes ``<stem>.h5`` or ``<stem>.protobuf`` beside it when present.
     """
     path = Path(path)
-    ext = path.suffix.lower()
-    if ext not in PROJECT_EXTS:
-        raise NncToolsError(path, f"unknown project file extension '{path.suffix}' (expected one of {', '.join(PROJECT_EXTS)})")
-    if not path.is_file():
-        raise NncToolsError(path, "no such file")
+    ext = existing_file(path, PROJECT_EXTS, "project file", f"one of {', '.join(PROJECT_EXTS)}")
     if ext == ".nnp":
         project = _load_nnp(path)
     else:

@@ -33,12 +33,18 @@ class Parameter:
 def load_parameters(path: PathLike) -> Parameters:
     """Read a parameter file (``.h5`` as NNabla saves it, or a ``.protobuf`` holding ``parameter`` entries)."""
     path = Path(path)
+    ext = existing_file(path, PARAMETER_EXTS, "parameter file", ".h5 or .protobuf")
+    return decode_parameters(read_bytes(path), ext, str(path))
+
+
+def existing_file(path: Path, extensions, kind: str, expected: str) -> str:
+    """The file's lower-case extension, once it is one of ``extensions`` and the file exists (else one line)."""
     ext = path.suffix.lower()
-    if ext not in PARAMETER_EXTS:
-        raise NncToolsError(path, f"unknown parameter file extension '{path.suffix}' (expected .h5 or .protobuf)")
+    if ext not in extensions:
+        raise NncToolsError(path, f"unknown {kind} extension '{path.suffix}' (expected {expected})")
     if not path.is_file():
         raise NncToolsError(path, "no such file")
-    return decode_parameters(read_bytes(path), ext, str(path))
+    return ext
 
 
 def read_bytes(path: Path) -> bytes:
