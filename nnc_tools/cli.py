@@ -66,7 +66,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
         classes=args.classes, input_shape=args.input, epochs=args.epochs, batch_size=args.batch_size,
         solver=args.solver, lr=args.lr,
     )
-    print(f"{result.network}: {result.parameters:,} parameters")
+    print(f"{result.network}: {result.parameters:,} parameters, {result.classes} classes ({result.classes_from})")
     if args.weights:
         print(f"copied {len(result.copied)} parameters from {args.weights}")
         for name, why in result.reinitialised:
@@ -190,7 +190,8 @@ def _add_export(sub, common: argparse.ArgumentParser) -> None:
     )
     p.add_argument("network")
     p.add_argument("-o", "--output", required=True, metavar="OUT.{nnp,nntxt}")
-    p.add_argument("--classes", type=arguments.classes, default=10)
+    p.add_argument("--classes", type=arguments.classes,
+                   help="output classes (default: from --train-csv's header or labels, else 10)")
     p.add_argument("--input", type=arguments.shape, default=(3, 32, 32), metavar="C,H,W")
     p.add_argument("--train-csv", metavar="CSV", help="training dataset CSV (default training.csv beside the project)")
     p.add_argument("--val-csv", metavar="CSV", help="validation dataset CSV (default validation.csv beside the project)")

@@ -18,6 +18,7 @@ from nnc_tools.formats.nnp import load_project, multipliers
 from nnc_tools.project.export import build_project, export_network, solver_proto
 from nnc_tools.project.freeze import apply_freeze
 from nnc_tools.project.networks import get_network, list_networks
+from nnc_tools.training.evaluate import executor_classes
 
 from .conftest import write_image_csv
 
@@ -187,3 +188,29 @@ def test_export_weights_from_another_network_is_refused(cli, tmp_path):
     result = cli("export", "mini_vggnet", "-o", tmp_path / "v.nnp", "--weights", other)
     assert result.code == 2 and "shares no parameter" in result.err and str(other) in result.err
     assert not (tmp_path / "v.nnp").exists()
+
+
+@pytest.mark.parametrize("header, rows, given, expected", [
+    ("x:image,y:label;a;b;c;d", ["0", "1"], None, "4 classes (the names in its header of"),
+    ("x:image,y:label", ["0", "5", "2"], None, "6 classes (its largest label + 1 of"),
+    ("x:image,y:label;a;b;c;d", ["0"], "4", "4 classes (--classes)"),
+    ("x:image,y:label;a;b;c;d", ["0"], "3", "its header names 4 classes, --classes says 3"),
+    ("x:image,y:label;a", ["0"], None, "has 1 class (the names in its header); a classifier needs at least 2"),
+    ("x:image,y:label", ["0", "x"], None, "row 2: label 'x' is not a number"),
+    ("x:image", ["0"], None, "has no label column y"),
+])
+def test_export_takes_the_class_count_from_the_training_csv(cli, tmp_path, header, rows, given, expected):
+    """Without --classes, export counts the training CSV's classes (its header's names, else its largest label + 1);
+    a --classes the header contradicts, a single class or a CSV without labels is one line, nothing written."""
+    csv = tmp_path / "train.csv"
+    csv.write_text("\n".join([header] + [f"img{i}.png,{r}" if "y:" in header else f"img{i}.png" for i, r in enumerate(rows)]) + "\n")
+    out = tmp_path / "p.nnp"
+    result = cli("export", "resnet20", "-o", out, "--train-csv", csv, *(["--classes", given] if given else []))
+    if "classes (" in expected:
+        assert result.code == 0, result.err
+        assert expected in result.out
+        n = int(expected.split()[0])
+        assert executor_classes(load_project(out).proto) == n
+    else:
+        assert result.code == 2 and expected in result.err and "train.csv" in result.err, result.err
+        assert len(result.err.strip().splitlines()) == 1 and not out.exists()

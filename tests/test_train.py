@@ -418,17 +418,35 @@ def test_frozen_bn_batch_trains_on_batch_statistics_even_where_the_project_says_
 @pytest.mark.parametrize("classes", [5, 2])
 def test_labels_are_checked_against_the_networks_classes(cli, tmp_path, classes):
     """A 3-class network on a CSV with labels up to 4 is refused before training (NNabla would crash with a double
-    free); on a 2-class CSV it trains, and says the header names other classes than the network scores."""
+    free); a CSV whose header names 2 classes is refused too (it trained silently on a 3-class head)."""
     project = tiny_project(tmp_path)
     write_image_csv(tmp_path, 24, classes=classes, name="training")
     result = cli("train", project, "-o", tmp_path / "r", "--epochs", "1", "--workers", "1")
+    assert result.code == 2 and len(result.err.strip().splitlines()) == 1, result.err
+    assert "training.csv" in result.err and not (tmp_path / "r").exists()
     if classes == 5:
-        assert result.code == 2 and len(result.err.strip().splitlines()) == 1, result.err
-        assert "training.csv" in result.err and "label 3 in row 4 is not one of the 3 classes" in result.err
-        assert not (tmp_path / "r").exists()
+        assert "label 3 in row 4 is not one of the 3 classes" in result.err
     else:
-        assert result.code == 0, result.err
-        assert "its header names 2 classes" in result.err
+        assert "its header names 2 classes, Main's" in result.err and "scores 3" in result.err
+
+
+def test_evaluate_refuses_a_dataset_naming_other_classes(cli, tmp_path):
+    project = tiny_project(tmp_path)
+    train(project, tmp_path / "r", TrainOptions(progress=False, epochs=1))
+    write_image_csv(tmp_path, 6, classes=2, name="two")
+    result = cli("evaluate", tmp_path / "r" / "results.nnp", "--dataset", tmp_path / "two.csv", "-o", tmp_path / "e")
+    assert result.code == 2 and "two.csv: its header names 2 classes, results.nnp scores 3" in result.err, result.err
+    assert len(result.err.strip().splitlines()) == 1 and not (tmp_path / "e").exists()
+
+
+def test_train_weights_from_another_network_is_refused(cli, tmp_path):
+    project = tiny_project(tmp_path)
+    other = tmp_path / "resnet.nnp"  # resnet20's 64x3 head would fit the tiny network's Affine: 7 classes share nothing
+    assert cli("export", "resnet20", "-o", other, "--classes", "7").code == 0
+    result = cli("train", project, "-o", tmp_path / "r", "--weights", other, "--epochs", "1")
+    assert result.code == 2 and len(result.err.strip().splitlines()) == 1, result.err
+    assert f"{other}: shares no parameter" in result.err and "closest are" in result.err
+    assert not (tmp_path / "r").exists()
 
 
 @pytest.mark.parametrize("label, message", [("-1", "label -1 in row 2 is not a class index"),

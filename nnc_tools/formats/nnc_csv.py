@@ -36,6 +36,34 @@ def label_names(header: List[str], column: str = "y") -> List[str]:
     return []
 
 
+def class_count(path: PathLike, column: str = "y") -> Tuple[int, str]:
+    """How many classes a dataset CSV has, and where that comes from: the names in its label column's header
+    (``y:label;beaver;dolphin``), else the largest label + 1."""
+    path = Path(path)
+    header, _ = read_header_and_count(path)
+    names = label_names(header, column)
+    if names:
+        return len(names), "the names in its header"
+    where = next((i for i, cell in enumerate(header) if cell.partition(":")[0].split("__")[0] == column), None)
+    if where is None:
+        raise NncToolsError(path, f"has no label column {column} (its header: {','.join(header)[:120]})")
+    top = -1
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        for number, row in enumerate(csv.reader(f)):
+            if number == 0 or not row:
+                continue
+            try:
+                value = float(row[where])
+            except (IndexError, ValueError):
+                raise NncToolsError(path, f"row {number}: label {row[where] if where < len(row) else ''!r} is not a number") from None
+            if not (value >= 0 and value == int(value)):
+                raise NncToolsError(path, f"row {number}: label {row[where]!r} is not a class index")
+            top = max(top, int(value))
+    if top < 0:
+        raise NncToolsError(path, "has no rows to count the classes from")
+    return top + 1, "its largest label + 1"
+
+
 def dataset_path(uri: str, base: Path) -> Path:
     """A dataset URI as a path: relative ones against the project's folder; NNC's Windows separators accepted."""
     if "{SDCPATH}" in uri:

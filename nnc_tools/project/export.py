@@ -8,6 +8,7 @@ values by 255 (NNC's "Image Normalization" checkbox); the network itself has no 
 from __future__ import annotations
 
 import inspect
+import logging
 import os
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
@@ -23,12 +24,14 @@ from nnabla.utils.save import create_proto
 from ..errors import NncToolsError
 from ..fileio import PathLike
 from ..formats.naming import layer_of
-from ..formats.nnc_csv import read_header_and_count
+from ..formats.nnc_csv import class_count, read_header_and_count
 from ..formats.nnp import Project, save_project
 from ..formats.parameters import Parameter, Parameters
 from ..formats.schema import learning_rate_field, nnabla_pb2
 from .networks import get_network
 from .weights import copy_weights
+
+log = logging.getLogger(__name__)
 
 INPUT = "Input"
 LOSS = "CategoricalCrossEntropy"
@@ -54,6 +57,8 @@ class ExportResult:
     written: List[Path]
     network: str
     parameters: int
+    classes: int = 10
+    classes_from: str = "the default"  # --classes, the training CSV's header or labels, or the default
     copied: List[str] = field(default_factory=list)
     reinitialised: List[Tuple[str, str]] = field(default_factory=list)  # (parameter, why)
 
@@ -239,6 +244,21 @@ def _add_executor(proto: nnabla_pb2.NNablaProtoBuf, params: Parameters) -> None:
         ex.parameter_variable.add().variable_name = name
 
 
+def _classes(given: Optional[int], train_csv: Optional[PathLike]) -> Tuple[int, str]:
+    """The class count: ``--classes``, else the training CSV's (its header's names, else its largest label + 1), else 10.
+    A ``--classes`` the CSV's header contradicts is refused (training would refuse it later)."""
+    if train_csv is None:
+        return (10, "the default") if given is None else (given, "--classes")
+    counted, where = class_count(train_csv)
+    if counted < 2:
+        raise NncToolsError(train_csv, f"has {counted} class ({where}); a classifier needs at least 2")
+    if given is None:
+        return counted, f"{where} of {train_csv}"
+    if where == "the names in its header" and counted != given:
+        raise NncToolsError(train_csv, f"its header names {counted} classes, --classes says {given}")
+    return given, "--classes"
+
+
 def export_network(
     network: str,
     output: PathLike,
@@ -252,6 +272,7 @@ def export_network(
     output = Path(output)
     if output.suffix.lower() not in (".nnp", ".nntxt"):
         raise NncToolsError(output, "export writes .nnp or .nntxt")
+    options["classes"], classes_from = _classes(options.get("classes"), train_csv)
     if train_csv and "iter_per_epoch" not in options:
         # nnabla_cli trains max_epoch x iter_per_epoch iterations and NNC fills this in when it starts a run; with the
         # training CSV at hand we fill it in too, so that `nnabla_cli train` runs the project as it is.
@@ -263,11 +284,9 @@ def export_network(
         val_csv=dataset_uri(val_csv, output) if val_csv else "validation.csv",
         **options,
     )
-    result = ExportResult([], network, sum(p.data.size for p in project.parameters.values()))
+    result = ExportResult([], network, sum(p.data.size for p in project.parameters.values()), options["classes"], classes_from)
     if weights is not None:
         result.copied, result.reinitialised = copy_weights(project.parameters, weights)
-        if not result.copied:
-            raise NncToolsError(weights, f"shares no parameter (name and shape) with {network}: weights of another network?")
     if output.suffix.lower() == ".nntxt" and weights is None:
         project.parameters = OrderedDict()
     result.written = save_project(project, output, inputs=[weights] if weights else ())

@@ -1,10 +1,9 @@
 """What is checked before a run trains on anything: the datasets' labels against the classes the network can score
-(a label past them crashes NNabla's CategoricalCrossEntropy with "double free or corruption", or trains silently on the
-wrong head)."""
+(a label past them crashes NNabla's CategoricalCrossEntropy with "double free or corruption"; a header naming another
+number of classes than the network scores trains silently on the wrong head)."""
 
 from __future__ import annotations
 
-import logging
 from typing import Dict, Iterable
 
 import numpy as np
@@ -12,8 +11,6 @@ import numpy as np
 from ..data.decoded import Dataset
 from ..errors import NncToolsError
 from .functions import CLASS_SCORE_LOSSES
-
-log = logging.getLogger(__name__)
 
 
 def check_labels(proto, optimizer_proto, monitors: Iterable, datasets: Dict[str, Dataset]) -> None:
@@ -48,4 +45,5 @@ def _check(dataset: Dataset, key: str, classes: int, where: str) -> None:
         raise NncToolsError(dataset.uri, f"label {bad:g} in row {row} is not one of the {classes} classes of {where} "
                             f"(0 to {classes - 1}): a dataset for another network?")
     if dataset.classes and len(dataset.classes) != classes:
-        log.warning(f"{dataset.uri}: its header names {len(dataset.classes)} classes, {where} scores {classes}")
+        raise NncToolsError(dataset.uri, f"its header names {len(dataset.classes)} classes, {where} scores {classes}: "
+                            f"a dataset for another network? (export the network with --classes {len(dataset.classes)})")

@@ -43,6 +43,17 @@ def predict(project: PathLike, dataset, batch_size: int = 64, executor: Optional
     return np.concatenate(scores)
 
 
+def executor_classes(proto) -> int:
+    """The class count the first executor's output scores (its last axis), 0 where the project does not say."""
+    if not proto.executor or not proto.executor[0].output_variable:
+        return 0
+    ex = proto.executor[0]
+    network = next((n for n in proto.network if n.name == ex.network_name), None)
+    shapes = {v.name: list(v.shape.dim) for v in network.variable} if network is not None else {}
+    shape = shapes.get(ex.output_variable[0].variable_name) or [0]
+    return max(int(shape[-1]), 0)
+
+
 def evaluate(project: PathLike, csv_path: PathLike, outdir: Optional[PathLike] = None, batch_size: int = 64,
              cache: Optional[PathLike] = None) -> Dict:
     """Accuracy and per-class table; with ``outdir``: ``confusion_matrix.csv``/``.png`` and ``evaluation.json`` there.
@@ -69,6 +80,10 @@ def _evaluate(project: Path, csv_path: Path, outdir: Optional[Path], batch_size:
     if bad.any():  # a -1 would count as the last class
         raise NncToolsError(csv_path, f"label {raw[bad][0]:g} in row {int(np.flatnonzero(bad)[0]) + 1} is not a class index")
     labels = raw.astype(np.int64)
+    scored = executor_classes(proto)
+    if dataset.classes and scored and len(dataset.classes) != scored:
+        raise NncToolsError(csv_path, f"its header names {len(dataset.classes)} classes, {project.name} scores {scored}: "
+                            "a dataset for another network?")
     nn.clear_parameters()
     scores = predict(project, dataset, batch_size)
     predicted = scores.argmax(axis=1)
