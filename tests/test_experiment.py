@@ -54,10 +54,13 @@ def test_transfer_experiment_end_to_end_and_resume(tmp_path, config_file, messag
     assert "[experiment] transfer (seed 1)" in out
 
     page = report.read_text()
-    assert page.count("data:image/png;base64,") == 3  # learning curves + two confusion matrices, embedded
+    assert page.count("data:image/png;base64,") == 5  # learning curves + every run's confusion matrix, embedded
     assert not re.search(r'src="(?!data:)', page)
     md = (run / "report.md").read_text()
-    assert "| from scratch | 2 |" in md and " ± " in md and "Published reference" in md
+    assert "| from scratch | 2 |" in md and " ± " not in md  # two seeds: both values, no standard deviation
+    assert "**Data: synthetic.**" in md and "**Test set:** 10 images" in md and "Another setup's numbers" in md
+    assert "| from scratch | 1 |" in md  # the per-seed table
+    assert "transfer-s1" in md and "overlay:" in md  # the settings each stage ran with
 
     # a re-run finds every stage finished and only rewrites the report
     before = stage_times(run)
@@ -80,7 +83,7 @@ def test_transfer_experiment_end_to_end_and_resume(tmp_path, config_file, messag
         stage.write_text(json.dumps(record))
     write_report(run, config)
     md = (run / "report.md").read_text()
-    assert "98765 s ± 0 s" in md and "43.2 % ± 0.0 %" in md
+    assert "98765 s, 98765 s" in md and "43.2 %, 43.2 %" in md
 
     # a run folder moved elsewhere still makes its report (stage records hold paths relative to their stage)
     moved = tmp_path / "elsewhere" / "run"
@@ -116,3 +119,78 @@ def test_missing_archives_fail_before_anything_is_written(cli, tmp_path, monkeyp
     result = cli("experiment", "transfer", "-o", tmp_path / "run")
     assert result.code == 2 and "--cifar10" in result.err and "cifar-10-python.tar.gz" in result.err
     assert not (tmp_path / "run").exists()
+
+
+def _fake_run(folder: Path, kind: str, seed: int, test_accuracy: float, accuracies, losses, test_count: int = 40):
+    """A finished run's files as the stages write them, without training anything."""
+    from nnc_tools.training.records import EpochRecord, write_reports
+
+    result = folder / "result"
+    result.mkdir(parents=True)
+    (folder / "test").mkdir()
+    history = [EpochRecord(e + 1, 2.0, None, loss, acc, 1.0, 10.0) for e, (acc, loss) in enumerate(zip(accuracies, losses))]
+    write_reports(result, history)
+    best = min(history, key=lambda r: r.valid_error)
+    summary = {"epochs": len(history), "best_epoch": best.epoch, "best_valid_error": best.valid_error,
+               "best_valid_accuracy": best.valid_accuracy, "wall_seconds": 12.0, "images_per_second": 10.0,
+               "frozen_parameter_values": 0 if kind == "scratch" else 1234, "seed": seed}
+    (folder / "test" / "evaluation.json").write_text(json.dumps({"count": test_count, "accuracy": test_accuracy}))
+    (folder / "stage.json").write_text(json.dumps({"summary": summary, "test_accuracy": test_accuracy, "result_dir": "result",
+                                                    "test_dir": "test", "settings": {"kind": kind, "seed": seed}}))
+
+
+def test_the_report_states_its_evidence_and_the_paired_differences(tmp_path):
+    """From a run folder's own files: the data is said to be synthetic, with sizes; the source model's accuracy; the
+    test-set size; mean ± std from 3 seeds; each seed's row; the paired difference from scratch with Student's 95 %
+    interval; "lowest validation loss" and "highest validation accuracy" as different things."""
+    from scipy.stats import t
+
+    run = tmp_path / "run"
+    (run / "data" / "target").mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps({"synthetic": True, "network": "mini_vggnet_mark2", "source_recipe": "cifar10",
+                                                 "target_recipe": "cifar100-aquatic", "source_weights": None}))
+    (run / "data" / "target" / "stage.json").write_text(json.dumps({
+        "counts": {"training": 160, "validation": 40, "test": 40}, "classes": [f"c{k}" for k in range(10)],
+        "per_class": {"training": {f"c{k}": 16 for k in range(10)}, "validation": {f"c{k}": 4 for k in range(10)},
+                      "test": {f"c{k}": 4 for k in range(10)}}}))
+    _fake_run(run / "source", "source", 0, 0.483, [0.40, 0.45], [1.5, 1.4], test_count=100)
+    scratch, transfer = [0.30, 0.35, 0.25], [0.50, 0.60, 0.40]
+    for seed in range(3):
+        _fake_run(run / f"scratch-s{seed}", "scratch", seed, scratch[seed], [0.2, 0.5, 0.3], [2.0, 1.9, 1.8])
+        _fake_run(run / f"transfer-s{seed}", "transfer", seed, transfer[seed], [0.4, 0.7, 0.6], [1.5, 1.2, 1.3])
+    write_report(run)
+    md = (run / "report.md").read_text()
+    assert "**Data: synthetic.**" in md
+    assert "160 training / 40 validation / 40 test images, 16 / 4 / 4 per class" in md
+    assert "validation accuracy 45.0 % at its lowest validation loss (epoch 2), 48.3 % on its 100 test images" in md
+    assert "**Test set:** 40 images" in md and "one image is 2.5 points" in md
+    assert "| from scratch | 3 | 30.0 % ± 5.0 % | 1.800 ± 0.000 | 3 ± 0 | 30.0 % ± 0.0 % | 50.0 % ± 0.0 % |" in md
+    assert "| transfer (frozen low layers) | 1 | 60.0 % | 24 / 40 | 1.200 (epoch 2) | 70.0 % | 70.0 % (epoch 2) |" in md
+    half = t.ppf(0.975, 2) * 5.0 / 3 ** 0.5  # differences 20, 25, 15 points: mean 20, sd 5
+    assert f"| +20.0 points | {20 - half:+.1f} points to {20 + half:+.1f} points (excludes 0) |" in md
+    assert "s0: +20.0 points, s1: +25.0 points, s2: +15.0 points" in md
+    assert "without a GPU" in md and "trained 10 epochs on the real CIFAR-10" in md and "on a GPU;" not in md
+    assert (run / "learning_curves.png").stat().st_size > 0
+
+
+def test_one_seed_gets_no_interval(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"synthetic": False, "source_weights": "/w/source.nnp"}))
+    _fake_run(run / "scratch-s0", "scratch", 0, 0.30, [0.2], [2.0])
+    _fake_run(run / "transfer-s0", "transfer", 0, 0.40, [0.4], [1.5])
+    write_report(run)
+    md = (run / "report.md").read_text()
+    assert "one seed: no interval" in md and "| 30.0 % |" in md and " ± " not in md
+    assert "**Data: real**" in md and "the weights in `/w/source.nnp`" in md
+
+
+def test_reference_config_matches_the_published_setup():
+    """experiments/transfer.yaml: source 10 epochs, target 50, batch 64, W and b of Convolution ... Convolution_6 at 0
+    and their Batch Normalization trained."""
+    import yaml
+
+    config = load_config(Path(__file__).resolve().parents[1] / "experiments" / "transfer.yaml")
+    assert (config.source_epochs, config.target_epochs, config.batch_size) == (10, 50, 64)
+    overlay = yaml.safe_load(config.path(config.overlay).read_text())
+    assert overlay == {"rules": [{"up_to": "Convolution_6", "params": ["W", "b"], "multiplier": 0}]}

@@ -22,7 +22,7 @@ class ExperimentConfig:
     source_recipe: str = "cifar10"
     target_recipe: str = "cifar100-aquatic"
     overlay: str = "networks/mini_vggnet_mark2.freeze-conv1-6.yaml"  # relative: to the config file, else this checkout
-    source_epochs: int = 50
+    source_epochs: int = 10  # the published source model had 10 epochs of CIFAR-10
     target_epochs: int = 50
     batch_size: int = 64
     solver: str = "Momentum"

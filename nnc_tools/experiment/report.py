@@ -1,66 +1,98 @@
-"""The experiment's report: the comparison table computed from the runs' own files, learning curves and confusion
-matrices, as ``report.md`` (images beside it) and a self-contained ``report.html``."""
+"""The experiment's report, every number read back from the stages' own files (``results``): what evidence it rests on
+(data synthetic or real and its sizes, the source model and how well it did, the seeds and the test set), each arm's
+figures, each seed's, each arm's paired difference from scratch with its 95 % interval, learning curves of every run
+and their confusion matrices, and the settings each stage ran with; as ``report.md`` (images beside it) and a
+self-contained ``report.html``."""
 
 from __future__ import annotations
 
 import base64
 import html
 import json
-import statistics
-from dataclasses import asdict
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import yaml
 
 from ..fileio import PathLike, atomic_output
 from ..training.plots import plot_learning_curves
-from ..training.records import read_training_log
 from .config import ExperimentConfig
+from .results import ARMS, Run, arm_rows, difference_rows, percent, seed_rows, source_run, target_runs
 
-PUBLISHED = {"scratch": {"accuracy": 0.574, "wall": "7h16m"}, "transfer": {"accuracy": 0.601, "wall": "5h09m"},
-             "settings": "mini_VGGnet_mark2, batch 64, 50 epochs, NNC on a GPU; transfer froze W and b of Convolution … Convolution_6"}
-
-def _runs(run_dir: Path, kind: str) -> List[Dict]:
-    """The finished runs of a kind; their result and test folders as paths (stored relative to the stage's folder, so
-    that a run folder moved or copied elsewhere still reads)."""
-    runs = []
-    for marker in sorted(run_dir.glob(f"{kind}-s*/stage.json")):
-        run = json.loads(marker.read_text())
-        for key in ("result_dir", "test_dir"):
-            run[key] = marker.parent / run[key]
-        runs.append(run)
-    return runs
+# The seed experiment's own figures, as its author published them (another setup: real CIFAR, NNC, one CPU-only machine).
+PUBLISHED = {
+    "scratch": (0.574, "7 h 16 min"),
+    "transfer": (0.601, "5 h 09 min"),
+    "setup": "Neural Network Console on a machine without a GPU; mini_VGGnet_mark2; the source trained 10 epochs on the real "
+             "CIFAR-10 (17 h 16 min); the target the 10 aquatic CIFAR-100 classes, 400 training + 100 validation images "
+             "per class, batch 64, 50 epochs; the transfer run froze W and b of Convolution … Convolution_6 (their Batch "
+             "Normalization trained)",
+}
+TITLE = "Transfer learning: scratch vs transfer"
 
 
-def _stat(values: List[float], fmt: str) -> str:
-    if not values:
-        return "n/a"
-    if len(values) == 1:
-        return fmt.format(values[0])
-    return f"{fmt.format(statistics.mean(values))} ± {fmt.format(statistics.stdev(values))}"
+def _json(path: Path) -> Dict:
+    return json.loads(path.read_text()) if path.is_file() else {}
 
 
-def comparison(run_dir: Path) -> List[Dict[str, str]]:
-    """The comparison table, computed from the runs' own ``stage.json``/``summary.json`` files."""
-    rows = []
-    for kind, label in (("scratch", "from scratch"), ("transfer", "transfer (frozen low layers)")):
-        runs = _runs(run_dir, kind)
-        if not runs:
-            continue
-        s = [r["summary"] for r in runs]
-        best_epochs = [x["best_epoch"] for x in s]
-        rows.append({
-            "run": label,
-            "seeds": str(len(runs)),
-            "test accuracy": _stat([100 * r["test_accuracy"] for r in runs], "{:.1f} %"),
-            "best validation accuracy": _stat([100 * (x["best_valid_accuracy"] or 0) for x in s], "{:.1f} %"),
-            "epochs to best": _stat([float(e) for e in best_epochs], "{:.0f}"),
-            "wall time": _stat([x["wall_seconds"] for x in s], "{:.0f} s"),
-            "training img/s": _stat([x["images_per_second"] for x in s], "{:.1f}"),
-            "frozen parameters": f"{s[0]['frozen_parameter_values']:,}",
-        })
-    return rows
+def _sizes(stage: Dict) -> str:
+    counts = stage.get("counts", {})
+    text = " / ".join(f"{n:,} {split}" for split, n in counts.items()) + " images"
+    per_class = stage.get("per_class")
+    if per_class:
+        uniform = ["/".join(map(str, sorted(set(c.values())))) for c in per_class.values()]
+        text += f", {' / '.join(uniform)} per class"
+    return text
+
+
+def _data_line(config: Dict, run_dir: Path) -> str:
+    if config.get("synthetic"):
+        return ("**Data: synthetic.** CIFAR-format images nnc-tl generated (classes drawn from shared shapes, colours and "
+                "textures), not CIFAR: the figures below say how the two arms compare on that data, not what they give on CIFAR.")
+    archives = sorted({s.get("settings", {}).get("archive") for s in
+                       (_json(run_dir / "data" / r / "stage.json") for r in ("source", "target")) if s.get("settings")} - {None})
+    return f"**Data: real**, from {', '.join(f'`{a}`' for a in archives) or 'the archives given'}."
+
+
+def _source_line(config: Dict, source: Optional[Run], run_dir: Path) -> str:
+    if config.get("source_weights"):
+        return (f"**Source model:** the weights in `{config['source_weights']}` (given with `--source-weights`; not "
+                "trained or measured by this run).")
+    if source is None:
+        return "**Source model:** not trained yet."
+    epoch, _, at = source.lowest_loss
+    data = _json(run_dir / "data" / "source" / "stage.json")
+    test = "" if source.test_count is None else f", {percent(source.test_accuracy)} on its {source.test_count:,} test images"
+    epochs = source.summary["epochs"]
+    return (f"**Source model:** {config.get('network')} trained {epochs} epoch{'s' * (epochs != 1)} on {config.get('source_recipe')} "
+            f"({len(data.get('classes', []))} classes; {_sizes(data)}): validation accuracy {percent(at)} at its lowest "
+            f"validation loss (epoch {epoch}){test}.")
+
+
+def evidence(run_dir: Path, runs: Dict[str, List[Run]]) -> List[str]:
+    """What the figures rest on, one bullet each."""
+    config = _json(run_dir / "config.json")
+    target = _json(run_dir / "data" / "target" / "stage.json")
+    seeds = sorted({r.seed for arm in runs.values() for r in arm})
+    counts = sorted({r.test_count for arm in runs.values() for r in arm if r.test_count is not None})
+    test = " / ".join(f"{c:,}" for c in counts) or "n/a"
+    return [
+        _data_line(config, run_dir),
+        f"**Target:** {config.get('target_recipe')} ({len(target.get('classes', []))} classes; {_sizes(target)}).",
+        _source_line(config, source_run(run_dir), run_dir),
+        f"**Seeds:** {len(seeds)} ({', '.join(map(str, seeds))}). A seed sets both arms' initial parameters, data order and "
+        "dropout; the datasets were made once and are the same for every seed.",
+        f"**Test set:** {test} images, the same for every run; each run is evaluated with the parameters of its epoch of "
+        "lowest validation loss (`results.nnp`, nnabla_cli's meaning of best). With this many images one image is "
+        f"{100 / counts[0]:.1f} points of accuracy." if counts else "**Test set:** no evaluation found.",
+    ]
+
+
+def published(synthetic: bool) -> str:
+    s, t = PUBLISHED["scratch"], PUBLISHED["transfer"]
+    return (f"Another setup's numbers, for orientation only (the published seed experiment; not produced or checked by this "
+            f"run): from scratch {s[0]:.1%} in {s[1]}, transfer {t[0]:.1%} in {t[1]} ({PUBLISHED['setup']}). Its data, seeds "
+            f"and test set are not this run's{'; the figures above are on synthetic data' if synthetic else ''}.")
 
 
 def _markdown_table(rows: List[Dict[str, str]]) -> str:
@@ -72,48 +104,95 @@ def _markdown_table(rows: List[Dict[str, str]]) -> str:
     return "\n".join(lines)
 
 
-def write_report(run_dir: PathLike, config: ExperimentConfig) -> Path:
-    """``report.md`` (images beside it) and ``report.html`` (images embedded) from the finished runs."""
+def _html_table(rows: List[Dict[str, str]]) -> str:
+    if not rows:
+        return "<p>(no finished runs)</p>"
+    head = "<tr>" + "".join(f"<th>{html.escape(k)}</th>" for k in rows[0]) + "</tr>"
+    return "<table>" + head + "".join("<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in r.values()) + "</tr>"
+                                      for r in rows) + "</table>"
+
+
+def _stage_settings(run_dir: Path) -> str:
+    stages = {}
+    for marker in sorted(run_dir.glob("**/stage.json")):
+        settings = _json(marker).get("settings")
+        if settings is not None:
+            stages[marker.parent.relative_to(run_dir).as_posix()] = settings
+    return yaml.safe_dump(stages, sort_keys=False, allow_unicode=True).strip()
+
+
+class _Report:
+    """The report's parts, rendered twice (markdown and HTML)."""
+
+    def __init__(self, run_dir: Path):
+        self.run_dir = run_dir
+        self.runs = target_runs(run_dir)
+        self.synthetic = bool(_json(run_dir / "config.json").get("synthetic"))
+        self.evidence = evidence(run_dir, self.runs)
+        self.tables = [("Results", arm_rows(self.runs)), ("Each seed", seed_rows(self.runs)),
+                       ("Against from scratch, seed by seed", difference_rows(self.runs))]
+        self.curves = run_dir / "learning_curves.png"
+        labels = dict(ARMS)
+        histories = {f"{labels[k]} s{r.seed}": r.history for k, arm in self.runs.items() for r in arm if r.history}
+        groups = {f"{labels[k]} s{r.seed}": labels[k] for k, arm in self.runs.items() for r in arm}
+        plot_learning_curves(histories, self.curves, title="Target training: every run (colour: arm)", groups=groups)
+        self.matrices = [(f"{labels[k]}, seed {r.seed}", r.test_dir / "confusion_matrix.png")
+                         for k, arm in self.runs.items() for r in arm if (r.test_dir / "confusion_matrix.png").is_file()]
+        self.settings = _stage_settings(run_dir)
+
+    def markdown(self) -> str:
+        md = [f"# {TITLE}", "", "## What these figures rest on", ""] + [f"- {line}" for line in self.evidence] + [""]
+        for title, rows in self.tables:
+            md += [f"## {title}", "", _markdown_table(rows), ""]
+        md += [published(self.synthetic), "", "## Learning curves and confusion matrices (test set)", "",
+               f"![learning curves]({self.curves.name})", ""]
+        md += [f"![{alt}]({path.relative_to(self.run_dir).as_posix()})" for alt, path in self.matrices]
+        md += ["", "## Settings each stage ran with", "", "```yaml", self.settings, "```", ""]
+        return "\n".join(md)
+
+    def html(self) -> str:
+        def img(path: Path, alt: str) -> str:
+            data = base64.b64encode(path.read_bytes()).decode()
+            return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
+
+        def inline(text: str) -> str:  # the evidence's **bold** and `code`, nothing else
+            parts = html.escape(text).split("**")
+            text = "".join(f"<b>{p}</b>" if i % 2 else p for i, p in enumerate(parts))
+            parts = text.split("`")
+            return "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(parts))
+
+        body = [f"<h1>{html.escape(TITLE)}</h1>", "<h2>What these figures rest on</h2>",
+                "<ul>" + "".join(f"<li>{inline(line)}</li>" for line in self.evidence) + "</ul>"]
+        for title, rows in self.tables:
+            body += [f"<h2>{html.escape(title)}</h2>", _html_table(rows)]
+        body += [f'<p class="ref">{html.escape(published(self.synthetic))}</p>', "<h2>Learning curves</h2>",
+                 img(self.curves, "learning curves"), "<h2>Confusion matrices (test set)</h2>",
+                 '<div class="row">' + "".join(f"<figure>{img(p, alt)}<figcaption>{html.escape(alt)}</figcaption></figure>"
+                                               for alt, p in self.matrices) + "</div>",
+                 "<h2>Settings each stage ran with</h2>", f"<pre>{html.escape(self.settings)}</pre>"]
+        style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}table{border-collapse:collapse}"
+                 "th,td{border:1px solid #ccc;padding:4px 10px;text-align:right}th{background:#f0f4f8}"
+                 "td:first-child{text-align:left}.ref{color:#666;font-style:italic}img{max-width:100%}"
+                 ".row{display:flex;flex-wrap:wrap;gap:1em}figure{margin:0;flex:1;min-width:300px}figcaption{text-align:center}")
+        return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>nnc-tl transfer report</title><style>{style}</style>"
+                f"</head><body>{''.join(body)}</body></html>")
+
+
+def write_report(run_dir: PathLike, config: Optional[ExperimentConfig] = None) -> Path:
+    """``report.md`` (images beside it) and ``report.html`` (images embedded) from the finished runs; what the run was
+    made with is read from its own ``config.json`` and stage records, so ``config`` is not needed."""
     run_dir = Path(run_dir)
-    rows = comparison(run_dir)
-    first = {kind: runs[0] for kind in ("scratch", "transfer") if (runs := _runs(run_dir, kind))}  # seed 0 of each
-    curves = {kind: read_training_log(run["result_dir"]) for kind, run in first.items()}
-    plot_learning_curves(curves, run_dir / "learning_curves.png", title="Target training (seed 0): scratch vs transfer")
-    matrices = {kind: run["test_dir"] / "confusion_matrix.png" for kind, run in first.items()}
-    settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items() if k != "base"}
-    published = (f"Published reference (the seed experiment in NNC, not produced by this run): from scratch "
-                 f"{PUBLISHED['scratch']['accuracy']:.1%} in {PUBLISHED['scratch']['wall']}, transfer "
-                 f"{PUBLISHED['transfer']['accuracy']:.1%} in {PUBLISHED['transfer']['wall']} ({PUBLISHED['settings']}).")
-    md = ["# Transfer learning: scratch vs transfer", "", _markdown_table(rows), "", published, "",
-          "![learning curves](learning_curves.png)", ""]
-    md += [f"![{kind} confusion matrix]({path.relative_to(run_dir)})" for kind, path in matrices.items()]
-    md += ["", "## Settings", "", "```yaml", yaml.safe_dump(settings, sort_keys=False).strip(), "```", ""]
+    report = _Report(run_dir)
     with atomic_output(run_dir / "report.md") as temp:
-        temp.write_text("\n".join(md))
-
-    def img(path: Path, alt: str) -> str:
-        data = base64.b64encode(path.read_bytes()).decode()
-        return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
-
-    table = "<table><tr>" + "".join(f"<th>{html.escape(k)}</th>" for k in (rows[0] if rows else {})) + "</tr>"
-    table += "".join("<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in r.values()) + "</tr>" for r in rows) + "</table>"
-    body = [
-        "<h1>Transfer learning: scratch vs transfer</h1>", table, f'<p class="ref">{html.escape(published)}</p>',
-        "<h2>Learning curves</h2>", img(run_dir / "learning_curves.png", "learning curves"),
-        "<h2>Confusion matrices (test set)</h2>",
-        '<div class="row">' + "".join(f"<figure>{img(p, k)}<figcaption>{k}</figcaption></figure>" for k, p in matrices.items()) + "</div>",
-        "<h2>Settings</h2>", f"<pre>{html.escape(yaml.safe_dump(settings, sort_keys=False))}</pre>",
-    ]
-    style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}table{border-collapse:collapse}"
-             "th,td{border:1px solid #ccc;padding:4px 10px;text-align:right}th{background:#f0f4f8}td:first-child{text-align:left}"
-             ".ref{color:#666;font-style:italic}img{max-width:100%}.row{display:flex;gap:1em}figure{margin:0;flex:1}"
-             "figcaption{text-align:center}")
-    page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>nnc-tl transfer report</title><style>{style}</style>"
-            f"</head><body>{''.join(body)}</body></html>")
+        temp.write_text(report.markdown(), encoding="utf-8")
     with atomic_output(run_dir / "report.html") as temp:
-        temp.write_text(page, encoding="utf-8")
+        temp.write_text(report.html(), encoding="utf-8")
     return run_dir / "report.html"
 
 
 def headline(run_dir: PathLike) -> str:
-    return _markdown_table(comparison(Path(run_dir)))
+    """The evidence and the comparison table, for the terminal."""
+    run_dir = Path(run_dir)
+    runs = target_runs(run_dir)
+    lines = [f"- {line}".replace("**", "").replace("`", "") for line in evidence(run_dir, runs)]
+    return "\n".join(lines + ["", _markdown_table(arm_rows(runs)), "", _markdown_table(difference_rows(runs))])

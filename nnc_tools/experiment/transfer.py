@@ -33,6 +33,12 @@ from .report import write_report
 
 log = logging.getLogger(__name__)
 
+def monitor_interval(epochs: int) -> int:
+    """The training-set monitor's interval: about ten points over the run (nnabla_cli's default of 10 epochs would give a
+    short run one point, at its end)."""
+    return max(1, epochs // 10)
+
+
 def _finished_stage(folder: Path, settings: Dict, remove: bool = True) -> Optional[Dict]:
     """The stage's record when it finished with these settings; a stage finished with other settings (another epoch
     count, recipe, seed …) is removed (with ``remove``), to run again."""
@@ -130,7 +136,8 @@ def _dataset_stages(run_dir: Path, config: ExperimentConfig, synthetic: bool, ar
             recipe_ref = recipe if not recipe.endswith((".yaml", ".yml")) else str(config.path(recipe))
             result = make_dataset(recipe_ref, folder, source=archives.get(kind), synthetic=synthetic, verify=verify,
                                   synthetic_per_class=(config.synthetic_per_class or {}).get(role))
-            _record_stage(folder, {"counts": result.counts, "classes": result.classes, "settings": settings})
+            _record_stage(folder, {"counts": result.counts, "per_class": result.per_class, "classes": result.classes,
+                                   "settings": settings})
         data[role] = folder
     return data
 
@@ -142,7 +149,8 @@ def _source_stage(folder: Path, config: ExperimentConfig, data: Path, settings: 
         folder.mkdir(parents=True, exist_ok=True)
         classes = len(json.loads((data / "stage.json").read_text())["classes"])
         export_network(config.network, folder / "project.nnp", train_csv=data / "training.csv",
-                       val_csv=data / "validation.csv", classes=classes, epochs=config.source_epochs, **common)
+                       val_csv=data / "validation.csv", classes=classes, epochs=config.source_epochs,
+                       monitor_interval=monitor_interval(config.source_epochs), **common)
         _train_stage(folder, folder / "project.nnp", config.source_epochs, config.batch_size, 0, data / "test.csv", settings)
     return folder / "result" / "results.nnp"
 
@@ -159,7 +167,8 @@ def _target_stage(folder: Path, config: ExperimentConfig, data: Path, settings: 
     if not project.exists():
         classes = len(json.loads((data / "stage.json").read_text())["classes"])
         export_network(config.network, project, train_csv=data / "training.csv", val_csv=data / "validation.csv",
-                       classes=classes, epochs=config.target_epochs, seed=seed, weights=weights, **common)
+                       classes=classes, epochs=config.target_epochs, seed=seed, weights=weights,
+                       monitor_interval=monitor_interval(config.target_epochs), **common)
         if weights is not None:
             apply_freeze(project, overlay)
     _train_stage(folder, project, config.target_epochs, config.batch_size, seed, data / "test.csv", settings)

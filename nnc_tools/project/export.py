@@ -153,6 +153,7 @@ def build_project(
     lr: float = 0.01,
     seed: int = 0,
     iter_per_epoch: int = 0,
+    monitor_interval: int = 10,
 ) -> Project:
     """Build ``network`` three times (training, validation, runtime) and assemble the project, parameters initialised."""
     spec = get_network(network)
@@ -166,7 +167,7 @@ def build_project(
     x = nn.Variable((batch_size, *input_shape))
     t = nn.Variable((batch_size, 1))
     proto = _three_networks(spec, x, t, classes, batch_size)
-    _training_config(proto, epochs, iter_per_epoch)
+    _training_config(proto, epochs, iter_per_epoch, monitor_interval)
     proto.dataset.extend([_dataset("Training", train_csv, batch_size, True), _dataset("Validation", val_csv, batch_size, False)])
     params = OrderedDict((name, Parameter(name, v.d.copy(), True)) for name, v in nn.get_parameters(grad_only=False).items())
     _add_optimizer(proto, params, solver, lr)
@@ -197,13 +198,13 @@ def _three_networks(spec, x: nn.Variable, t: nn.Variable, classes: int, batch_si
     return proto
 
 
-def _training_config(proto: nnabla_pb2.NNablaProtoBuf, epochs: int, iter_per_epoch: int) -> None:
+def _training_config(proto: nnabla_pb2.NNablaProtoBuf, epochs: int, iter_per_epoch: int, monitor_interval: int) -> None:
     proto.global_config.default_context.backends.append("cpu:float")
     proto.global_config.default_context.array_class = "CpuCachedArray"
     proto.training_config.max_epoch = epochs
     proto.training_config.iter_per_epoch = iter_per_epoch
     proto.training_config.save_best = True
-    proto.training_config.monitor_interval = 10
+    proto.training_config.monitor_interval = monitor_interval  # the training-set monitor's; nnabla_cli's default 10
 
 
 def _add_optimizer(proto: nnabla_pb2.NNablaProtoBuf, params: Parameters, solver: str, lr: float) -> None:

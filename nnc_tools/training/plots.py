@@ -1,9 +1,9 @@
-"""The pictures NNC shows: the learning curve (cost, training and validation error by epoch) and the confusion matrix."""
+"""The pictures NNC shows: the learning curve (loss and validation accuracy by epoch) and the confusion matrix."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
@@ -20,30 +20,71 @@ def _pyplot():
 
 
 def plot_learning_curve(history: Sequence, path: Path, title: str = "Learning curve") -> None:
-    """Cost, training error and validation error by epoch, like NNC's learning-curve panel."""
+    """Loss (cost, training-set and validation cross-entropy) and validation accuracy by epoch, as NNC's learning-curve
+    panel shows them."""
     plot_learning_curves({"": history}, path, title)
 
 
-def plot_learning_curves(runs: Dict[str, Sequence], path: Path, title: str = "Learning curves") -> None:
-    """Several runs' curves in one plot (solid: validation error, dashed: cost, dotted: training error)."""
+def monitor_epochs(history: Sequence, attribute: str) -> List[int]:
+    """The epochs at which a monitor ran (the training-set one runs every ``monitor_interval`` epochs and at the end)."""
+    return [r.epoch for r in history if getattr(r, attribute) is not None]
+
+
+def _interval(epochs: List[int]) -> str:
+    if len(epochs) == 1:
+        return f"at epoch {epochs[0]} only"
+    steps = sorted({b - a for a, b in zip(epochs, epochs[1:])})
+    return "every epoch" if steps == [1] else f"every {steps[0]} epochs" if len(steps) == 1 else f"at epochs {', '.join(map(str, epochs))}"
+
+
+def _series(ax, history: Sequence, attribute: str, style: str, colour, label: str, with_interval: bool = False) -> None:
+    epochs = monitor_epochs(history, attribute)
+    if not epochs:
+        return
+    values = [getattr(r, attribute) for r in history if getattr(r, attribute) is not None]
+    if with_interval:
+        label = f"{label} ({_interval(epochs)})"
+    ax.plot(epochs, values, style, color=colour, markersize=3, label=label)
+
+
+def plot_learning_curves(runs: Dict[str, Sequence], path: Path, title: str = "Learning curves",
+                         groups: Optional[Dict[str, str]] = None) -> None:
+    """Several runs' curves: on the left the loss (solid: validation, dashed: cost, dotted with points: training set,
+    its monitoring interval in the legend), on the right the validation accuracy; runs of one group (an arm's seeds)
+    share a colour. Epoch ticks are whole numbers."""
+    from matplotlib.ticker import MaxNLocator
+
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
+    fig, (loss, accuracy) = plt.subplots(1, 2, figsize=(11, 4.2), dpi=110)
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for k, (name, history) in enumerate(runs.items()):
-        colour = colours[k % len(colours)]
-        epochs = [r.epoch for r in history]
-        prefix = f"{name}: " if name else ""
-        ax.plot(epochs, [r.cost for r in history], "--", color=colour, label=f"{prefix}cost")
-        for attribute, style, label in (("train_error", ":o", "training error"), ("valid_error", "-", "validation error")):
-            values = [np.nan if getattr(r, attribute) is None else getattr(r, attribute) for r in history]
-            if not all(np.isnan(values)):
-                mask = ~np.isnan(values)
-                ax.plot(np.array(epochs)[mask], np.array(values)[mask], style, color=colour, markersize=3, label=f"{prefix}{label}")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("cross entropy")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    group_of = groups or {name: name for name in runs}
+    order = list(dict.fromkeys(group_of[name] for name in runs))
+    sizes = {g: sum(1 for n in runs if group_of[n] == g) for g in order}
+    labelled = set()
+    for name, history in runs.items():
+        group = group_of[name]
+        colour = colours[order.index(group) % len(colours)]
+        prefix = "" if not group else f"{group}: " if sizes[group] == 1 else f"{group} ({sizes[group]} runs): "
+        first = group not in labelled  # one legend entry for each of a group's series
+        labelled.add(group)
+
+        def label(text: str) -> str:
+            return f"{prefix}{text}" if first else "_nolegend_"
+
+        _series(loss, history, "cost", "--", colour, label("cost (training batches)"))
+        _series(loss, history, "train_error", ":o", colour, label("training-set loss"), with_interval=first)
+        _series(loss, history, "valid_error", "-", colour, label("validation loss"))
+        _series(accuracy, history, "valid_accuracy", "-o", colour, label("validation accuracy"))
+    loss.set_ylabel("loss (cross-entropy)")
+    accuracy.set_ylabel("validation accuracy")
+    accuracy.set_ylim(0, 1)
+    for ax in (loss, accuracy):
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
+    fig.suptitle(title)
     fig.tight_layout()
     with atomic_output(path) as temp:
         fig.savefig(temp, format="png")

@@ -1,0 +1,191 @@
+"""The experiment's numbers, read back from the files its stages wrote: each target run (its ``stage.json``, training log
+and test evaluation), the rows of the report's tables and each arm's paired difference from scratch."""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+from ..training.records import EpochRecord, read_training_log
+
+ARMS = (("scratch", "from scratch"), ("transfer", "transfer (frozen low layers)"))
+BASELINE = "scratch"
+
+
+@dataclass
+class Run:
+    """One finished target run (or the source run): what its own files say."""
+
+    kind: str
+    seed: int
+    folder: Path
+    summary: Dict
+    settings: Dict
+    test_accuracy: float
+    test_count: Optional[int]  # images in the test set it was evaluated on (its evaluation.json)
+    result_dir: Path
+    test_dir: Path
+    history: List[EpochRecord]
+
+    @property
+    def lowest_loss(self) -> Tuple[int, Optional[float], Optional[float]]:
+        """The epoch of lowest validation loss (``nnabla_cli``'s best, whose parameters are ``results.nnp``), the loss and
+        the validation accuracy at that epoch."""
+        epoch = self.summary["best_epoch"]
+        return epoch, self.summary.get("best_valid_error"), self.summary.get("best_valid_accuracy")
+
+    @property
+    def highest_accuracy(self) -> Tuple[Optional[int], Optional[float]]:
+        """The epoch of highest validation accuracy and that accuracy (not the one ``results.nnp`` holds)."""
+        scored = [r for r in self.history if r.valid_accuracy is not None]
+        if not scored:
+            return None, None
+        best = max(scored, key=lambda r: (r.valid_accuracy, -r.epoch))
+        return best.epoch, best.valid_accuracy
+
+    @property
+    def test_right(self) -> Optional[int]:
+        return None if self.test_count is None else int(round(self.test_accuracy * self.test_count))
+
+
+def read_run(marker: Path, kind: str) -> Run:
+    """A run from its ``stage.json`` (paths in it are relative to its folder, so a moved run folder still reads)."""
+    record = json.loads(marker.read_text())
+    folder = marker.parent
+    result_dir, test_dir = folder / record["result_dir"], folder / record["test_dir"]
+    evaluation = test_dir / "evaluation.json"
+    count = json.loads(evaluation.read_text()).get("count") if evaluation.is_file() else None
+    history = read_training_log(result_dir) if (result_dir / "training_log.csv").is_file() else []
+    seed = record.get("settings", {}).get("seed", record["summary"].get("seed", 0))
+    return Run(kind, seed, folder, record["summary"], record.get("settings", {}), record["test_accuracy"], count,
+               result_dir, test_dir, history)
+
+
+def target_runs(run_dir: Path) -> Dict[str, List[Run]]:
+    """Every arm's finished runs, by seed."""
+    runs = {}
+    for kind, _ in ARMS:
+        found = [read_run(m, kind) for m in run_dir.glob(f"{kind}-s*/stage.json")]
+        if found:
+            runs[kind] = sorted(found, key=lambda r: r.seed)
+    return runs
+
+
+def source_run(run_dir: Path) -> Optional[Run]:
+    marker = run_dir / "source" / "stage.json"
+    return read_run(marker, "source") if marker.is_file() else None
+
+
+def percent(value: Optional[float]) -> str:
+    return "n/a" if value is None else f"{100 * value:.1f} %"
+
+
+def spread(values: Sequence[Optional[float]], fmt) -> str:
+    """One value as it is; two as both (a standard deviation of two says little); three or more as mean ± std."""
+    values = [v for v in values if v is not None]
+    if not values:
+        return "n/a"
+    if len(values) < 3:
+        return ", ".join(fmt(v) for v in values)
+    return f"{fmt(statistics.mean(values))} ± {fmt(statistics.stdev(values))}"
+
+
+def arm_rows(runs: Dict[str, List[Run]]) -> List[Dict[str, str]]:
+    """The comparison table: one row an arm."""
+    rows = []
+    for kind, label in ARMS:
+        arm = runs.get(kind)
+        if not arm:
+            continue
+        rows.append({
+            "arm": label,
+            "seeds": str(len(arm)),
+            "test accuracy": spread([r.test_accuracy for r in arm], percent),
+            "lowest validation loss (cross-entropy)": spread([r.lowest_loss[1] for r in arm], "{:.3f}".format),
+            "at epoch": spread([float(r.lowest_loss[0]) for r in arm], "{:.0f}".format),
+            "validation accuracy at that epoch": spread([r.lowest_loss[2] for r in arm], percent),
+            "highest validation accuracy": spread([r.highest_accuracy[1] for r in arm], percent),
+            "wall time": spread([r.summary["wall_seconds"] for r in arm], "{:.0f} s".format),
+            "training img/s": spread([r.summary["images_per_second"] for r in arm], "{:.1f}".format),
+            "frozen parameters": f"{arm[0].summary['frozen_parameter_values']:,}",
+        })
+    return rows
+
+
+def seed_rows(runs: Dict[str, List[Run]]) -> List[Dict[str, str]]:
+    """One row a run: each seed's figures, nothing averaged."""
+    rows = []
+    for kind, label in ARMS:
+        for r in runs.get(kind, []):
+            epoch, loss, at = r.lowest_loss
+            top_epoch, top = r.highest_accuracy
+            rows.append({
+                "arm": label, "seed": str(r.seed), "test accuracy": percent(r.test_accuracy),
+                "test images right": "n/a" if r.test_right is None else f"{r.test_right} / {r.test_count}",
+                "lowest validation loss": "n/a" if loss is None else f"{loss:.3f} (epoch {epoch})",
+                "validation accuracy at that epoch": percent(at),
+                "highest validation accuracy": "n/a" if top is None else f"{percent(top)} (epoch {top_epoch})",
+                "wall time": f"{r.summary['wall_seconds']:.0f} s",
+            })
+    return rows
+
+
+@dataclass
+class Difference:
+    """An arm's test accuracy minus scratch's, seed by seed (same seed, same data order and initial head)."""
+
+    kind: str
+    per_seed: Dict[int, float]
+
+    @property
+    def mean(self) -> float:
+        return statistics.mean(self.per_seed.values())
+
+    @property
+    def interval(self) -> Optional[Tuple[float, float]]:
+        """The 95 % confidence interval of the mean paired difference (Student's t), from two seeds on."""
+        n = len(self.per_seed)
+        if n < 2:
+            return None
+        from scipy.stats import t
+
+        half = t.ppf(0.975, n - 1) * statistics.stdev(self.per_seed.values()) / math.sqrt(n)
+        return self.mean - half, self.mean + half
+
+
+def differences(runs: Dict[str, List[Run]]) -> List[Difference]:
+    baseline = {r.seed: r.test_accuracy for r in runs.get(BASELINE, [])}
+    found = []
+    for kind, _ in ARMS:
+        if kind == BASELINE or kind not in runs:
+            continue
+        paired = {r.seed: r.test_accuracy - baseline[r.seed] for r in runs[kind] if r.seed in baseline}
+        if paired:
+            found.append(Difference(kind, paired))
+    return found
+
+
+def points(value: float) -> str:
+    return f"{100 * value:+.1f} points"
+
+
+def difference_rows(runs: Dict[str, List[Run]]) -> List[Dict[str, str]]:
+    labels = dict(ARMS)
+    rows = []
+    for d in differences(runs):
+        interval = d.interval
+        if interval is None:
+            verdict = "one seed: no interval (run with --seeds 3 or more to tell a gain from noise)"
+        else:
+            zero = "excludes" if interval[0] > 0 or interval[1] < 0 else "includes"
+            verdict = f"{points(interval[0])} to {points(interval[1])} ({zero} 0)"
+        rows.append({
+            "arm against from scratch": labels[d.kind], "seeds paired": str(len(d.per_seed)),
+            "test accuracy difference (mean)": points(d.mean), "95 % interval": verdict,
+            "per seed": ", ".join(f"s{s}: {points(v)}" for s, v in sorted(d.per_seed.items())),
+        })
+    return rows
