@@ -239,11 +239,14 @@ def _add_train(sub, common: argparse.ArgumentParser) -> None:
     p.add_argument("--device-id", type=arguments.device, default=0)
     p.add_argument("--epochs", type=arguments.count, help="override the project's max_epoch")
     p.add_argument("--batch-size", type=arguments.batch, help="override the project's batch size")
-    p.add_argument("--resume", action="store_true", help="continue the run in RESULT_DIR from its last checkpoint")
-    p.add_argument("--frozen-bn", choices=["inference", "batch"], default="inference")
-    p.add_argument("--seed", type=arguments.seed, default=0)
-    p.add_argument("--cache-frozen", choices=["auto", "on", "off"], default="auto",
-                   help="compute a frozen, deterministic prefix of the network once per image and train the rest on it")
+    p.add_argument("--resume", action="store_true", help="continue the run in RESULT_DIR from its last checkpoint, with "
+                   "its own settings (--epochs may raise its epoch count; other flags must agree with it)")
+    p.add_argument("--frozen-bn", choices=["inference", "batch"],
+                   help="a BN whose beta and gamma are frozen: running statistics (inference, the default) or batch ones")
+    p.add_argument("--seed", type=arguments.seed, help="data order and dropout (default 0)")
+    p.add_argument("--cache-frozen", choices=["auto", "on", "off"],
+                   help="compute a frozen, deterministic prefix of the network once per image and train the rest on it "
+                   "(default auto)")
     p.add_argument("--cache-budget", type=arguments.size, metavar="SIZE", help="RAM for cached features (e.g. 2G); beyond it a "
                    "memory-mapped file in RESULT_DIR/cache (default: a quarter of memory)")
     p.add_argument("--workers", type=int, metavar="N", help="CPU threads, each on a slice of every batch; the update equals "

@@ -191,8 +191,8 @@ def test_export_weights_from_another_network_is_refused(cli, tmp_path):
 
 
 @pytest.mark.parametrize("header, rows, given, expected", [
-    ("x:image,y:label;a;b;c;d", ["0", "1"], None, "4 classes (the names in its header of"),
-    ("x:image,y:label", ["0", "5", "2"], None, "6 classes (its largest label + 1 of"),
+    ("x:image,y:label;a;b;c;d", ["0", "1"], None, "4 classes (from "),
+    ("x:image,y:label", ["0", "5", "2"], None, "6 classes (from "),
     ("x:image,y:label;a;b;c;d", ["0"], "4", "4 classes (--classes)"),
     ("x:image,y:label;a;b;c;d", ["0"], "3", "its header names 4 classes, --classes says 3"),
     ("x:image,y:label;a", ["0"], None, "has 1 class (the names in its header); a classifier needs at least 2"),

@@ -472,6 +472,28 @@ def test_resume_continues_the_run_as_it_was_started(tmp_path):
     assert [r.epoch for r in more.history] == [1, 2]
 
 
+def test_resume_restores_the_runs_own_settings_and_refuses_contradictions(cli, tmp_path):
+    """--resume takes seed, frozen BN, cache choice, workers and batch size from the checkpoint; a flag contradicting
+    one is one line; --epochs may raise the count (and says so) but not go below the epochs trained."""
+    project = tiny_project(tmp_path, epochs=3)
+    first = cli("train", project, "-o", tmp_path / "r", "--epochs", "2", "--seed", "5", "--workers", "1",
+                "--cache-frozen", "off", "--batch-size", "2")
+    assert first.code == 0, first.err
+    before = (tmp_path / "r" / "checkpoint.zip").read_bytes()
+    for flags, message in [(["--seed", "6"], "--seed 6 contradicts the run's own --seed 5"),
+                           (["--workers", "2"], "--workers 2 contradicts the run's own --workers 1"),
+                           (["--cache-frozen", "auto"], "--cache-frozen auto contradicts the run's own --cache-frozen off"),
+                           (["--batch-size", "4"], "--batch-size 4 contradicts"),
+                           (["--epochs", "1"], "--epochs 1: the run has trained 2 epochs already")]:
+        result = cli("train", project, "-o", tmp_path / "r", "--resume", *flags)
+        assert result.code == 2 and message in result.err and len(result.err.strip().splitlines()) == 1, (flags, result.err)
+        assert (tmp_path / "r" / "checkpoint.zip").read_bytes() == before
+    result = cli("train", project, "-o", tmp_path / "r", "--resume", "--epochs", "3", "--seed", "5")
+    assert result.code == 0 and "resuming: training to 3 epochs (the run was started for 2)" in result.err, result.err
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
+    assert (summary["epochs"], summary["seed"], summary["workers"], summary["batch_size"]) == (3, 5, 1, 2)
+
+
 def test_batch_size_flag_makes_an_epoch_one_pass_over_the_data(tmp_path, monkeypatch):
     import nnc_tools.training.train as training
 

@@ -254,7 +254,7 @@ def _classes(given: Optional[int], train_csv: Optional[PathLike]) -> Tuple[int, 
     if counted < 2:
         raise NncToolsError(train_csv, f"has {counted} class ({where}); a classifier needs at least 2")
     if given is None:
-        return counted, f"{where} of {train_csv}"
+        return counted, f"from {train_csv}: {where}"
     if where == "the names in its header" and counted != given:
         raise NncToolsError(train_csv, f"its header names {counted} classes, --classes says {given}")
     return given, "--classes"

@@ -61,8 +61,8 @@ def load_checkpoint(path: Path, solvers) -> Tuple[int, List[EpochRecord], Tuple[
 
 
 def checkpoint_settings(path: Path) -> Dict:
-    """The settings a checkpoint's run was started with, after checking the checkpoint is whole (before a resumed run
-    touches its result folder): a damaged or truncated one is one line naming it."""
+    """The settings a checkpoint's run was started with and ``trained_epochs``, the epochs it holds, after checking the
+    checkpoint is whole (before a resumed run touches its result folder): a damaged or truncated one is one line naming it."""
     try:
         with zipfile.ZipFile(path) as zf:
             names = set(zf.namelist())
@@ -74,4 +74,4 @@ def checkpoint_settings(path: Path) -> Dict:
     except (zipfile.BadZipFile, OSError, ValueError, KeyError, TypeError) as e:
         raise NncToolsError(path, f"damaged checkpoint, cannot resume ({' '.join(str(e).split())}); "
                             "start in another folder") from None
-    return state.get("settings") or {}
+    return {**(state.get("settings") or {}), "trained_epochs": int(state["epoch"])}

@@ -58,10 +58,10 @@ class TrainOptions:
     device_id: int = 0
     weights: Optional[PathLike] = None
     resume: bool = False
-    seed: int = 0
-    frozen_bn: str = "inference"  # or "batch"
+    seed: Optional[int] = None  # None: not given (0, or the resumed run's)
+    frozen_bn: Optional[str] = None  # "inference" (the default) or "batch"
     progress: bool = True
-    cache_frozen: str = "auto"  # auto | on | off
+    cache_frozen: Optional[str] = None  # auto (the default) | on | off
     cache_budget: Optional[int] = None  # bytes of RAM for cached features; default a quarter of memory
     workers: Optional[int] = None  # CPU threads for data-parallel training; default every core this process may use
 
@@ -98,6 +98,33 @@ def train_step(opt, solvers, batch: Dict[str, np.ndarray], iteration: int, funct
     return loss
 
 
+OPTION_DEFAULTS = {"seed": 0, "frozen_bn": "inference", "cache_frozen": "auto"}
+RESUMED = ("batch_size", "seed", "frozen_bn", "cache_frozen", "workers")  # what --resume takes from the checkpoint
+
+
+def resumed_options(options: TrainOptions, checkpoint: Path) -> TrainOptions:
+    """The options a resumed run goes on with: its own (batch size, seed, frozen BN, cache choice, workers), a flag
+    that contradicts one of them refused; ``--epochs`` may differ (the run then trains to that many, and says so) but
+    not fall below the epochs already trained."""
+    saved = checkpoint_settings(checkpoint)
+    restored = {}
+    for key in RESUMED:
+        given, was = getattr(options, key), saved.get(key)
+        if was is None:
+            continue
+        if given is not None and given != was:
+            flag = "--" + key.replace("_", "-")
+            raise NncToolsError(checkpoint.parent, f"{flag} {given} contradicts the run's own {flag} {was}: resume "
+                                f"without {flag}, or start in another folder")
+        restored[key] = was
+    epochs, was, done = options.epochs, saved.get("epochs"), saved["trained_epochs"]
+    if epochs is not None and epochs < done:
+        raise NncToolsError(checkpoint.parent, f"--epochs {epochs}: the run has trained {done} epochs already")
+    if epochs is not None and was is not None and epochs != was:
+        log.info(f"resuming: training to {epochs} epochs (the run was started for {was})")
+    return replace(options, epochs=epochs if epochs is not None else was, **restored)
+
+
 def train(project_path: PathLike, result_dir: PathLike, options: Optional[TrainOptions] = None) -> TrainResult:
     """Train a project; see the module docstring for what is written to ``result_dir``."""
     options = options or TrainOptions()
@@ -105,10 +132,9 @@ def train(project_path: PathLike, result_dir: PathLike, options: Optional[TrainO
     checkpoint = result_dir / CHECKPOINT
     if checkpoint.exists() and not options.resume:
         raise NncToolsError(result_dir, "holds an earlier run (use --resume to continue it, or another folder)")
-    if options.resume and checkpoint.exists():  # the run goes on as it was started, unless a flag says otherwise
-        saved = checkpoint_settings(checkpoint)
-        options = replace(options, epochs=options.epochs or saved.get("epochs"),
-                          batch_size=options.batch_size or saved.get("batch_size"))
+    if options.resume and checkpoint.exists():  # the run goes on as it was started
+        options = resumed_options(options, checkpoint)
+    options = replace(options, **{k: v for k, v in OPTION_DEFAULTS.items() if getattr(options, k) is None})
     if options.frozen_bn not in ("inference", "batch"):
         raise NncToolsError(None, f"--frozen-bn must be inference or batch, got {options.frozen_bn}")
     context = make_context(options.context, options.device_id)
@@ -326,7 +352,9 @@ class TrainingRun:
             save_project(current, self.result_dir / "results.nnp")
         write_reports(self.result_dir, self.history)
         save_checkpoint(self.checkpoint, epoch, self.solvers, self.history, self.best, self.options.seed,
-                        {"epochs": self.epochs, "batch_size": self.batch_size})
+                        {"epochs": self.epochs, "batch_size": self.batch_size, "seed": self.options.seed,
+                         "frozen_bn": self.options.frozen_bn, "cache_frozen": self.options.cache_frozen,
+                         "workers": self.workers})
 
     # ------------------------------------------------------------------------------------------------------ the end
 
