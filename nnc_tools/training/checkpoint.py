@@ -4,8 +4,10 @@ written atomically, so that a run killed at any moment resumes where its last ep
 from __future__ import annotations
 
 import json
+import logging
 import zipfile
 from collections import OrderedDict
+from dataclasses import replace
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
@@ -15,6 +17,8 @@ from ..errors import NncToolsError
 from ..fileio import atomic_output
 from ..formats.parameters import Parameter, decode_parameters, encode_parameters
 from .records import EpochRecord, history_as_dicts
+
+log = logging.getLogger(__name__)
 
 CHECKPOINT = "checkpoint.zip"
 
@@ -75,3 +79,29 @@ def checkpoint_settings(path: Path) -> Dict:
         raise NncToolsError(path, f"damaged checkpoint, cannot resume ({' '.join(str(e).split())}); "
                             "start in another folder") from None
     return {**(state.get("settings") or {}), "trained_epochs": int(state["epoch"])}
+
+
+RESUMED = ("batch_size", "seed", "frozen_bn", "cache_frozen", "workers")  # what --resume takes from the checkpoint
+
+
+def resumed_options(options, checkpoint: Path):
+    """The options a resumed run goes on with: its own (batch size, seed, frozen BN, cache choice, workers), a flag
+    that contradicts one of them refused; ``--epochs`` may differ (the run then trains to that many, and says so) but
+    not fall below the epochs already trained."""
+    saved = checkpoint_settings(checkpoint)
+    restored = {}
+    for key in RESUMED:
+        given, was = getattr(options, key), saved.get(key)
+        if was is None:
+            continue
+        if given is not None and given != was:
+            flag = "--" + key.replace("_", "-")
+            raise NncToolsError(checkpoint.parent, f"{flag} {given} contradicts the run's own {flag} {was}: resume "
+                                f"without {flag}, or start in another folder")
+        restored[key] = was
+    epochs, was, done = options.epochs, saved.get("epochs"), saved["trained_epochs"]
+    if epochs is not None and epochs < done:
+        raise NncToolsError(checkpoint.parent, f"--epochs {epochs}: the run has trained {done} epochs already")
+    if epochs is not None and was is not None and epochs != was:
+        log.info(f"resuming: training to {epochs} epochs (the run was started for {was})")
+    return replace(options, epochs=epochs if epochs is not None else was, **restored)

@@ -36,7 +36,7 @@ from ..formats.naming import is_statistic
 from ..formats.nnc_csv import dataset_path, read_header_and_count
 from ..formats.nnp import Project, load_project, network_text, save_project
 from ..project.weights import copy_weights
-from .checkpoint import CHECKPOINT, checkpoint_settings, current_parameters, load_checkpoint, save_checkpoint
+from .checkpoint import CHECKPOINT, current_parameters, load_checkpoint, resumed_options, save_checkpoint
 from .checks import check_labels
 from .engine import make_context, quick_array_access, resolve_workers
 from .evaluate import evaluate
@@ -99,32 +99,6 @@ def train_step(opt, solvers, batch: Dict[str, np.ndarray], iteration: int, funct
 
 
 OPTION_DEFAULTS = {"seed": 0, "frozen_bn": "inference", "cache_frozen": "auto"}
-RESUMED = ("batch_size", "seed", "frozen_bn", "cache_frozen", "workers")  # what --resume takes from the checkpoint
-
-
-def resumed_options(options: TrainOptions, checkpoint: Path) -> TrainOptions:
-    """The options a resumed run goes on with: its own (batch size, seed, frozen BN, cache choice, workers), a flag
-    that contradicts one of them refused; ``--epochs`` may differ (the run then trains to that many, and says so) but
-    not fall below the epochs already trained."""
-    saved = checkpoint_settings(checkpoint)
-    restored = {}
-    for key in RESUMED:
-        given, was = getattr(options, key), saved.get(key)
-        if was is None:
-            continue
-        if given is not None and given != was:
-            flag = "--" + key.replace("_", "-")
-            raise NncToolsError(checkpoint.parent, f"{flag} {given} contradicts the run's own {flag} {was}: resume "
-                                f"without {flag}, or start in another folder")
-        restored[key] = was
-    epochs, was, done = options.epochs, saved.get("epochs"), saved["trained_epochs"]
-    if epochs is not None and epochs < done:
-        raise NncToolsError(checkpoint.parent, f"--epochs {epochs}: the run has trained {done} epochs already")
-    if epochs is not None and was is not None and epochs != was:
-        log.info(f"resuming: training to {epochs} epochs (the run was started for {was})")
-    return replace(options, epochs=epochs if epochs is not None else was, **restored)
-
-
 def train(project_path: PathLike, result_dir: PathLike, options: Optional[TrainOptions] = None) -> TrainResult:
     """Train a project; see the module docstring for what is written to ``result_dir``."""
     options = options or TrainOptions()
