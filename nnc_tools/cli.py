@@ -13,6 +13,7 @@ from typing import List, Optional
 logging.getLogger("nnabla").setLevel(os.environ.get("NNC_TL_NNABLA_LOG", "WARNING"))
 
 from . import __version__, arguments  # noqa: E402
+from .cli_training import add_training_commands  # noqa: E402
 from .errors import NncToolsError  # noqa: E402
 
 
@@ -91,48 +92,6 @@ def _cmd_dataset(args: argparse.Namespace) -> int:
     for csv, (split, count) in zip(result.csvs, result.counts.items()):
         per = sorted(set(result.per_class[split].values()))
         print(f"  {csv}: {count} rows ({'/'.join(map(str, per))} per class)")
-    return 0
-
-
-def _cmd_train(args: argparse.Namespace) -> int:
-    from .training.train import TrainOptions, train
-
-    options = TrainOptions(epochs=args.epochs, batch_size=args.batch_size, context=args.context, device_id=args.device_id,
-                           weights=args.weights, resume=args.resume, seed=args.seed, frozen_bn=args.frozen_bn,
-                           cache_frozen=args.cache_frozen, cache_budget=args.cache_budget, workers=args.workers)
-    result = train(args.project, args.output, options)
-    s = result.summary
-    for name, why in result.reinitialised:
-        print(f"re-initialised {name}: {why}")
-    accuracy = "n/a" if s["accuracy"] is None else f"{s['accuracy']:.4f}"
-    print(f"best epoch {s['best_epoch']} of {s['epochs']}: validation accuracy {accuracy}, "
-          f"{s['images_per_second']:.1f} img/s, {s['wall_seconds']:.1f} s; {len(s['frozen_parameters'])} parameters frozen")
-    print(f"wrote {result.result_dir}/results.nnp, results_current.nnp, monitoring_report.yml, training_log.csv, "
-          "learning_curve.png, confusion_matrix.csv/.png, summary.json")
-    return 0
-
-
-def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from .training.evaluate import evaluate, format_evaluation
-
-    result = evaluate(args.project, args.dataset, args.output, batch_size=args.batch_size)
-    print(format_evaluation(result))
-    if args.output:
-        print(f"wrote {args.output}/confusion_matrix.csv, confusion_matrix.png, evaluation.json")
-    return 0
-
-
-def _cmd_experiment(args: argparse.Namespace) -> int:
-    from .experiment.config import load_config
-    from .experiment.report import headline
-    from .experiment.transfer import run_transfer
-
-    config = load_config(args.config, seeds=args.seeds, source_epochs=args.source_epochs, target_epochs=args.target_epochs,
-                         batch_size=args.batch_size, network=args.network)
-    report = run_transfer(args.output, config, synthetic=args.synthetic, cifar10=args.cifar10, cifar100=args.cifar100,
-                          source_weights=args.source_weights, verify=not args.no_verify)
-    print(headline(args.output))
-    print(f"report: {report} (and {report.with_suffix('.md')})")
     return 0
 
 
@@ -224,65 +183,6 @@ def _add_dataset(sub, common: argparse.ArgumentParser) -> None:
     p.set_defaults(func=_cmd_dataset)
 
 
-def _add_train(sub, common: argparse.ArgumentParser) -> None:
-    p = sub.add_parser(
-        "train", parents=[common],
-        help="train a project with NNabla, honouring every learning-rate multiplier exactly",
-        description="Train PROJECT (.nnp/.nntxt/.prototxt/.protobuf) with NNabla's own loader and solvers. A multiplier m "
-        "trains that parameter at lr x m (0: frozen); a Batch Normalization with beta and gamma frozen runs on its running "
-        "statistics unless --frozen-bn batch.",
-    )
-    p.add_argument("project")
-    p.add_argument("-o", "--output", required=True, metavar="RESULT_DIR")
-    p.add_argument("--weights", metavar="FROM.nnp", help="start from these parameters where name and shape match")
-    p.add_argument("--context", default="cpu", choices=["cpu", "cudnn"])
-    p.add_argument("--device-id", type=arguments.device, default=0)
-    p.add_argument("--epochs", type=arguments.count, help="override the project's max_epoch")
-    p.add_argument("--batch-size", type=arguments.batch, help="override the project's batch size")
-    p.add_argument("--resume", action="store_true", help="continue the run in RESULT_DIR from its last checkpoint, with "
-                   "its own settings (--epochs may raise its epoch count; other flags must agree with it)")
-    p.add_argument("--frozen-bn", choices=["inference", "batch"],
-                   help="a BN whose beta and gamma are frozen: running statistics (inference, the default) or batch ones")
-    p.add_argument("--seed", type=arguments.seed, help="data order and dropout (default 0)")
-    p.add_argument("--cache-frozen", choices=["auto", "on", "off"],
-                   help="compute a frozen, deterministic prefix of the network once per image and train the rest on it "
-                   "(default auto)")
-    p.add_argument("--cache-budget", type=arguments.size, metavar="SIZE", help="RAM for cached features (e.g. 2G); beyond it a "
-                   "memory-mapped file in RESULT_DIR/cache (default: a quarter of memory)")
-    p.add_argument("--workers", type=int, metavar="N", help="CPU threads, each on a slice of every batch; the update equals "
-                   "one worker's (default: every core; on GPU one process per device)")
-    p.set_defaults(func=_cmd_train)
-
-
-def _add_evaluate(sub, common: argparse.ArgumentParser) -> None:
-    p = sub.add_parser("evaluate", parents=[common],
-                       help="accuracy, per-class table and confusion matrix of a trained project on a dataset CSV")
-    p.add_argument("project", metavar="RESULT.nnp")
-    p.add_argument("--dataset", required=True, metavar="CSV")
-    p.add_argument("-o", "--output", metavar="DIR", help="write confusion_matrix.csv/.png and evaluation.json here")
-    p.add_argument("--batch-size", type=arguments.batch, default=64)
-    p.set_defaults(func=_cmd_evaluate)
-
-
-def _add_experiment(sub, common: argparse.ArgumentParser) -> None:
-    p = sub.add_parser("experiment", parents=[common],
-                       help="run a whole experiment (transfer: source pretraining, scratch vs transfer, report)")
-    p.add_argument("kind", choices=["transfer"])
-    p.add_argument("-c", "--config", metavar="CONFIG.yaml", help="settings (default: the reference experiment; see experiments/)")
-    p.add_argument("-o", "--output", required=True, metavar="RUN_DIR")
-    p.add_argument("--synthetic", action="store_true", help="generated CIFAR-format data instead of the real archives")
-    p.add_argument("--cifar10", metavar="PATH|URL", help="cifar-10-python.tar.gz (or binary, or a folder, or a URL)")
-    p.add_argument("--cifar100", metavar="PATH|URL", help="cifar-100-python.tar.gz (or binary, or a folder, or a URL)")
-    p.add_argument("--source-weights", metavar="FROM.nnp", help="skip source pretraining and take these weights")
-    p.add_argument("--seeds", type=arguments.count, help="repeat both target runs with this many seeds (mean ± std)")
-    p.add_argument("--source-epochs", type=arguments.count)
-    p.add_argument("--target-epochs", type=arguments.count)
-    p.add_argument("--batch-size", type=arguments.batch)
-    p.add_argument("--network")
-    p.add_argument("--no-verify", action="store_true", help="skip the md5 check of official archive names")
-    p.set_defaults(func=_cmd_experiment)
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = arguments.Parser(
         prog="nnc-tl",
@@ -304,9 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_networks(sub, common)
     _add_export(sub, common)
     _add_dataset(sub, common)
-    _add_train(sub, common)
-    _add_evaluate(sub, common)
-    _add_experiment(sub, common)
+    add_training_commands(sub, common)
     return parser
 
 

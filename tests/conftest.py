@@ -42,23 +42,25 @@ def nnc_samples(pattern: str) -> List[Path]:
 needs_samples = pytest.mark.skipif(not NNC_SAMPLES.is_dir(), reason=f"{NNC_SAMPLES} is absent (../shared not checked out)")
 
 
-def tiny_contents(batch_size: int = 4, classes: int = 3, seed: int = 0) -> dict:
-    """A two-layer CNN with NNC names, its training/validation networks, an optimizer, datasets and an executor."""
+def tiny_net(x, classes: int, test: bool):
+    """conv -> BN -> ReLU -> pool -> affine -> softmax, named the NNC way."""
+    h = PF.convolution(x, 4, (3, 3), pad=(1, 1), name="Convolution")
+    h = PF.batch_normalization(h, batch_stat=not test, name="BatchNormalization")
+    h = F.relu(h)
+    h = F.max_pooling(h, (2, 2))
+    return F.softmax(PF.affine(h, classes, name="Affine"))
+
+
+def tiny_contents(batch_size: int = 4, classes: int = 3, seed: int = 0, net=tiny_net, input_shape=(1, 8, 8)) -> dict:
+    """A classifier (``net(x, classes, test)`` gives its probabilities; default a two-layer CNN with NNC names), its
+    training/validation networks, an optimizer, datasets and an executor, as nnabla.utils.save takes them."""
     nn.clear_parameters()
     np.random.seed(seed)
-    x = nn.Variable((batch_size, 1, 8, 8))
+    x = nn.Variable((batch_size, *input_shape))
     t = nn.Variable((batch_size, 1))
-
-    def net(test: bool):
-        h = PF.convolution(x, 4, (3, 3), pad=(1, 1), name="Convolution")
-        h = PF.batch_normalization(h, batch_stat=not test, name="BatchNormalization")
-        h = F.relu(h)
-        h = F.max_pooling(h, (2, 2))
-        return F.softmax(PF.affine(h, classes, name="Affine"))
-
-    loss = F.categorical_cross_entropy(net(False), t)  # per example, as NNC's CategoricalCrossEntropy layer
-    loss_v = F.categorical_cross_entropy(net(True), t)
-    y = net(True)
+    loss = F.categorical_cross_entropy(net(x, classes, False), t)  # per example, as NNC's CategoricalCrossEntropy layer
+    loss_v = F.categorical_cross_entropy(net(x, classes, True), t)
+    y = net(x, classes, True)
     solver = S.Momentum(0.01, 0.9)
     solver.set_parameters(nn.get_parameters())
     return {
@@ -210,13 +212,13 @@ def write_images(folder: Path, n: int, classes: int = 3, seed: int = 0, name: st
     return write_image_csv(folder, n, classes=classes, seed=seed, name=name)
 
 
-def tiny_project(folder: Path, n_train: int = 24, batch: int = 4, epochs: int = 2) -> Path:
-    """conftest's conv -> BN -> ReLU -> pool -> affine project, with training and validation CSVs beside it."""
+def tiny_project(folder: Path, n_train: int = 24, batch: int = 4, epochs: int = 2, net=tiny_net, classes: int = 3) -> Path:
+    """conftest's conv -> BN -> ReLU -> pool -> affine project (or ``net``'s), with training and validation CSVs beside it."""
     from nnabla.utils.save import save as nnabla_save
 
-    train_csv = write_images(folder, n_train, name="training")
-    val_csv = write_images(folder, 9, seed=1, name="validation")
-    contents = tiny_contents(batch_size=batch)
+    train_csv = write_image_csv(folder, n_train, classes=classes, name="training")
+    val_csv = write_image_csv(folder, 9, classes=classes, seed=1, name="validation")
+    contents = tiny_contents(batch_size=batch, classes=classes, net=net)
     contents["training_config"]["max_epoch"] = epochs
     contents["training_config"]["iter_per_epoch"] = n_train // batch
     contents["datasets"][0]["uri"] = train_csv.name

@@ -1,0 +1,274 @@
+"""`nnc-tl retarget`: trained projects (the zoo's after `nnc-tl train`, plain NNabla ones not in the zoo, NNC samples)
+pointed at a dataset with another number of classes; the head found, resized and re-initialised in every network,
+everything else copied bit for bit; what it writes trains under nnc-tl and nnabla_cli; every bad input one line."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import nnabla.functions as F
+import nnabla.parametric_functions as PF
+import numpy as np
+import pytest
+
+from nnc_tools.formats.nnp import load_project, multipliers
+from nnc_tools.training.evaluate import executor_classes
+from nnc_tools.training.train import TrainOptions, train
+
+from .conftest import NNC_SAMPLES, needs_samples, params_of, tiny_project, write_image_csv
+
+
+def mlp(x, classes, test):
+    h = F.relu(PF.affine(x, 16, name="Affine"))
+    return F.softmax(PF.affine(h, classes, name="Affine_2"))
+
+
+def gap_resnet(x, classes, test):
+    """A residual block, global average pooling, then the classifier (a ResNet's tail)."""
+    h = F.relu(PF.batch_normalization(PF.convolution(x, 4, (3, 3), pad=(1, 1), name="Convolution"), batch_stat=not test,
+                                      name="BatchNormalization"))
+    r = PF.batch_normalization(PF.convolution(h, 4, (3, 3), pad=(1, 1), name="Convolution_2"), batch_stat=not test,
+                               name="BatchNormalization_2")
+    h = F.relu(F.add2(h, r))
+    h = F.global_average_pooling(h)
+    return F.softmax(PF.affine(h, classes, name="Affine"))
+
+
+def two_affine(x, classes, test):
+    h = F.relu(PF.convolution(x, 4, (3, 3), pad=(1, 1), name="Convolution"))
+    h = F.relu(PF.affine(h, 12, name="Affine"))
+    if not test:
+        h = F.dropout(h, 0.5)
+    return F.softmax(PF.affine(h, classes, name="Affine_2"))
+
+
+def conv_head(x, classes, test):
+    """NiN-style: the classes are a convolution's maps, averaged over the image."""
+    h = F.relu(PF.convolution(x, 4, (3, 3), pad=(1, 1), name="Convolution"))
+    h = PF.convolution(h, classes, (1, 1), name="Convolution_2")
+    h = F.reshape(F.average_pooling(h, (8, 8)), (x.shape[0], classes))
+    return F.softmax(h)
+
+
+def trained(tmp_path: Path, net, classes: int = 3) -> Path:
+    source = tiny_project(tmp_path / "source", net=net, classes=classes, epochs=1)
+    train(source, tmp_path / "source" / "r", TrainOptions(progress=False, workers=1))
+    return tmp_path / "source" / "r" / "results.nnp"
+
+
+def new_data(tmp_path: Path, classes: int):
+    folder = tmp_path / "new"
+    return (write_image_csv(folder, 20, classes=classes, seed=3, name="training"),
+            write_image_csv(folder, 10, classes=classes, seed=4, name="validation"))
+
+
+def head_shapes(project: Path, names):
+    proto = load_project(project).proto
+    return {(n.name, v.name): list(v.shape.dim) for n in proto.network for v in n.variable if v.name in names}
+
+
+@pytest.mark.parametrize("net, head, head_params", [
+    (mlp, "Affine_2", ["Affine_2/affine/W", "Affine_2/affine/b"]),
+    (gap_resnet, "Affine", ["Affine/affine/W", "Affine/affine/b"]),
+    (two_affine, "Affine_2", ["Affine_2/affine/W", "Affine_2/affine/b"]),
+    (conv_head, "Convolution_2", ["Convolution_2/conv/W", "Convolution_2/conv/b"]),
+])
+def test_plain_nnabla_projects_are_retargeted_in_every_network(cli, tmp_path, net, head, head_params):
+    source = trained(tmp_path, net)
+    train_csv, val_csv = new_data(tmp_path, 5)
+    target = tmp_path / "t.nnp"
+    result = cli("retarget", source, "-o", target, "--train-csv", train_csv, "--val-csv", val_csv)
+    assert result.code == 0, result.err
+    assert f"head {head} (" in result.out and "3 -> 5 classes" in result.out and "Main, MainValidation, MainRuntime" in result.out
+    before, after = params_of(source), params_of(target)
+    for name, p in before.items():
+        if name in head_params:
+            assert 5 in after[name].data.shape and 3 not in after[name].data.shape[:1 + (net is not conv_head)], name
+        else:
+            assert after[name].data.tobytes() == p.data.tobytes(), name  # bit for bit
+    assert np.abs(after[head_params[0]].data).sum() > 0  # the weight drawn anew, not zeros
+    assert executor_classes(load_project(target).proto) == 5
+    shapes = head_shapes(target, head_params)
+    assert {k[0] for k in shapes} == {"Main", "MainValidation", "MainRuntime"}
+    assert all(5 in dims for dims in shapes.values())
+    proto = load_project(target).proto
+    assert {d.name: d.uri for d in proto.dataset} == {"Training": "new/training.csv", "Validation": "new/validation.csv"}
+    assert proto.training_config.iter_per_epoch == 20 // 4
+    run = train(target, tmp_path / "r", TrainOptions(progress=False, epochs=1, workers=1))
+    assert run.summary["accuracy"] is not None
+
+
+def test_the_kept_head_trains_exactly_as_the_source_with_its_weights(tmp_path):
+    """Same class count: the head is kept, so training the retargeted project on the source's own data is training the
+    unretargeted project with --weights on that data: the same first-epoch cost, to the bit."""
+    from nnc_tools.training.retarget import RetargetOptions, retarget
+
+    source = trained(tmp_path, two_affine)
+    folder = tmp_path / "source"
+    target = folder / "t.nnp"
+    result = retarget(source, target, RetargetOptions(folder / "training.csv", folder / "validation.csv"))
+    assert result.reinitialised == [] and result.networks == []
+    a = train(target, tmp_path / "a", TrainOptions(progress=False, epochs=1, workers=1, seed=7))
+    b = train(folder / "p.nnp", tmp_path / "b", TrainOptions(progress=False, epochs=1, workers=1, seed=7, weights=source))
+    assert a.history[0].cost == b.history[0].cost
+    assert a.history[0].valid_error == b.history[0].valid_error
+
+
+def test_overlay_seed_and_training_settings(cli, tmp_path):
+    source = trained(tmp_path, two_affine)
+    train_csv, val_csv = new_data(tmp_path, 4)
+    overlay = tmp_path / "o.yaml"
+    overlay.write_text("rules:\n  - up_to: Affine\n    multiplier: 0\n")
+    args = ["--train-csv", train_csv, "--val-csv", val_csv, "-c", overlay, "--epochs", "7", "--batch-size", "2",
+            "--solver", "Adam", "--lr", "0.005"]
+    one = cli("retarget", source, "-o", tmp_path / "a.nnp", *args, "--seed", "1")
+    two = cli("retarget", source, "-o", tmp_path / "b.nnp", *args, "--seed", "2")
+    assert one.code == 0 and two.code == 0, one.err + two.err
+    assert "Affine/affine/W" in one.out and "1 -> 0" in one.out
+    a, b = params_of(tmp_path / "a.nnp"), params_of(tmp_path / "b.nnp")
+    assert a["Affine_2/affine/W"].data.tobytes() != b["Affine_2/affine/W"].data.tobytes()  # the seed draws the head
+    assert a["Affine/affine/W"].data.tobytes() == b["Affine/affine/W"].data.tobytes()
+    proto = load_project(tmp_path / "a.nnp").proto
+    m = multipliers(proto.optimizer[0])
+    assert m["Convolution/conv/W"] == 0 and m["Affine/affine/W"] == 0 and m["Affine_2/affine/W"] == 1
+    assert proto.optimizer[0].solver.type == "Adam" and proto.optimizer[0].solver.adam_param.alpha == pytest.approx(0.005)
+    assert (proto.training_config.max_epoch, proto.training_config.iter_per_epoch) == (7, 10)
+    assert all(d.batch_size == 2 for d in proto.dataset) and all(n.batch_size == 2 for n in proto.network)
+    run = train(tmp_path / "a.nnp", tmp_path / "r", TrainOptions(progress=False, epochs=1, workers=1))
+    assert run.summary["batch_size"] == 2
+
+
+def test_a_zoo_network_trained_by_nnc_tl_and_nnabla_cli_trains_the_retargeted_project(cli, tmp_path):
+    """resnet20 exported, trained, retargeted 10 -> 3 classes; the result trains under `nnabla_cli train -c T -p T` (the
+    form that starts from the project's weights: without -p nnabla_cli starts from random ones)."""
+    data = tmp_path / "data"
+    src_csv = write_image_csv(data, 20, classes=10, channels=3, size=16, name="src")
+    assert cli("export", "resnet20", "-o", tmp_path / "s.nnp", "--train-csv", src_csv, "--val-csv", src_csv,
+               "--input", "3,16,16", "--batch-size", "10").code == 0
+    assert cli("train", tmp_path / "s.nnp", "-o", tmp_path / "sr", "--epochs", "1", "--workers", "1").code == 0
+    train_csv = write_image_csv(data, 12, classes=3, channels=3, size=16, name="training")
+    overlay = tmp_path / "o.yaml"
+    overlay.write_text("rules:\n  - up_to: Convolution_19\n    multiplier: 0\n")
+    target = tmp_path / "t.nnp"
+    result = cli("retarget", tmp_path / "sr" / "results.nnp", "-o", target, "--train-csv", train_csv, "--val-csv", train_csv,
+                 "-c", overlay, "--epochs", "1", "--batch-size", "4")
+    assert result.code == 0, result.err
+    assert executor_classes(load_project(target).proto) == 3
+    exe = Path(sys.executable).with_name("nnabla_cli")
+    for with_p in (True, False):
+        out = tmp_path / f"cli-{with_p}"
+        out.mkdir()
+        command = [str(exe), "train", "-c", str(target), "-o", str(out)] + (["-p", str(target)] if with_p else [])
+        done = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path)
+        assert done.returncode == 0, done.stderr[-3000:]
+        frozen = params_of(out / "results.nnp")["Convolution_19/conv/W"].data
+        same = frozen.tobytes() == params_of(target)["Convolution_19/conv/W"].data.tobytes()
+        assert same == with_p  # frozen layers keep the source's weights only when -p passes them
+
+
+@needs_samples
+def test_an_nnc_sample_through_its_converted_prototxt(cli, tmp_path):
+    """NNC's LeNet (MNIST, 10 classes) as NNC's converter writes it, with parameters NNabla initialised from it, to 3
+    classes of 28x28 grey images."""
+    import nnabla as nn
+    from nnabla.utils.load import load as nnabla_load
+
+    prototxt = NNC_SAMPLES / "LeNet.prototxt"
+    if not prototxt.is_file():
+        pytest.skip(f"{prototxt} is absent")
+    nn.clear_parameters()
+    nnabla_load([str(prototxt)], prepare_data_iterator=False)
+    weights = tmp_path / "w.h5"
+    nn.save_parameters(str(weights))
+    train_csv = write_image_csv(tmp_path, 9, classes=3, size=28, name="training")
+    target = tmp_path / "lenet3.nnp"
+    result = cli("retarget", prototxt, "--weights", weights, "-o", target, "--train-csv", train_csv, "--val-csv", train_csv)
+    assert result.code == 0, result.err
+    assert "10 -> 3 classes" in result.out
+    proto = load_project(target).proto
+    assert executor_classes(proto) == 3 and {d.uri for d in proto.dataset} == {"training.csv"}
+
+
+def _no_loss(x, classes, test):
+    return PF.affine(x, classes, name="Affine")
+
+
+@pytest.mark.parametrize("case, message", [
+    ("no loss", "no classifier loss"),
+    ("two heads", "2 heads reach a loss"),
+    ("no labels", "has no label column y"),
+    ("one class", "has 1 class"),
+    ("image shape", "is 1x6x6 (channels x height x width); results.nnp's input is 1x8x8"),
+    ("head not parameterised", "--head ReLU: a ReLU, which has no parameters to resize"),
+    ("head unknown", "--head Afine_9: no such layer (closest: Affine"),
+    ("sdcproj target", "retarget writes"),
+    ("no parameters", "holds no trained parameters"),
+])
+def test_bad_inputs_are_one_line_and_write_nothing(cli, tmp_path, case, message):
+    source = trained(tmp_path, two_affine)
+    train_csv, val_csv = new_data(tmp_path, 4)
+    target = tmp_path / "t.nnp"
+    extra = []
+    if case == "no loss":
+        from nnabla.utils.save import save as nnabla_save
+
+        from .conftest import tiny_contents
+
+        contents = tiny_contents()
+        x = contents["networks"][0]["names"]["x"]
+        y = _no_loss(x, 3, False)
+        contents["networks"] = [{"name": "Main", "batch_size": 4, "outputs": {"y": F.squared_error(y, y)}, "names": {"x": x}}]
+        contents["executors"] = []
+        contents["monitors"] = []
+        source = tmp_path / "noloss.nnp"
+        nnabla_save(str(source), contents)
+    elif case == "two heads":
+        from nnabla.utils.save import save as nnabla_save
+
+        from .conftest import tiny_contents
+
+        contents = tiny_contents()
+        x, t = contents["networks"][0]["names"]["x"], contents["networks"][0]["names"]["y"]
+        other = F.categorical_cross_entropy(F.softmax(PF.affine(x, 3, name="Affine_9")), t)
+        contents["networks"].append({"name": "Other", "batch_size": 4, "outputs": {"loss": other}, "names": {"x": x, "y": t}})
+        source = tmp_path / "two.nnp"
+        nnabla_save(str(source), contents)
+    elif case == "no labels":
+        train_csv = tmp_path / "x.csv"
+        train_csv.write_text("x:image\nnew/training/0.png\n")
+    elif case == "one class":
+        train_csv = write_image_csv(tmp_path / "one", 3, classes=1, name="training")
+    elif case == "image shape":
+        train_csv = write_image_csv(tmp_path / "small", 6, classes=4, size=6, name="training")
+    elif case == "head not parameterised":
+        extra = ["--head", "ReLU"]
+    elif case == "head unknown":
+        extra = ["--head", "Afine_9"]
+    elif case == "sdcproj target":
+        target = tmp_path / "t.sdcproj"
+    elif case == "no parameters":
+        assert cli("convert", source, tmp_path / "bare.nntxt", "--param-format", "inline").code == 0
+        (tmp_path / "bare.nntxt").write_text(_without_parameters((tmp_path / "bare.nntxt").read_text()))
+        source = tmp_path / "bare.nntxt"
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    result = cli("retarget", source, "-o", target, "--train-csv", train_csv, "--val-csv", val_csv, *extra)
+    assert result.code == 2 and message in result.err, (case, result.err)
+    assert len(result.err.strip().splitlines()) == 1 and "Traceback" not in result.err
+    after = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    assert after == before  # nothing written, nothing changed
+
+
+def _without_parameters(text: str) -> str:
+    """A project text with its inline ``parameter { ... }`` blocks taken out."""
+    out, depth = [], 0
+    for line in text.splitlines():
+        if depth == 0 and line.startswith("parameter {"):
+            depth = 1
+            continue
+        if depth:
+            depth += line.count("{") - line.count("}")
+            continue
+        out.append(line)
+    return "\n".join(out) + "\n"
