@@ -272,3 +272,44 @@ def _without_parameters(text: str) -> str:
             continue
         out.append(line)
     return "\n".join(out) + "\n"
+
+
+RETARGETED = {"12_residual_learning", "LeNet", "nin", "resnet-110-cutout", "resnet-110_cifar100", "resnet-50", "shufflenet",
+              "squeezenet11", "vgg-11", "wav_keyboard_sound"}
+REFUSED = {"GoogLeNet": "3 heads reach a loss", "mnist_vae": "3-axis output", "01_logistic_regression": "BinaryCrossEntropy",
+           "02_binary_cnn": "BinaryCrossEntropy", "binary_semantic_segmentation": "BinaryCrossEntropy",
+           "gated_recurrent_unitGRU": "BinaryCrossEntropy", "mnist_dcgan": "BinaryCrossEntropy", "stacked_GRU": "BinaryCrossEntropy",
+           "resnet-110-deepmil": "SigmoidCrossEntropy", "synthetic_image_object_detection": "turns the head's 45 outputs"}
+
+
+@needs_samples
+def test_every_nnc_sample_is_retargeted_or_refused_in_one_line(tmp_path):
+    """Each NNC sample's converted prototxt, with NNabla-initialised parameters, to 3 classes: a Softmax classifier gets
+    a project NNabla loads with 3 outputs in its executor; the others (three heads, Sigmoid heads, a detector) a reason."""
+    import nnabla as nn
+    from nnabla.utils.load import load as nnabla_load
+
+    from nnc_tools.errors import NncToolsError
+    from nnc_tools.training.retarget import RetargetOptions, retarget
+
+    csv = tmp_path / "t.csv"
+    csv.write_text("x:image,y:label;a;b;c\nx.npy,0\nx.npy,2\n")  # no image to check against the input
+    seen = set()
+    for prototxt in sorted(NNC_SAMPLES.glob("*.prototxt")):
+        name = prototxt.stem
+        nn.clear_parameters()
+        nnabla_load([str(prototxt)], prepare_data_iterator=False)
+        weights = tmp_path / f"{name}.h5"
+        nn.save_parameters(str(weights))
+        target = tmp_path / f"{name}.nnp"
+        if name in REFUSED:
+            with pytest.raises(NncToolsError, match=REFUSED[name]):
+                retarget(prototxt, target, RetargetOptions(csv, csv, weights=weights))
+            assert not target.exists()
+        else:
+            retarget(prototxt, target, RetargetOptions(csv, csv, weights=weights))
+            nn.clear_parameters()
+            info = nnabla_load([str(target)], prepare_data_iterator=False, batch_size=2)
+            assert [tuple(v.variable_instance.shape) for e in info.executors.values() for v in e.output_assign] == [(2, 3)]
+            seen.add(name)
+    assert seen == RETARGETED & {p.stem for p in NNC_SAMPLES.glob("*.prototxt")}

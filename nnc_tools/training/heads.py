@@ -16,6 +16,10 @@ from .functions import CLASS_SCORE_LOSSES
 
 # Losses of a classifier: the first input is its per-class output (scores, probabilities or logits).
 CLASSIFIER_LOSSES = CLASS_SCORE_LOSSES | {"BinaryCrossEntropy", "SigmoidCrossEntropy"}
+# Functions that read a head's scores and give a value per sample (NNC's error monitors): the classes end there.
+SCORE_READERS = frozenset({"TopNError", "BinaryError"})
+# Losses whose labels are 0/1 per output (a Sigmoid head): the CSV's class indices do not fit them.
+PER_OUTPUT_LOSSES = frozenset({"BinaryCrossEntropy", "SigmoidCrossEntropy"})
 # Layers whose output count can be changed: Affine (the last axis of W) and Convolution (W's first axis, the maps).
 HEAD_TYPES = ("Affine", "Convolution")
 
@@ -28,6 +32,7 @@ class Head:
     bias: Optional[str]
     classes: int  # what it scores now
     why: str  # how it was found, for the user
+    loss: Optional[str] = None  # the loss it feeds (None when named with --head in a network without one)
 
     @property
     def parameters(self) -> List[str]:
@@ -58,7 +63,7 @@ def _short(name: str) -> str:
     return name.rsplit("/", 1)[-1] if name.startswith("@") else name
 
 
-def _head_of(f, graph: _Graph, why: str, where: PathLike) -> Head:
+def _head_of(f, graph: _Graph, why: str, where: PathLike, loss: Optional[str] = None) -> Head:
     params = graph.parameter_inputs(f)
     if f.type not in HEAD_TYPES:
         layer = layer_of(params[0]) if params else _short(f.name)
@@ -73,7 +78,7 @@ def _head_of(f, graph: _Graph, why: str, where: PathLike) -> Head:
         raise NncToolsError(where, f"{layer_of(weight)}: an Affine with a {len(dims) - 1}-axis output; only one axis of classes "
                             "can be resized")
     classes = dims[-1] if f.type == "Affine" else dims[0]
-    return Head(layer_of(weight), f.type, weight, bias, int(classes), why)
+    return Head(layer_of(weight), f.type, weight, bias, int(classes), why, loss)
 
 
 def _from_loss(loss, graph: _Graph, where: PathLike) -> Head:
@@ -86,7 +91,7 @@ def _from_loss(loss, graph: _Graph, where: PathLike) -> Head:
             raise NncToolsError(where, f"network {graph.network.name}: no parameterised layer feeds its {loss.type}")
         if graph.parameter_inputs(f):
             through = f" through {', '.join(path)}" if path else ""
-            return _head_of(f, graph, f"its output reaches {graph.network.name}'s {loss.type}{through}", where)
+            return _head_of(f, graph, f"its output reaches {graph.network.name}'s {loss.type}{through}", where, loss.type)
         inputs = graph.data_inputs(f)
         if len(inputs) != 1:
             raise NncToolsError(where, f"network {graph.network.name}: {_short(f.name)} ({f.type}) between the loss and the "
@@ -133,14 +138,15 @@ def _named_head(graphs: Sequence[_Graph], named: str, where: PathLike) -> Head:
     raise NncToolsError(where, f"--head {named}: no such layer (closest: {', '.join(close) or 'none'})")
 
 
-def _resize(dims, old: int, new: int, skip_first: bool, what: str, where: PathLike) -> None:
-    """The one axis of ``dims`` that holds ``old`` classes, set to ``new`` (the batch axis left alone)."""
+def _resize(dims, old: int, new: int, skip_first: bool, what: str, where: PathLike) -> bool:
+    """The one axis of ``dims`` that holds ``old`` classes, set to ``new`` (the batch axis left alone); False when none does."""
     start = 1 if skip_first else 0
     axes = [k for k in range(start, len(dims)) if dims[k] == old]
     if len(axes) > 1:
         raise NncToolsError(where, f"{what}: shape {list(dims)} has {len(axes)} axes of size {old}; cannot tell the classes' one")
     if axes:
         dims[axes[0]] = new
+    return bool(axes)
 
 
 def resize_head(proto: nnabla_pb2.NNablaProtoBuf, head: Head, classes: int, where: PathLike) -> List[str]:
@@ -179,11 +185,18 @@ def _resize_following(graph: _Graph, head_function, old: int, new: int, where: P
         if f is not head_function and graph.parameter_inputs(f):
             raise NncToolsError(where, f"network {graph.network.name}: {_short(f.name)} ({f.type}) has parameters and follows "
                                 "the head; cannot resize past it (name another head with --head)")
+        if f.type in SCORE_READERS:
+            continue  # reads the scores, gives a value per sample
+        if f is not head_function and len(graph.data_inputs(f)) > 1:
+            raise NncToolsError(where, f"network {graph.network.name}: {_short(f.name)} ({f.type}) joins the head's output "
+                                "with another: cannot follow the classes past it")
         if f.type == "Reshape":
             _resize(f.reshape_param.shape.dim, old, new, True, f"{_short(f.name)}'s shape", where)
         for out in f.output:
-            if out in graph.variables:
-                _resize(graph.variables[out].shape.dim, old, new, True, f"{graph.network.name}'s {out}", where)
+            dims = graph.variables[out].shape.dim if out in graph.variables else None
+            if dims is not None and not _resize(dims, old, new, True, f"{graph.network.name}'s {out}", where):
+                raise NncToolsError(where, f"network {graph.network.name}: {_short(f.name)} ({f.type}) turns the head's {old} "
+                                    f"outputs into shape {list(dims)}: cannot follow the classes past it")
             queue.extend(graph.readers.get(out, []))
 
 

@@ -26,7 +26,7 @@ from ..project.export import dataset_uri, solver_proto
 from ..project.freeze import apply_to_proto
 from ..project.matching import Change, fractional
 from ..project.overlay import load_overlay
-from .heads import Head, find_head, resize_head
+from .heads import PER_OUTPUT_LOSSES, Head, find_head, resize_head
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +83,7 @@ def retarget(source: PathLike, target: PathLike, options: RetargetOptions) -> Re
     if len(params) == 0 or missing:
         raise NncToolsError(source, "holds no trained parameters" if not params else f"has no values for {', '.join(missing)}"
                             " (pass the parameter file with --weights)")
+    classes = _fitting(head, classes, options.train_csv)
     networks, reinitialised = [], []
     if classes != head.classes or options.reset_head:
         networks = resize_head(proto, head, classes, source)
@@ -112,6 +113,20 @@ def _class_count(options: RetargetOptions):
     if counted < 2:
         raise NncToolsError(options.train_csv, f"has {counted} class ({where}); a classifier needs at least 2")
     return counted, f"from {options.train_csv}: {where}"
+
+
+def _fitting(head: Head, classes: int, csv: PathLike) -> int:
+    """The head's output count for ``classes``: a Sigmoid head with one output (BinaryCrossEntropy, 0/1 labels) stays
+    one output for two classes; a head whose loss takes 0/1 per output cannot take more class indices."""
+    if head.loss not in PER_OUTPUT_LOSSES:
+        return classes
+    if head.classes == 1 and classes == 2:
+        return 1
+    if classes == head.classes:
+        return classes
+    outputs = f"{head.classes} output{'s' * (head.classes != 1)}"
+    raise NncToolsError(csv, f"{classes} classes, but {head.layer} feeds a {head.loss} (a 0/1 label for each of its "
+                        f"{outputs}), which class indices do not fit: retarget a Softmax classifier, or keep the labels binary")
 
 
 def _initialise_head(proto, head: Head, classes: int, params, seed: int) -> List[str]:
