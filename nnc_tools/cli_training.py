@@ -81,7 +81,7 @@ def _cmd_experiment(args: argparse.Namespace) -> int:
     config = load_config(args.config, seeds=args.seeds, source_epochs=args.source_epochs, target_epochs=args.target_epochs,
                          batch_size=args.batch_size, network=args.network)
     report = run_transfer(args.output, config, synthetic=args.synthetic, cifar10=args.cifar10, cifar100=args.cifar100,
-                          source_weights=args.source_weights, verify=not args.no_verify)
+                          source_weights=args.source_weights, source_project=args.source_project, verify=not args.no_verify)
     print(headline(args.output))
     print(f"report: {report} (and {report.with_suffix('.md')})")
     return 0
@@ -163,6 +163,8 @@ def _add_experiment(sub, common: argparse.ArgumentParser) -> None:
     p.add_argument("--cifar10", metavar="PATH|URL", help="cifar-10-python.tar.gz (or binary, or a folder, or a URL)")
     p.add_argument("--cifar100", metavar="PATH|URL", help="cifar-100-python.tar.gz (or binary, or a folder, or a URL)")
     p.add_argument("--source-weights", metavar="FROM.nnp", help="skip source pretraining and take these weights")
+    p.add_argument("--source-project", metavar="FROM.nnp", help="your own trained project as the source: no pretraining, "
+                   "both arms are it retargeted (scratch re-initialised)")
     p.add_argument("--seeds", type=arguments.count, help="repeat both target runs with this many seeds (mean ± std)")
     p.add_argument("--source-epochs", type=arguments.count)
     p.add_argument("--target-epochs", type=arguments.count)

@@ -194,3 +194,39 @@ def test_reference_config_matches_the_published_setup():
     assert (config.source_epochs, config.target_epochs, config.batch_size) == (10, 50, 64)
     overlay = yaml.safe_load(config.path(config.overlay).read_text())
     assert overlay == {"rules": [{"up_to": "Convolution_6", "params": ["W", "b"], "multiplier": 0}]}
+
+
+@pytest.mark.slow
+def test_transfer_experiment_from_the_users_own_project(tmp_path, monkeypatch, messages):
+    """--source-project: no source data or pretraining; both arms are the user's network retargeted to the target's
+    10 classes (scratch re-initialised, transfer with its weights and the overlay); the report names the source."""
+    from nnc_tools.formats.nnp import load_project
+    from nnc_tools.project.export import export_network
+
+    from .conftest import params_of
+
+    monkeypatch.setenv("NNC_TL_CACHE", str(tmp_path / "cache"))
+    mine = tmp_path / "mine.nnp"  # "their own" network: resnet20 for 4 classes, saved with its values
+    export_network("resnet20", mine, classes=4, input_shape=(3, 32, 32), batch_size=8)
+    (tmp_path / "o.yaml").write_text("rules:\n  - up_to: BatchNormalization_3\n    multiplier: 0\n")
+    config_file = tmp_path / "own.yaml"
+    config_file.write_text("target_recipe: cifar100-aquatic\noverlay: o.yaml\ntarget_epochs: 1\nbatch_size: 8\n"
+                           "solver: Momentum\nlr: 0.01\nseeds: 1\nsynthetic_per_class: {target: 5}\n")
+    run = tmp_path / "run"
+    run_transfer(run, load_config(config_file), synthetic=True, source_project=mine)
+    assert not (run / "source").exists() and not (run / "data" / "source").exists()
+    scratch, transfer = (load_project(run / f"{k}-s0" / "project.nnp") for k in ("scratch", "transfer"))
+    source = params_of(mine)
+    for project, kind in ((scratch, "scratch"), (transfer, "transfer")):
+        runtime = next(n for n in project.proto.network if n.name == "MainRuntime")
+        assert [list(v.shape.dim) for v in runtime.variable if v.name == "Affine/affine/W"] == [[64, 10]], kind
+    t, s = transfer.parameters, scratch.parameters
+    assert t["Convolution/conv/W"].data.tobytes() == source["Convolution/conv/W"].data.tobytes()
+    assert s["Convolution/conv/W"].data.tobytes() != source["Convolution/conv/W"].data.tobytes()
+    md = (run / "report.md").read_text()
+    assert f"your own project `{mine}`" in md and "| from scratch | 1 |" in md
+    # the source file changed: both arms run again (it is in their settings)
+    before = json.loads((run / "scratch-s0" / "stage.json").read_text())["settings"]["source"]
+    export_network("resnet20", mine, classes=4, input_shape=(3, 32, 32), batch_size=8, seed=1)
+    run_transfer(run, load_config(config_file), synthetic=True, source_project=mine)
+    assert json.loads((run / "scratch-s0" / "stage.json").read_text())["settings"]["source"] != before

@@ -13,7 +13,7 @@ from ..yamlfile import read_yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CONFIG_KEYS = {"network", "source_recipe", "target_recipe", "overlay", "source_epochs", "target_epochs", "batch_size", "solver",
-               "lr", "seeds", "synthetic_per_class"}
+               "lr", "seeds", "synthetic_per_class", "source_project"}
 
 
 @dataclass
@@ -29,6 +29,7 @@ class ExperimentConfig:
     lr: float = 0.01
     seeds: int = 1
     synthetic_per_class: Dict[str, Optional[int]] = field(default_factory=dict)  # {"source": N, "target": N} for --synthetic
+    source_project: Optional[str] = None  # the user's own trained project (no pretraining; see run_transfer)
     base: Path = Path(".")  # where relative paths in the config are resolved
 
     def path(self, value: str) -> Path:

@@ -55,6 +55,10 @@ def _data_line(config: Dict, run_dir: Path) -> str:
 
 
 def _source_line(config: Dict, source: Optional[Run], run_dir: Path) -> str:
+    if config.get("source_project"):
+        return (f"**Source model:** your own project `{config['source_project']}` (given with `--source-project`; not "
+                "trained or measured by this run). Both arms are that network retargeted to the target's classes "
+                "(`nnc-tl retarget`): transfer keeps its weights and applies the overlay, scratch draws every parameter anew.")
     if config.get("source_weights"):
         return (f"**Source model:** the weights in `{config['source_weights']}` (given with `--source-weights`; not "
                 "trained or measured by this run).")

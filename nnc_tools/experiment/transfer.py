@@ -5,7 +5,7 @@ re-run finds it finished (an interrupted training stage resumes from its checkpo
 
 1. ``data/source``, ``data/target`` — the dataset recipes (``nnc-tl dataset``);
 2. ``source`` — export the network for the source classes and train it (``nnc-tl export`` + ``train``), or take
-   ``--source-weights``;
+   ``--source-weights``, or the user's own trained ``--source-project`` (``nnc-tl retarget`` then makes both arms);
 3. ``scratch-s<seed>`` — export for the target classes and train from scratch;
 4. ``transfer-s<seed>`` — export with the source weights ("Open with Weight"), apply the freeze overlay, train;
 5. ``report.md`` and a self-contained ``report.html`` from the runs' own ``summary.json`` and evaluations.
@@ -13,6 +13,7 @@ re-run finds it finished (an interrupted training stage resumes from its checkpo
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import shutil
@@ -27,6 +28,7 @@ from ..project.export import export_network
 from ..project.freeze import apply_freeze
 from ..training.checkpoint import CHECKPOINT
 from ..training.evaluate import evaluate
+from ..training.retarget import RetargetOptions, retarget
 from ..training.train import TrainOptions, train
 from .config import ExperimentConfig
 from .report import write_report
@@ -82,43 +84,74 @@ def _train_stage(folder: Path, project: Path, epochs: int, batch_size: int, seed
 
 
 def run_transfer(run_dir: PathLike, config: ExperimentConfig, *, synthetic: bool = False, cifar10: Optional[str] = None,
-                 cifar100: Optional[str] = None, source_weights: Optional[PathLike] = None, verify: bool = True) -> Path:
-    """Run every stage that is not finished yet, then write the report; returns the path of ``report.html``."""
+                 cifar100: Optional[str] = None, source_weights: Optional[PathLike] = None,
+                 source_project: Optional[PathLike] = None, verify: bool = True) -> Path:
+    """Run every stage that is not finished yet, then write the report; returns the path of ``report.html``.
+
+    ``source_weights``: the source model's parameters (no source pretraining; the target network is still exported from
+    the zoo). ``source_project`` (or the config's ``source_project``): the user's own trained project; no pretraining,
+    and both arms are that network retargeted to the target classes, scratch with every parameter drawn anew."""
     run_dir = Path(run_dir)
     archives = {"cifar10": cifar10, "cifar100": cifar100}
     overlay = config.path(config.overlay)
     if not overlay.is_file():
         raise NncToolsError(overlay, "freeze overlay not found")
-    for role, recipe in (("source", config.source_recipe), ("target", config.target_recipe)):
-        stage = _data_settings(config, role, synthetic, archives)
-        if not synthetic and not (role == "source" and source_weights is not None) and \
-                not _finished_stage(run_dir / "data" / role, stage, remove=False):
-            loaded = load_recipe(recipe if not recipe.endswith((".yaml", ".yml")) else str(config.path(recipe)))
-            resolve_source(loaded, archives.get(loaded.source), False, verify)  # fails before anything is written
+    if source_project is None and config.source_project:
+        source_project = config.path(config.source_project)
+    given = _given_source(source_weights, source_project)
+    _check_archives(run_dir, config, synthetic, archives, verify, with_source=given is None)
     run_dir.mkdir(parents=True, exist_ok=True)
     with atomic_output(run_dir / "config.json") as temp:
         temp.write_text(json.dumps({**asdict(config), "base": str(config.base), "synthetic": synthetic,
-                                    "source_weights": None if source_weights is None else str(source_weights)}, indent=2) + "\n")
+                                    "source_weights": None if source_weights is None else str(source_weights),
+                                    "source_project": None if source_project is None else str(source_project)}, indent=2) + "\n")
 
-    data = _dataset_stages(run_dir, config, synthetic, archives, verify, source_weights is None)
+    data = _dataset_stages(run_dir, config, synthetic, archives, verify, given is None)
     common = dict(batch_size=config.batch_size, solver=config.solver, lr=config.lr)
-    training = {"network": config.network, **common}
-    if source_weights is None:
+    training = {"network": config.network if source_project is None else None, **common}
+    if given is None:
         source = {**training, "data": _data_settings(config, "source", synthetic, archives), "epochs": config.source_epochs}
         source_weights = _source_stage(run_dir / "source", config, data["source"], source, common)
     else:
-        source_weights = Path(source_weights).resolve()
-        source = {"weights": str(source_weights), "bytes": source_weights.stat().st_size,
-                  "modified": source_weights.stat().st_mtime_ns}
+        source = {"project" if source_project else "weights": str(given), "bytes": given.stat().st_size,
+                  "modified": given.stat().st_mtime_ns}
     target = {**training, "data": _data_settings(config, "target", synthetic, archives), "epochs": config.target_epochs}
     for seed in range(config.seeds):
         for kind in ("scratch", "transfer"):
             settings = {**target, "kind": kind, "seed": seed}
+            if kind == "transfer" or source_project is not None:
+                settings.update(source=source)
             if kind == "transfer":
-                settings.update(source=source, overlay=overlay.read_text(encoding="utf-8"))
-            _target_stage(run_dir / f"{kind}-s{seed}", config, data["target"], settings, common,
-                          source_weights if kind == "transfer" else None, overlay)
+                settings.update(overlay=overlay.read_text(encoding="utf-8"))
+            if source_project is not None:
+                make = functools.partial(_retargeted, given, overlay if kind == "transfer" else None, config)
+            else:
+                make = functools.partial(_exported, source_weights if kind == "transfer" else None, overlay, config)
+            _target_stage(run_dir / f"{kind}-s{seed}", config, data["target"], settings, make)
     return write_report(run_dir, config)
+
+
+def _given_source(weights: Optional[PathLike], project: Optional[PathLike]) -> Optional[Path]:
+    if weights is not None and project is not None:
+        raise NncToolsError(project, "give the source as --source-weights or as --source-project, not both")
+    given = weights if weights is not None else project
+    if given is None:
+        return None
+    given = Path(given).resolve()
+    if not given.is_file():
+        raise NncToolsError(given, "no such source file")
+    return given
+
+
+def _check_archives(run_dir: Path, config: ExperimentConfig, synthetic: bool, archives: Dict, verify: bool,
+                    with_source: bool) -> None:
+    """Every archive a dataset stage still needs is there (and whole) before anything is written."""
+    for role, recipe in (("source", config.source_recipe), ("target", config.target_recipe)):
+        stage = _data_settings(config, role, synthetic, archives)
+        if not synthetic and (role == "target" or with_source) and \
+                not _finished_stage(run_dir / "data" / role, stage, remove=False):
+            loaded = load_recipe(recipe if not recipe.endswith((".yaml", ".yml")) else str(config.path(recipe)))
+            resolve_source(loaded, archives.get(loaded.source), False, verify)
 
 
 def _dataset_stages(run_dir: Path, config: ExperimentConfig, synthetic: bool, archives: Dict, verify: bool,
@@ -155,20 +188,37 @@ def _source_stage(folder: Path, config: ExperimentConfig, data: Path, settings: 
     return folder / "result" / "results.nnp"
 
 
-def _target_stage(folder: Path, config: ExperimentConfig, data: Path, settings: Dict, common: Dict,
-                  weights: Optional[Path], overlay: Path) -> None:
-    """A target run: from scratch, or ("Open with Weight") from the source weights with the overlay applied."""
+def _target_stage(folder: Path, config: ExperimentConfig, data: Path, settings: Dict, make) -> None:
+    """A target run: its project made by ``make`` (once; an interrupted run resumes), trained, evaluated."""
     if _finished_stage(folder, settings):
         return
     kind, seed = settings["kind"], settings["seed"]
-    log.info(f"[experiment] {kind} (seed {seed}): {config.network} on {config.target_recipe}, {config.target_epochs} epochs")
+    log.info(f"[experiment] {kind} (seed {seed}): {settings['network'] or 'the source project'} on {config.target_recipe}, "
+             f"{config.target_epochs} epochs")
     folder.mkdir(parents=True, exist_ok=True)
     project = folder / "project.nnp"
     if not project.exists():
         classes = len(json.loads((data / "stage.json").read_text())["classes"])
-        export_network(config.network, project, train_csv=data / "training.csv", val_csv=data / "validation.csv",
-                       classes=classes, epochs=config.target_epochs, seed=seed, weights=weights,
-                       monitor_interval=monitor_interval(config.target_epochs), **common)
-        if weights is not None:
-            apply_freeze(project, overlay)
+        make(project, data, classes, seed)
     _train_stage(folder, project, config.target_epochs, config.batch_size, seed, data / "test.csv", settings)
+
+
+def _exported(weights: Optional[Path], overlay: Path, config: ExperimentConfig, project: Path, data: Path, classes: int,
+              seed: int) -> None:
+    """The zoo network exported for the target: from scratch, or ("Open with Weight") from the source weights with the
+    overlay applied."""
+    export_network(config.network, project, train_csv=data / "training.csv", val_csv=data / "validation.csv",
+                   classes=classes, epochs=config.target_epochs, seed=seed, weights=weights,
+                   monitor_interval=monitor_interval(config.target_epochs), batch_size=config.batch_size,
+                   solver=config.solver, lr=config.lr)
+    if weights is not None:
+        apply_freeze(project, overlay)
+
+
+def _retargeted(source: Path, overlay: Optional[Path], config: ExperimentConfig, project: Path, data: Path, classes: int,
+                seed: int) -> None:
+    """The user's project retargeted to the target: with the overlay (transfer), or every parameter drawn anew (scratch)."""
+    retarget(source, project, RetargetOptions(
+        data / "training.csv", data / "validation.csv", classes=classes, overlay=overlay, scratch=overlay is None,
+        epochs=config.target_epochs, batch_size=config.batch_size, solver=config.solver, lr=config.lr, seed=seed,
+        monitor_interval=monitor_interval(config.target_epochs)))

@@ -48,6 +48,8 @@ class RetargetOptions:
     lr: Optional[float] = None
     seed: int = 0
     weights: Optional[PathLike] = None  # parameters from another file (a text project's, or to override the project's)
+    scratch: bool = False  # every parameter drawn anew: the same network from scratch
+    monitor_interval: Optional[int] = None  # the training-set monitor's, in epochs
 
 
 @dataclass
@@ -87,7 +89,10 @@ def retarget(source: PathLike, target: PathLike, options: RetargetOptions) -> Re
     networks, reinitialised = [], []
     if classes != head.classes or options.reset_head:
         networks = resize_head(proto, head, classes, source)
-        reinitialised = _initialise_head(proto, head, classes, params, options.seed)
+        reinitialised = _initialise_head(proto, head, params, options.seed)
+    if options.scratch:
+        reinitialise_all(proto, params, options.seed)
+        reinitialised = list(params)
     datasets = _point_datasets(proto, target, options)
     _check_first_image(proto, Path(options.train_csv), source)
     _solver(proto, options)
@@ -129,28 +134,40 @@ def _fitting(head: Head, classes: int, csv: PathLike) -> int:
                         f"{outputs}), which class indices do not fit: retarget a Softmax classifier, or keep the labels binary")
 
 
-def _initialise_head(proto, head: Head, classes: int, params, seed: int) -> List[str]:
-    """The head's parameters drawn anew with the project's initializer for them (NNabla's own mapping of its
-    ``initializer`` field), Glorot-uniform weights and zero bias where the project names none."""
+def _initialise_head(proto, head: Head, params, seed: int) -> List[str]:
+    """The head's parameters drawn anew (``initial_values``)."""
+    rng = np.random.RandomState(seed)
+    variables = {v.name: v for n in proto.network for v in n.variable if v.type == "Parameter"}
+    for name in head.parameters:
+        params[name] = initial_values(variables[name], params[name], rng)
+    return list(head.parameters)
+
+
+def reinitialise_all(proto, params, seed: int) -> None:
+    """Every parameter drawn anew, as the network would start from scratch (the scratch arm of an experiment)."""
+    rng = np.random.RandomState(seed)
+    variables = {v.name: v for n in proto.network for v in n.variable if v.type == "Parameter"}
+    for name in list(params):
+        if name in variables:
+            params[name] = initial_values(variables[name], params[name], rng)
+
+
+def initial_values(variable, old: Parameter, rng) -> Parameter:
+    """A parameter drawn with the project's initializer for it (NNabla's own mapping of the ``initializer`` field);
+    where the project names none, NNabla's parametric functions' defaults: Glorot-uniform weights, zero biases, BN's
+    beta and mean 0, gamma and var 1."""
     from nnabla.core.graph_def import _create_initializer
     from nnabla.initializer import ConstantInitializer, UniformInitializer, calc_uniform_lim_glorot
 
-    rng = np.random.RandomState(seed)
-    variables = {v.name: v for n in proto.network for v in n.variable if v.type == "Parameter"}
-    names = []
-    for name in head.parameters:
-        v = variables[name]
-        shape = tuple(int(d) for d in v.shape.dim)
-        initializer = _create_initializer(v, rng) if v.initializer.type else None
-        if initializer is None and name == head.bias:
-            initializer = ConstantInitializer(0)
-        elif initializer is None:
-            fan_in, fan_out = (shape[0], shape[-1]) if head.type == "Affine" else (int(np.prod(shape[1:])), shape[0])
-            initializer = UniformInitializer(calc_uniform_lim_glorot(fan_in, fan_out), rng=rng)
-        old = params[name]
-        params[name] = Parameter(name, np.asarray(initializer(shape), dtype=old.data.dtype), old.need_grad)
-        names.append(name)
-    return names
+    shape = tuple(int(d) for d in variable.shape.dim)
+    initializer = _create_initializer(variable, rng) if variable.initializer.type else None
+    last = variable.name.rsplit("/", 1)[-1]
+    if initializer is None and len(shape) >= 2:
+        fan_in, fan_out = (shape[0], int(np.prod(shape[1:]))) if len(shape) == 2 else (int(np.prod(shape[1:])), shape[0])
+        initializer = UniformInitializer(calc_uniform_lim_glorot(fan_in, fan_out), rng=rng)
+    elif initializer is None:
+        initializer = ConstantInitializer(1 if last in ("gamma", "var") else 0)
+    return Parameter(old.name, np.asarray(initializer(shape), dtype=old.data.dtype), old.need_grad)
 
 
 def _point_datasets(proto, target: Path, options: RetargetOptions) -> Dict[str, str]:
@@ -173,6 +190,8 @@ def _point_datasets(proto, target: Path, options: RetargetOptions) -> Dict[str, 
     proto.training_config.iter_per_epoch = max(1, rows // size)  # as export writes it and nnc-tl train counts it
     if options.epochs is not None:
         proto.training_config.max_epoch = options.epochs
+    if options.monitor_interval is not None:
+        proto.training_config.monitor_interval = options.monitor_interval
     return uris
 
 
