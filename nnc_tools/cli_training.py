@@ -26,6 +26,8 @@ def _cmd_retarget(args: argparse.Namespace) -> int:
     result = retarget(args.source, args.output, options)
     head = result.head
     print(f"head {head.layer} ({head.type}): {head.why}")
+    if hasattr(result, "edits"):  # an .sdcproj: its lines that changed
+        return _print_sdcproj_retarget(args, result)
     if result.reinitialised:
         print(f"{head.classes} -> {result.classes} classes ({result.classes_from}) in {', '.join(result.networks)}; "
               f"re-initialised {', '.join(result.reinitialised)}")
@@ -84,6 +86,22 @@ def _cmd_experiment(args: argparse.Namespace) -> int:
                           source_weights=args.source_weights, source_project=args.source_project, verify=not args.no_verify)
     print(headline(args.output))
     print(f"report: {report} (and {report.with_suffix('.md')})")
+    return 0
+
+
+def _print_sdcproj_retarget(args: argparse.Namespace, result) -> int:
+    from .project.matching import format_changes
+
+    print(f"{result.head.classes} -> {result.classes} classes ({result.classes_from})"
+          + (f" in {', '.join(result.networks)}" if result.networks else ": the head is kept"))
+    width = max([len(what) for what, _, _ in result.edits] or [0])
+    for what, old, new in result.edits:
+        print(f"  {what:<{width}}  {old or '(empty)'} -> {new or '(empty)'}")
+    for name, uri in result.datasets.items():
+        print(f"dataset {name}: {uri}")
+    if args.config:
+        print(format_changes(result.changes))
+    print(f"wrote {result.target}")
     return 0
 
 

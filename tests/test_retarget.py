@@ -203,7 +203,7 @@ def _no_loss(x, classes, test):
     ("image shape", "is 1x6x6 (channels x height x width); results.nnp's input is 1x8x8"),
     ("head not parameterised", "--head ReLU: a ReLU, which has no parameters to resize"),
     ("head unknown", "--head Afine_9: no such layer (closest: Affine"),
-    ("sdcproj target", "retarget writes"),
+    ("sdcproj target", "an .sdcproj is retargeted into an .sdcproj"),
     ("no parameters", "holds no trained parameters"),
 ])
 def test_bad_inputs_are_one_line_and_write_nothing(cli, tmp_path, case, message):
@@ -313,3 +313,85 @@ def test_every_nnc_sample_is_retargeted_or_refused_in_one_line(tmp_path):
             assert [tuple(v.variable_instance.shape) for e in info.executors.values() for v in e.output_assign] == [(2, 3)]
             seen.add(name)
     assert seen == RETARGETED & {p.stem for p in NNC_SAMPLES.glob("*.prototxt")}
+
+
+def _changed(before: str, after: str):
+    """(old, new) of the lines that differ (same line count: an edit in place)."""
+    a, b = before.splitlines(), after.splitlines()
+    assert len(a) == len(b)
+    return [(x, y) for x, y in zip(a, b) if x != y]
+
+
+@needs_samples
+def test_an_nnc_sdcproj_is_retargeted_in_its_own_format(cli, tmp_path):
+    """NNC's LeNet.sdcproj to 3 classes: only the head's OutShape, the datasets' URIs, MaxEpoch and the overlay's
+    multipliers change, line for line (NNC's converter reads the result with a 150x3 head; checked by hand)."""
+    source = NNC_SAMPLES / "LeNet.sdcproj"
+    csv = write_image_csv(tmp_path, 6, classes=3, size=28, name="training")
+    overlay = tmp_path / "o.yaml"
+    overlay.write_text("rules:\n  - up_to: Convolution_2\n    multiplier: 0\n")
+    target = tmp_path / "lenet3.sdcproj"
+    result = cli("retarget", source, "-o", target, "--train-csv", csv, "--val-csv", csv, "-c", overlay, "--epochs", "3")
+    assert result.code == 0, result.err
+    assert "Main:Affine_2 OutShape  10 -> 3" in result.out
+    changed = _changed(source.read_text(encoding="utf-8", errors="surrogateescape"),
+                       target.read_text(encoding="utf-8", errors="surrogateescape"))
+    assert ("Property_1_Value=10", "Property_1_Value=3") in changed
+    assert ("MaxEpoch=10", "MaxEpoch=3") in changed
+    assert sum(1 for _, new in changed if new == f"URI={csv.resolve()}") == 2
+    assert sum(1 for old, new in changed if (old, new) == ("Property_12_Value=1.0", "Property_12_Value=0.0")) == 2
+    assert len(changed) == 1 + 1 + 2 + 4  # OutShape, MaxEpoch, two URIs, four multipliers (W and b of two layers)
+
+
+@needs_samples
+def test_a_head_inside_a_unit_and_its_weight_references(cli, tmp_path):
+    """vgg-11: the loss reaches Affine_3 through the Unit VGG11 (network VGG11Train; VGG11 for the runtime): both get
+    the new OutShape; a weight reference NNC's "Open with Weight" left on the head (its own W.File, the Unit's
+    Affine_3.W.File override) is emptied, one on another layer is kept."""
+    from nnc_tools.formats.sdcproj import load_sdcproj
+
+    source = tmp_path / "vgg.sdcproj"
+    sdc = load_sdcproj(NNC_SAMPLES / "vgg-11.sdcproj")
+    unit = next(layer for layer in sdc.file_layers("Training") if layer.type == "Unit")
+    sdc.set_property(unit, "Affine_3.W.File", "20240101_000000/Affine_3~affine~W")
+    conv = next(layer for layer in sdc.file_layers("VGG11Train") if layer.name == "Convolution")
+    sdc.set_property(conv, "W.File", "20240101_000000/Convolution~conv~W")
+    source.write_bytes(sdc.to_bytes())
+    csv = tmp_path / "t.csv"
+    csv.write_text("x:image,y:label;a;b;c\nx.npy,0\n")
+    target = tmp_path / "vgg3.sdcproj"
+    result = cli("retarget", source, "-o", target, "--train-csv", csv, "--val-csv", csv)
+    assert result.code == 0, result.err
+    assert "through Unit VGG11" in result.out and "1000 -> 3 classes" in result.out
+    out = load_sdcproj(target)
+    heads = {net: layer.properties["OutShape"] for net in out.network_names() for layer in out.file_layers(net)
+             if layer.name == "Affine_3"}
+    assert heads == {"VGG11Train": "3", "VGG11": "3"}
+    unit = next(layer for layer in out.file_layers("Training") if layer.type == "Unit")
+    assert unit.properties["Affine_3.W.File"] == ""
+    conv = next(layer for layer in out.file_layers("VGG11Train") if layer.name == "Convolution")
+    assert conv.properties["W.File"] == "20240101_000000/Convolution~conv~W"
+
+
+@needs_samples
+@pytest.mark.parametrize("case, message", [
+    ("to nnp", "an .sdcproj is retargeted into an .sdcproj"),
+    ("weights", "takes its weights from NNC's own results"),
+    ("in place", "is the source project"),
+    ("image shape", "is 1x8x8 (channels x height x width); LeNet.sdcproj's input is 1x28x28"),
+])
+def test_sdcproj_retarget_refusals(cli, tmp_path, case, message):
+    import shutil
+
+    source = tmp_path / "LeNet.sdcproj"
+    shutil.copy(NNC_SAMPLES / "LeNet.sdcproj", source)
+    csv = tmp_path / "t.csv"
+    csv.write_text("x:image,y:label;a;b;c\nx.npy,0\n")
+    if case == "image shape":
+        csv = write_image_csv(tmp_path, 3, classes=3, size=8, name="small")
+    target = {"to nnp": tmp_path / "t.nnp", "in place": source}.get(case, tmp_path / "t.sdcproj")
+    extra = ["--weights", csv] if case == "weights" else []
+    before = source.read_bytes()
+    result = cli("retarget", source, "-o", target, "--train-csv", csv, "--val-csv", csv, *extra)
+    assert result.code == 2 and message in result.err and len(result.err.strip().splitlines()) == 1, result.err
+    assert source.read_bytes() == before and (target == source or not target.exists())

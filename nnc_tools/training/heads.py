@@ -6,13 +6,14 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from ..errors import NncToolsError
 from ..fileio import PathLike
 from ..formats.naming import layer_of
+from ..formats.nnc_csv import class_count
 from ..formats.schema import nnabla_pb2
-from .functions import CLASS_SCORE_LOSSES
+from .functions import CLASS_SCORE_LOSSES, LOSS_FUNCTIONS
 
 # Losses of a classifier: the first input is its per-class output (scores, probabilities or logits).
 CLASSIFIER_LOSSES = CLASS_SCORE_LOSSES | {"BinaryCrossEntropy", "SigmoidCrossEntropy"}
@@ -177,8 +178,8 @@ def _resize_following(graph: _Graph, head_function, old: int, new: int, where: P
         if f.name in seen:
             continue
         seen.add(f.name)
-        if f.type in CLASSIFIER_LOSSES:
-            for label in f.input[1:]:
+        if f.type in LOSS_FUNCTIONS:
+            for label in f.input[1:] if f.type in CLASSIFIER_LOSSES else ():
                 if label in graph.variables and label not in graph.producer:
                     _resize(graph.variables[label].shape.dim, old, new, True, f"{graph.network.name}'s {label}", where)
             continue
@@ -211,3 +212,28 @@ def _resize_parameter_entries(proto: nnabla_pb2.NNablaProtoBuf, head: Head, clas
                 dims[-1 if head.type == "Affine" else 0] = classes
             p.shape.dim[:] = dims
             del p.data[:]
+
+
+def class_count_for(given: Optional[int], train_csv: PathLike) -> Tuple[int, str]:
+    """The class count to retarget to: ``--classes``, else the training CSV's (its header's names, else its largest
+    label + 1); and where it came from."""
+    if given is not None:
+        return given, "--classes"
+    counted, where = class_count(train_csv)
+    if counted < 2:
+        raise NncToolsError(train_csv, f"has {counted} class ({where}); a classifier needs at least 2")
+    return counted, f"from {train_csv}: {where}"
+
+
+def fitting(head: Head, classes: int, csv: PathLike) -> int:
+    """The head's output count for ``classes``: a Sigmoid head with one output (BinaryCrossEntropy, 0/1 labels) stays
+    one output for two classes; a head whose loss takes 0/1 per output cannot take more class indices."""
+    if head.loss not in PER_OUTPUT_LOSSES:
+        return classes
+    if head.classes == 1 and classes == 2:
+        return 1
+    if classes == head.classes:
+        return classes
+    outputs = f"{head.classes} output{'s' * (head.classes != 1)}"
+    raise NncToolsError(csv, f"{classes} classes, but {head.layer} feeds a {head.loss} (a 0/1 label for each of its "
+                        f"{outputs}), which class indices do not fit: retarget a Softmax classifier, or keep the labels binary")

@@ -18,7 +18,7 @@ import numpy as np
 from ..errors import NncToolsError
 from ..fileio import PathLike
 from ..formats.naming import PROJECT_EXTS
-from ..formats.nnc_csv import class_count, read_header_and_count
+from ..formats.nnc_csv import read_header_and_count
 from ..formats.nnp import Project, load_project, save_project, solver_learning_rate
 from ..formats.parameters import Parameter
 from ..formats.schema import learning_rate_field
@@ -26,7 +26,7 @@ from ..project.export import dataset_uri, solver_proto
 from ..project.freeze import apply_to_proto
 from ..project.matching import Change, fractional
 from ..project.overlay import load_overlay
-from .heads import PER_OUTPUT_LOSSES, Head, find_head, resize_head
+from .heads import Head, class_count_for, find_head, fitting, resize_head
 
 log = logging.getLogger(__name__)
 
@@ -71,21 +71,27 @@ class RetargetResult:
 def retarget(source: PathLike, target: PathLike, options: RetargetOptions) -> RetargetResult:
     """Write ``target``: ``source`` retargeted as the module docstring says; nothing is written when anything is wrong."""
     source, target = Path(source), Path(target)
+    if source.suffix.lower() == ".sdcproj" or target.suffix.lower() == ".sdcproj":
+        if source.suffix.lower() != target.suffix.lower():
+            raise NncToolsError(target, "an .sdcproj is retargeted into an .sdcproj (NNC's own format, edited); from an NNabla "
+                                "project write .nnp or .nntxt, which NNC imports")
+        from .retarget_sdcproj import retarget_sdcproj
+
+        return retarget_sdcproj(source, target, options)
     if target.suffix.lower() not in PROJECT_EXTS:
-        raise NncToolsError(target, f"retarget writes {', '.join(PROJECT_EXTS)} (an .sdcproj: retarget the .nnp NNC's "
-                            "converter makes of it)")
+        raise NncToolsError(target, f"retarget writes {', '.join(PROJECT_EXTS)} or, from an .sdcproj, .sdcproj")
     project = load_project(source, [options.weights] if options.weights else ())
     proto = project.proto
     if not proto.optimizer:
         raise NncToolsError(source, "has no optimizer: not a training project")
-    classes, classes_from = _class_count(options)
+    classes, classes_from = class_count_for(options.classes, options.train_csv)
     head = find_head(proto, source, options.head)
     params = OrderedDict(project.parameters)
     missing = [p for p in head.parameters if p not in params]
     if len(params) == 0 or missing:
         raise NncToolsError(source, "holds no trained parameters" if not params else f"has no values for {', '.join(missing)}"
                             " (pass the parameter file with --weights)")
-    classes = _fitting(head, classes, options.train_csv)
+    classes = fitting(head, classes, options.train_csv)
     networks, reinitialised = [], []
     if classes != head.classes or options.reset_head:
         networks = resize_head(proto, head, classes, source)
@@ -109,29 +115,6 @@ def retarget(source: PathLike, target: PathLike, options: RetargetOptions) -> Re
         result.warnings.append(f"{len(odd)} multipliers other than 0 or 1: NNC and nnabla_cli train every non-zero "
                                "multiplier at the full rate; nnc-tl train applies them exactly")
     return result
-
-
-def _class_count(options: RetargetOptions):
-    if options.classes is not None:
-        return options.classes, "--classes"
-    counted, where = class_count(options.train_csv)
-    if counted < 2:
-        raise NncToolsError(options.train_csv, f"has {counted} class ({where}); a classifier needs at least 2")
-    return counted, f"from {options.train_csv}: {where}"
-
-
-def _fitting(head: Head, classes: int, csv: PathLike) -> int:
-    """The head's output count for ``classes``: a Sigmoid head with one output (BinaryCrossEntropy, 0/1 labels) stays
-    one output for two classes; a head whose loss takes 0/1 per output cannot take more class indices."""
-    if head.loss not in PER_OUTPUT_LOSSES:
-        return classes
-    if head.classes == 1 and classes == 2:
-        return 1
-    if classes == head.classes:
-        return classes
-    outputs = f"{head.classes} output{'s' * (head.classes != 1)}"
-    raise NncToolsError(csv, f"{classes} classes, but {head.layer} feeds a {head.loss} (a 0/1 label for each of its "
-                        f"{outputs}), which class indices do not fit: retarget a Softmax classifier, or keep the labels binary")
 
 
 def _initialise_head(proto, head: Head, params, seed: int) -> List[str]:
@@ -205,18 +188,25 @@ def _set_batch_size(proto, batch: int) -> None:
 
 
 def _check_first_image(proto, csv: Path, where: Path) -> None:
-    """The training CSV's first image against the optimizer network's input (channels, height, width): NNabla's CSV
-    loader asserts the channels and feeds the size as it is."""
-    from PIL import Image, UnidentifiedImageError
-
+    """The training CSV's first image against the optimizer network's input (channels, height, width)."""
     optimizer = proto.optimizer[0]
     network = next((n for n in proto.network if n.name == optimizer.network_name), None)
     data = {dv.data_name: dv.variable_name for dv in optimizer.data_variable}
     shapes = {v.name: list(v.shape.dim) for v in network.variable} if network is not None else {}
     wanted = shapes.get(data.get("x"))
+    if wanted and len(wanted) == 4:
+        check_first_image(csv, wanted[1:], where)
+
+
+def check_first_image(csv: Path, wanted, where: Path) -> None:
+    """The CSV's first image (column x) is ``wanted`` (channels, height, width), as NNabla's CSV loader needs it (it
+    asserts the channels and feeds the size as it is); one line naming the image and both shapes otherwise. Rows that
+    are not images (``.npy``, ``.csv``) are not checked."""
+    from PIL import Image, UnidentifiedImageError
+
     header, rows = read_header_and_count(csv)
     column = next((k for k, cell in enumerate(header) if cell.partition(":")[0].split("__")[0] == "x"), None)
-    if not wanted or len(wanted) != 4 or column is None or rows == 0:
+    if column is None or rows == 0:
         return
     import csv as csv_module
 
@@ -230,9 +220,9 @@ def _check_first_image(proto, csv: Path, where: Path) -> None:
             got = [CHANNELS.get(img.mode, len(img.getbands())), img.height, img.width]
     except (OSError, UnidentifiedImageError) as e:
         raise NncToolsError(image, f"the training CSV's first image cannot be read ({e})") from None
-    if got != wanted[1:]:
+    if got != list(wanted):
         raise NncToolsError(image, f"is {'x'.join(map(str, got))} (channels x height x width); {where.name}'s input is "
-                            f"{'x'.join(map(str, wanted[1:]))}")
+                            f"{'x'.join(map(str, wanted))}")
 
 
 def _solver(proto, options: RetargetOptions) -> None:
