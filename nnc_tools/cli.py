@@ -51,6 +51,13 @@ def _cmd_apply_freeze(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export_onnx(args: argparse.Namespace) -> int:
+    from .project.onnx_export import export_onnx
+
+    print(f"wrote {export_onnx(args.project, args.output, batch_size=args.batch_size, executor=args.executor)}")
+    return 0
+
+
 def _cmd_networks(args: argparse.Namespace) -> int:
     from .project.networks import get_network, list_networks
 
@@ -135,6 +142,17 @@ def _add_apply_freeze(sub, common: argparse.ArgumentParser) -> None:
     p.set_defaults(func=_cmd_apply_freeze)
 
 
+def _add_export_onnx(sub, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("export-onnx", parents=[common], help="write a trained project's executor network as ONNX",
+                       description="NNabla's own ONNX exporter on the executor's network (NNC's MainRuntime) with its "
+                       "parameters. Needs: pip install '.[onnx]' && pip install --no-deps nnabla-converter==1.39.0")
+    p.add_argument("project")
+    p.add_argument("-o", "--output", required=True, metavar="MODEL.onnx")
+    p.add_argument("--batch-size", type=arguments.batch, help="the model's batch size (default: the network's)")
+    p.add_argument("--executor", metavar="NAME", help="default: the project's first executor")
+    p.set_defaults(func=_cmd_export_onnx)
+
+
 def _add_networks(sub, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("networks", parents=[common], help="list the registered networks")
     p.set_defaults(func=_cmd_networks)
@@ -203,6 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_apply_freeze(sub, common)
     _add_networks(sub, common)
     _add_export(sub, common)
+    _add_export_onnx(sub, common)
     _add_dataset(sub, common)
     add_training_commands(sub, common)
     return parser

@@ -48,6 +48,10 @@ if [ -x "$VENV/bin/python" ] && ! usable "$VENV/bin/python" >/dev/null; then
 fi
 [ -x "$VENV/bin/python" ] || "$py" -m venv "$VENV"
 "$VENV/bin/python" -m pip install --disable-pip-version-check -q -e ".[$EXTRAS]" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
+# NNabla's ONNX exporter ships in nnabla-converter, whose TensorFlow requirements it does not need: without them.
+case ",$EXTRAS," in *,dev,*|*,onnx,*)
+  "$VENV/bin/python" -m pip install --disable-pip-version-check -q --no-deps nnabla-converter==1.39.0 ;;
+esac
 # An editable install gets no bytecode from pip, and with PYTHONDONTWRITEBYTECODE set nothing writes it later: every
 # command would compile the package again (about 40 ms of apply-freeze's start-up). Stale files are simply recompiled.
 "$VENV/bin/python" -m compileall -q nnc_tools >/dev/null

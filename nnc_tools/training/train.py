@@ -99,6 +99,21 @@ def train_step(opt, solvers, batch: Dict[str, np.ndarray], iteration: int, funct
 
 
 OPTION_DEFAULTS = {"seed": 0, "frozen_bn": "inference", "cache_frozen": "auto"}
+def write_results_onnx(result_dir: Path) -> Optional[str]:
+    """``results.onnx`` beside ``results.nnp`` (as NNC writes ``result.onnx``) when the ONNX extra is installed; a network
+    NNabla's exporter cannot export is said and skipped. Returns the file's name, or None."""
+    from ..project.onnx_export import export_onnx, onnx_available
+
+    if not onnx_available():
+        return None
+    try:
+        export_onnx(result_dir / "results.nnp", result_dir / "results.onnx")
+    except NncToolsError as e:
+        log.warning(f"results.onnx not written: {e}")
+        return None
+    return "results.onnx"
+
+
 def train(project_path: PathLike, result_dir: PathLike, options: Optional[TrainOptions] = None) -> TrainResult:
     """Train a project; see the module docstring for what is written to ``result_dir``."""
     options = options or TrainOptions()
@@ -339,6 +354,7 @@ class TrainingRun:
         evaluation = evaluate(self.result_dir / "results.nnp", val_csv, self.result_dir,
                               batch_size=self.batch_size) if val_csv else None
         summary = self._summary(evaluation, wall)
+        summary["onnx"] = write_results_onnx(self.result_dir)
         write_summary(self.result_dir, summary)
         return TrainResult(self.result_dir, self.history, self.best[0], summary, self.reinitialised)
 
