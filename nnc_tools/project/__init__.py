@@ -1,4 +1,5 @@
 """What users do to project files: the network zoo (``networks``), export of a complete NNC-style project (``export``),
 weights carried between projects (``weights``), freeze overlays (``overlay``), matching their rules to a network's
 parameters (``matching``) and applying them to NNabla projects and ``.sdcproj`` files (``freeze``), and what
-``nnc-tl info`` shows (``info``), and the executor network as ONNX (``onnx_export``). May import ``data``, ``formats`` and the ground floor."""
+``nnc-tl info`` shows (``info``), and the executor network as ONNX (``onnx_export``). May import ``data``,
+``formats`` and the ground floor."""

@@ -33,7 +33,9 @@ def proto_view(proto, optimizer) -> NetworkView:
         parameters = {v.name for v in network.variable if v.type == "Parameter"}
         functions = [(f.name, [name for name in f.input if name in parameters]) for f in network.function]
     prefix = network.name + "/" if network is not None else ""
-    return view_of(functions, prefix, [pv.variable_name for pv in optimizer.parameter_variable])
+    view = view_of(functions, prefix, [pv.variable_name for pv in optimizer.parameter_variable])
+    view.current = {pv.variable_name: float(pv.learning_rate_multiplier) for pv in optimizer.parameter_variable}
+    return view
 
 
 def apply_to_proto(proto, overlay: Overlay, project_path: PathLike) -> List[Change]:
@@ -97,6 +99,8 @@ def apply_to_sdcproj(sdc: SdcProject, overlay: Overlay) -> List[Change]:
     views = {net: view_of([(f.name, [site.name for site in f.parameters]) for f in functions if f.is_function], "",
                           [site.name for f in functions if not f.is_function for site in f.parameters])
              for net, functions in expanded.items()}  # a WorkingMemory is a buffer, not in the network's order
+    for net, functions in expanded.items():
+        views[net].current = {name: site.multiplier() for name, site in parameters(functions).items()}
     chosen = resolve(overlay, views, sdc.path)
     multi = sdc.get("Global", "NumNetwork") is not None
     changes: List[Change] = []

@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from ..errors import NncToolsError
 from ..fileio import PathLike
-from ..formats.naming import layer_of
-from ..formats.schema import as_float32
+from ..formats.naming import is_statistic, layer_of
+from ..formats.schema import FLOAT32_TINY, as_float32
 from .overlay import Overlay, Rule
 
 
@@ -34,6 +35,7 @@ class NetworkView:
 
     slots: List[Slot]
     positions: Dict[str, int] = field(default_factory=dict)
+    current: Dict[str, float] = field(default_factory=dict)  # each parameter's multiplier before the overlay
 
 
 @dataclass
@@ -124,8 +126,13 @@ def resolve(overlay: Overlay, views: Dict[str, NetworkView], project_path: PathL
     used = [False] * len(overlay.rules)
     for optimizer, view in views.items():
         chosen: Dict[str, float] = {}
-        for slot in view.slots:
-            for i, rule in enumerate(overlay.rules):
+        for i, rule in enumerate(overlay.rules):  # in file order: the last rule that sets a parameter wins
+            if rule.decay is not None:
+                decayed = _decayed(rule, view, chosen, overlay.path)
+                used[i] = used[i] or bool(decayed)
+                chosen.update(decayed)
+                continue
+            for slot in view.slots:
                 if rule_matches(rule, slot, view):
                     used[i] = True
                     chosen[slot.parameter] = rule.multiplier
@@ -136,6 +143,32 @@ def resolve(overlay: Overlay, views: Dict[str, NetworkView], project_path: PathL
     return result
 
 
+def _decayed(rule: Rule, view: NetworkView, chosen: Dict[str, float], where) -> Dict[str, float]:
+    """A decay rule's multipliers: the parameterised layers in network order (BN statistics aside), the ``from`` layer's
+    multiplier (as the rules so far left it) times ``decay`` for the layer before it, squared for the one before that…"""
+    layers: Dict[str, List[Slot]] = {}
+    for slot in sorted(view.slots, key=lambda s: s.position):
+        if not is_statistic(slot.parameter) and (rule.params is None or slot.short in rule.params):
+            layers.setdefault(slot.layer, []).append(slot)
+    order = list(layers)
+    start = next((k for k, layer in enumerate(order) if any(rule.start in s.names for s in layers[layer])), None)
+    stop = 0 if rule.to is None else next((k for k, layer in enumerate(order)
+                                          if any(rule.to in s.names for s in layers[layer])), None)
+    if start is None or stop is None or stop > start:
+        return {}
+    top = layers[order[start]]
+    anchor = next((s for s in top if s.short == "W"), top[0]).parameter
+    base = chosen.get(anchor, view.current.get(anchor, 1.0))
+    values = {}
+    for k in range(start - 1, stop - 1, -1):
+        value = base * rule.decay ** (start - k)
+        if 0 < value < FLOAT32_TINY or not math.isfinite(value):
+            raise NncToolsError(where, f"{rule.where}: decay {rule.decay:g} from {rule.start} gives {value:g} at {order[k]}, "
+                                "which a float32 multiplier cannot hold (use 'to' to stop earlier)")
+        values.update({s.parameter: value for s in layers[order[k]]})
+    return values
+
+
 def _no_match_message(rule: Rule, views: Dict[str, NetworkView], project_path: PathLike) -> str:
     names = set()
     for view in views.values():
@@ -144,11 +177,13 @@ def _no_match_message(rule: Rule, views: Dict[str, NetworkView], project_path: P
                 names.update((slot.layer, slot.parameter))
         if rule.up_to is not None:
             names.update(view.positions)
-    wanted = rule.match if rule.match is not None else rule.up_to
+    wanted = rule.match if rule.match is not None else rule.up_to if rule.up_to is not None else rule.start
     close = difflib.get_close_matches(wanted, sorted(names), n=3, cutoff=0.5) or sorted(
         {s.layer for v in views.values() for s in v.slots}
     )[:3]
-    kind = "match" if rule.match is not None else "up_to"
+    kind = "match" if rule.match is not None else "up_to" if rule.up_to is not None else "decay from"
+    if rule.decay is not None and rule.to is not None:
+        wanted = f"{rule.start}' to '{rule.to}"
     params = f" with params {list(rule.params)}" if rule.params else ""
     return f"{rule.where}: {kind} '{wanted}'{params} matches nothing in {project_path} (closest: {', '.join(close) or 'none'})"
 

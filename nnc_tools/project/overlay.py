@@ -14,6 +14,7 @@ from ..formats.schema import FLOAT32_TINY, as_float32
 from ..yamlfile import read_yaml
 
 RULE_KEYS = {"match", "up_to", "params", "multiplier"}
+DECAY_KEYS = {"decay", "from", "to", "params"}
 TOP_KEYS = {"optimizers", "rules", "freeze", "lr_multiplier", "frozen_bn"}
 FROZEN_BN = ("inference", "batch")
 
@@ -27,6 +28,11 @@ class Rule:
     up_to: Optional[str] = None
     params: Optional[Tuple[str, ...]] = None
     where: str = ""
+    # a decay rule (``decay: 0.7, from: Affine_3``, optional ``to``): the ``from`` layer keeps its multiplier and each
+    # parameterised layer before it, back to ``to`` (or the first), gets the previous one's times ``decay``
+    decay: Optional[float] = None
+    start: Optional[str] = None  # ``from``
+    to: Optional[str] = None
 
 
 @dataclass
@@ -101,21 +107,39 @@ def parse_overlay(data: Any, path: PathLike) -> Overlay:
     return Overlay(rules, optimizers, path, frozen_bn)
 
 
+def _parse_params(item: dict, path: Path, where: str) -> Optional[Tuple[str, ...]]:
+    params = item.get("params")
+    if params is None:
+        return None
+    if isinstance(params, str):
+        params = [params]
+    if not isinstance(params, list) or not params or not all(isinstance(p, str) and p for p in params):
+        raise NncToolsError(path, f"{where}: params must be a list of parameter names such as [W, b]")
+    return tuple(params)
+
+
+def _parse_decay(item: dict, path: Path, where: str) -> Rule:
+    reject_unknown_keys(item, DECAY_KEYS, path, where)
+    factor = item["decay"]
+    if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not math.isfinite(factor) or factor <= 0:
+        raise NncToolsError(path, f"{where}: decay must be a finite number > 0, got {factor!r}")
+    if "from" not in item:
+        raise NncToolsError(path, f"{where}: a decay rule needs 'from' (the layer that keeps its multiplier)")
+    return Rule(1.0, params=_parse_params(item, path, where), where=where, decay=float(factor),
+                start=_pattern(item["from"], path, where), to=_pattern(item["to"], path, where) if "to" in item else None)
+
+
 def _parse_rule(item: Any, path: Path, where: str) -> Rule:
     if not isinstance(item, dict):
         raise NncToolsError(path, f"{where}: expected a mapping with match or up_to, and multiplier")
+    if "decay" in item:
+        return _parse_decay(item, path, where)
     reject_unknown_keys(item, RULE_KEYS, path, where)
     if ("match" in item) == ("up_to" in item):
         raise NncToolsError(path, f"{where}: give exactly one of 'match' and 'up_to'")
     if "multiplier" not in item:
         raise NncToolsError(path, f"{where}: 'multiplier' is missing")
-    params = item.get("params")
-    if params is not None:
-        if isinstance(params, str):
-            params = [params]
-        if not isinstance(params, list) or not params or not all(isinstance(p, str) and p for p in params):
-            raise NncToolsError(path, f"{where}: params must be a list of parameter names such as [W, b]")
-        params = tuple(params)
+    params = _parse_params(item, path, where)
     return Rule(
         _multiplier(item["multiplier"], path, where),
         match=_pattern(item["match"], path, where) if "match" in item else None,
