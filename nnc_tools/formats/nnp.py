@@ -61,6 +61,7 @@ class Project:
         self.parameter_sources = list(parameter_sources)
         self._parameters = parameters
         self._parameter_loader = parameter_loader
+        self.member_bytes: Dict[str, bytes] = {}  # .nnp members written with these bytes instead of as stored
         if parameters is None and parameter_loader is None:
             self._parameters = OrderedDict()
 
@@ -288,6 +289,8 @@ def _write_nnp(project: Project, target: Path, parameter_format: Optional[str], 
 
     def as_stored(member: NnpMember) -> bool:
         ext = os.path.splitext(member.name.lower())[1]
+        if member.name in project.member_bytes:
+            return False
         return member.role == "carry" or (member.role == "parameters" and not project.parameters_decoded
                                           and params_fmt in (None, ext))
 
@@ -319,6 +322,9 @@ def _write_nnp(project: Project, target: Path, parameter_format: Optional[str], 
                 if member.name in copied:
                     order.append(copied[member.name])
                     params_done = params_done or member.role == "parameters"
+                elif member.name in project.member_bytes:
+                    zout.writestr(new_info(member.name, info.compress_type, info), project.member_bytes[member.name])
+                    order.append(zout.filelist[-1])
                 elif member.role == "network" and not network_done:
                     name = member.name if os.path.splitext(member.name.lower())[1] in TEXT_EXTS else "network.nntxt"
                     zout.writestr(new_info(name, info.compress_type, info), text)

@@ -17,8 +17,9 @@ from ..errors import NncToolsError
 from ..fileio import PathLike, atomic_output, same_file
 from ..formats.naming import PROJECT_EXTS
 from ..formats.nnc_graph import ParameterSite, expand, parameters
-from ..formats.nnp_zip import CopyAhead
+from ..formats.nnp_zip import CopyAhead, open_nnp
 from ..formats.sdcproj import Layer, SdcProject, format_multiplier, load_sdcproj
+from ..formats.solver_states import prune_text_states, pruned_state_members
 from .matching import Change, NetworkView, fractional, resolve, select_optimizers, view_of
 from .overlay import Overlay, find_overlay, load_overlay
 
@@ -197,6 +198,7 @@ def apply_freeze(
 
             loaded = load_project(project)
             changes = apply_to_proto(loaded.proto, rules, project)
+            _prune_solver_states(loaded, project)
             save = functools.partial(save_project, loaded, target, replace_input=in_place, ahead=ahead)
         else:
             raise NncToolsError(project, f"unknown project file extension '{project.suffix}' "
@@ -213,6 +215,16 @@ def apply_freeze(
             "at the full rate; nnc-tl train applies them exactly"
         )
     return FreezeResult(project, overlay_path, target if write else None, changes, warnings)
+
+
+def _prune_solver_states(loaded, path: Path) -> None:
+    """Solver states of parameters the overlay froze taken out (NNabla's loader refuses them once they are out of the
+    solver): the .nnp's state members rewritten, or the project text's ``solver.states``."""
+    if path.suffix.lower() == ".nnp":
+        with open_nnp(path) as zin:
+            loaded.member_bytes = pruned_state_members(loaded.proto, zin)
+    else:
+        prune_text_states(loaded.proto)
 
 
 def _write_sdcproj(target: Path, sdc: SdcProject) -> None:
