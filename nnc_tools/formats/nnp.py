@@ -281,6 +281,16 @@ def _copy(proto: nnabla_pb2.NNablaProtoBuf) -> nnabla_pb2.NNablaProtoBuf:
     return out
 
 
+def _write_new_nnp(project: Project, target: Path, text: bytes, params_fmt: Optional[str]) -> None:
+    """An .nnp made from nothing: version, network text, parameters."""
+    with zipfile.ZipFile(target, "w", allowZip64=True) as zout:
+        zout.writestr(new_info("nnp_version.txt", zipfile.ZIP_STORED), NNP_VERSION)
+        zout.writestr(new_info("network.nntxt", zipfile.ZIP_DEFLATED), text)
+        if project.parameters:
+            fmt = params_fmt or ".h5"
+            zout.writestr(new_info(f"parameter{fmt}", zipfile.ZIP_STORED), encode_parameters(project.parameters, fmt))
+
+
 def _write_nnp(project: Project, target: Path, parameter_format: Optional[str], ahead: Optional[CopyAhead]) -> None:
     """The members copied as stored come first (possibly copied ahead, see ``CopyAhead``), the network text and any
     re-encoded parameters after them; the central directory lists the members in the source's order."""
@@ -298,13 +308,7 @@ def _write_nnp(project: Project, target: Path, parameter_format: Optional[str], 
     # None (and the copy's file gone) unless it copied exactly these members of this project's file
     zout = ahead.adopt(project.path, raw) if ahead is not None else None
     if not project.nnp_members:
-        with zipfile.ZipFile(target, "w", allowZip64=True) as zout:
-            zout.writestr(new_info("nnp_version.txt", zipfile.ZIP_STORED), NNP_VERSION)
-            zout.writestr(new_info("network.nntxt", zipfile.ZIP_DEFLATED), text)
-            if project.parameters:
-                fmt = params_fmt or ".h5"
-                zout.writestr(new_info(f"parameter{fmt}", zipfile.ZIP_STORED), encode_parameters(project.parameters, fmt))
-        return
+        return _write_new_nnp(project, target, text, params_fmt)
     with open_nnp(project.path) as zin:
         if zout is None:
             zout = zipfile.ZipFile(target, "w", allowZip64=True)
