@@ -21,7 +21,8 @@ def _cmd_info(args: argparse.Namespace) -> int:
     from .project.info import describe, format_description
 
     info = describe(args.project, args.params)
-    print(json.dumps(info, indent=2) if args.json else format_description(info))
+    print(json.dumps(info, indent=2, default=str).encode("utf-8", "backslashreplace").decode("utf-8") if args.json
+          else format_description(info))
     return 0
 
 
@@ -240,6 +241,9 @@ def _report_on_stderr(verbosity: int) -> logging.Handler:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    for stream in (sys.stdout, sys.stderr):  # a name the terminal's encoding lacks is printed escaped, not a traceback
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     parser = build_parser()
     args = parser.parse_args(argv)
     handler = _report_on_stderr(args.verbosity)

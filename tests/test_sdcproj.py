@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 
@@ -11,7 +12,7 @@ from nnc_tools.formats.nnc_graph import expand, parameters
 from nnc_tools.formats.sdcproj import load_sdcproj
 from nnc_tools.project.freeze import apply_freeze
 
-from .conftest import changed_lines, layer, multi, single
+from .conftest import NNC_SAMPLES, changed_lines, layer, multi, needs_samples, single
 
 
 def write(tmp_path, name, text, overlay):
@@ -144,3 +145,40 @@ def test_frozen_bn_writes_batchstat_false_and_restores_it(tmp_path):
     apply_freeze(project, overlay)
     bn = next(layer for layer in load_sdcproj(project).layers("Main") if layer.type == "BatchNormalization")
     assert bn.properties["BatchStat"] == "True"
+
+
+def _japanese_lenet(tmp_path, name_bytes: bytes) -> Path:
+    raw = (NNC_SAMPLES / "LeNet.sdcproj").read_bytes().replace(b"Property_0_Value=Affine_2", b"Property_0_Value=" + name_bytes)
+    path = tmp_path / "jp.sdcproj"
+    path.write_bytes(raw)
+    return path
+
+
+@needs_samples
+def test_a_cp932_project_reads_writes_and_prints_as_japanese(cli, tmp_path):
+    """An .sdcproj saved by a Japanese Windows (cp932 layer names): info shows the names, --json is valid JSON (no lone
+    surrogates), an overlay naming the layer in UTF-8 YAML matches it, and only the multiplier lines change."""
+    path = _japanese_lenet(tmp_path, "全結合".encode("cp932"))
+    text = cli("info", path)
+    assert text.code == 0 and "全結合" in text.out
+    js = cli("info", path, "--json")
+    assert js.code == 0 and "全結合" in json.dumps(json.loads(js.out), ensure_ascii=False)
+    (tmp_path / "o.yaml").write_text("freeze: [全結合]\n", encoding="utf-8")
+    out = tmp_path / "out.sdcproj"
+    assert cli("apply-freeze", path, "-c", tmp_path / "o.yaml", "-o", out).code == 0
+    before, after = path.read_bytes().split(b"\n"), out.read_bytes().split(b"\n")
+    changed = [(a, b) for a, b in zip(before, after) if a != b]
+    assert len(before) == len(after) and len(changed) == 2 and all(b"_Value=0.0" in b for _, b in changed)
+
+
+@needs_samples
+def test_bytes_in_no_encoding_stay_as_they_are_and_json_stays_valid(cli, tmp_path):
+    path = _japanese_lenet(tmp_path, b"Affine_\xff\xfe")
+    js = cli("info", path, "--json")
+    assert js.code == 0, js.err
+    json.loads(js.out)  # valid JSON: the undecodable bytes come out as escapes, not lone surrogates
+    js.out.encode("utf-8")
+    (tmp_path / "o.yaml").write_text("freeze: [Convolution]\n")
+    out = tmp_path / "out.sdcproj"
+    assert cli("apply-freeze", path, "-c", tmp_path / "o.yaml", "-o", out).code == 0
+    assert b"Property_0_Value=Affine_\xff\xfe" in out.read_bytes()

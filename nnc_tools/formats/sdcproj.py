@@ -128,12 +128,29 @@ def format_multiplier(value: float) -> str:
     return np.format_float_positional(float(value), trim="0")
 
 
+def file_encoding(raw: bytes) -> str:
+    """How an ``.sdcproj`` is encoded: UTF-8 (what NNC writes), else Japanese Windows' cp932 (Shift_JIS) when the whole
+    file decodes as that and encodes back to the same bytes, else UTF-8 with undecodable bytes kept as they are."""
+    try:
+        raw.decode("utf-8")
+        return "utf-8"
+    except UnicodeDecodeError:
+        pass
+    try:
+        if raw.decode("cp932").encode("cp932") == raw:
+            return "cp932"
+    except (UnicodeDecodeError, UnicodeEncodeError):
+        pass
+    return "utf-8"
+
+
 class SdcProject:
     """An ``.sdcproj`` held as its lines; edits replace or insert whole lines and leave all other bytes as they were."""
 
     def __init__(self, path: PathLike, raw: bytes):
         self.path = Path(path)
-        text = raw.decode("utf-8", "surrogateescape")
+        self.encoding = file_encoding(raw)
+        text = raw.decode(self.encoding, "surrogateescape")
         self.lines: List[Line] = [Line(m.group(1), m.group(2)) for m in _LINE.finditer(text) if m.group(0)]
         self.newline = max(("\r\n", "\n", "\r"), key=lambda e: sum(1 for line in self.lines if line.ending == e))
         self._index()
@@ -155,7 +172,7 @@ class SdcProject:
             self._sections.setdefault(current, (start, len(self.lines)))
 
     def to_bytes(self) -> bytes:
-        return "".join(line.text + line.ending for line in self.lines).encode("utf-8", "surrogateescape")
+        return "".join(line.text + line.ending for line in self.lines).encode(self.encoding, "surrogateescape")
 
     def sections(self) -> List[str]:
         return list(self._order)
