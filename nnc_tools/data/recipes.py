@@ -53,6 +53,12 @@ class Recipe:
     validation: str = "split"  # "split": from the official training set; "test": the official test set
     test: bool = True
     max_per_class: Optional[int] = None
+    file: Optional[Path] = None  # the YAML file it was read from, for messages
+
+    @property
+    def where(self):
+        """What a message about the recipe names: its file, or (built in) its name."""
+        return self.file if self.file is not None else self.name
 
 
 BUILTIN = {
@@ -93,7 +99,7 @@ def parse_recipe(data: Any, where: PathLike) -> Recipe:
     if not isinstance(test, bool):
         raise NncToolsError(where, "test: expected true or false")
     return Recipe(str(data.get("name") or Path(str(where)).stem), source, data.get("classes"), data.get("superclasses"),
-                  {k: float(v) for k, v in split.items()}, validation, test, cap)
+                  {k: float(v) for k, v in split.items()}, validation, test, cap, Path(str(where)))
 
 
 def load_recipe(name_or_path: str) -> Recipe:
@@ -129,23 +135,23 @@ def class_list(recipe: Recipe, data: CifarData) -> List[int]:
         given = getattr(recipe, key) or []
         repeated = sorted({n for n in given if given.count(n) > 1})
         if repeated:
-            raise NncToolsError(recipe.name, f"{key}: '{repeated[0]}' is listed twice (two classes would share one folder)")
+            raise NncToolsError(recipe.where, f"{key}: '{repeated[0]}' is listed twice (two classes would share one folder)")
     if recipe.classes:
         chosen = []
         for name in recipe.classes:
             if name not in names:
                 close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
-                raise NncToolsError(recipe.name, f"unknown class '{name}' in {data.kind} (closest: {', '.join(close) or 'none'})")
+                raise NncToolsError(recipe.where, f"unknown class '{name}' in {data.kind} (closest: {', '.join(close) or 'none'})")
             chosen.append(names.index(name))
         return chosen
     if recipe.superclasses:
         if not data.coarse_names or data.train.coarse is None:
-            raise NncToolsError(recipe.name, f"{data.kind} has no superclasses")
+            raise NncToolsError(recipe.where, f"{data.kind} has no superclasses")
         chosen = []
         for coarse in recipe.superclasses:
             if coarse not in data.coarse_names:
                 close = difflib.get_close_matches(coarse, data.coarse_names, n=3, cutoff=0.5)
-                raise NncToolsError(recipe.name, f"unknown superclass '{coarse}' (closest: {', '.join(close) or 'none'})")
+                raise NncToolsError(recipe.where, f"unknown superclass '{coarse}' (closest: {', '.join(close) or 'none'})")
             c = data.coarse_names.index(coarse)
             chosen += sorted({int(f) for f in data.train.labels[data.train.coarse == c]})
         return chosen
@@ -224,7 +230,8 @@ class BuildResult:
 
 
 def fingerprint(recipe: Recipe, data: CifarData, seed: int) -> str:
-    text = json.dumps({"recipe": asdict(recipe), "seed": seed, "format": FORMAT_VERSION, "data": data.fingerprint()}, sort_keys=True)
+    what = {k: v for k, v in asdict(recipe).items() if k != "file"}  # the same recipe read from another file is the same
+    text = json.dumps({"recipe": what, "seed": seed, "format": FORMAT_VERSION, "data": data.fingerprint()}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()
 
 

@@ -1,4 +1,5 @@
-"""What is checked before a run trains on anything: the datasets' labels against the classes the network can score
+"""What is checked before a run trains on anything: each column's shape against the variable that reads it, and the
+datasets' labels against the classes the network can score
 (a label past them crashes NNabla's CategoricalCrossEntropy with "double free or corruption"; a header naming another
 number of classes than the network scores trains silently on the wrong head)."""
 
@@ -24,6 +25,9 @@ def check_labels(proto, optimizer_proto, monitors: Iterable, datasets: Dict[str,
             continue
         shapes = {v.name: list(v.shape.dim) for v in network.variable}
         data_of = {dv.variable_name: dv.data_name for dv in data_variables}
+        for name in dataset_names:
+            if name in datasets:
+                _check_shapes(datasets[name], data_of, shapes, network_name)
         for f in network.function:
             if f.type not in CLASS_SCORE_LOSSES or len(f.input) < 2 or f.input[1] not in data_of:
                 continue
@@ -47,3 +51,16 @@ def _check(dataset: Dataset, key: str, classes: int, where: str) -> None:
     if dataset.classes and len(dataset.classes) != classes:
         raise NncToolsError(dataset.uri, f"its header names {len(dataset.classes)} classes, {where} scores {classes}: "
                             f"a dataset for another network? (export the network with --classes {len(dataset.classes)})")
+
+
+def _check_shapes(dataset: Dataset, data_of: Dict[str, str], shapes: Dict[str, list], network: str) -> None:
+    """Each column a network reads holds what its variable takes a sample (an image of its channels and size): NNabla
+    would fail copying the batch in, or NNC's loader would have converted it."""
+    for variable, data_name in data_of.items():
+        array, shape = dataset.arrays.get(data_name), shapes.get(variable)
+        if array is None or not shape:
+            continue
+        want, got = [int(d) for d in shape[1:]], [int(d) for d in np.asarray(array).shape[1:]]
+        if int(np.prod(want)) != int(np.prod(got)) and all(d > 0 for d in want):
+            raise NncToolsError(dataset.uri, f"its {data_name} is {'x'.join(map(str, got)) or 'a number'} a row; "
+                                f"{network}'s {variable} takes {'x'.join(map(str, want))}")

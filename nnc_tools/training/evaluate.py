@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Dict, Optional
 
@@ -37,6 +39,9 @@ def predict(project: PathLike, dataset, batch_size: int = 64, executor: Optional
         batch = dataset.batch(full)
         for var, name in ex.dataset_assign.items():
             v = var.variable_instance
+            if start == 0 and tuple(batch[name].shape[1:]) != tuple(v.shape[1:]):
+                got, want = "x".join(map(str, batch[name].shape[1:])), "x".join(map(str, v.shape[1:]))
+                raise NncToolsError(dataset.uri, f"its {name} is {got} a row; {Path(project).name}'s input is {want}")
             v.d = batch[name].reshape(v.shape)
         out.forward(clear_buffer=True)
         scores.append(out.d.reshape(batch_size, -1)[: len(idx)].copy())
@@ -61,7 +66,10 @@ def evaluate(project: PathLike, csv_path: PathLike, outdir: Optional[PathLike] =
     outdir = Path(outdir) if outdir is not None else None
     created = outdir is not None and not outdir.exists()
     try:
-        return _evaluate(Path(project), Path(csv_path), outdir, batch_size, cache)
+        with contextlib.ExitStack() as stack:
+            if cache is None:  # NNabla's CSV iterator cache: nothing beside the user's data or in a folder not asked for
+                cache = stack.enter_context(tempfile.TemporaryDirectory(prefix="nnc-tl-evaluate-"))
+            return _evaluate(Path(project), Path(csv_path), outdir, batch_size, cache)
     except NncToolsError:
         if created:
             shutil.rmtree(outdir, ignore_errors=True)
@@ -71,8 +79,7 @@ def evaluate(project: PathLike, csv_path: PathLike, outdir: Optional[PathLike] =
 def _evaluate(project: Path, csv_path: Path, outdir: Optional[Path], batch_size: int, cache: Optional[PathLike]) -> Dict:
     proto = load_project(project).proto
     normalize = not proto.executor[0].no_image_normalization if proto.executor else True
-    dataset = load_dataset(csv_path, Path(cache) if cache else (outdir or csv_path.parent) / "cache" / "evaluate", name="evaluate",
-                           normalize=normalize)
+    dataset = load_dataset(csv_path, Path(cache), name="evaluate", normalize=normalize)
     if "y" not in dataset.arrays:
         raise NncToolsError(csv_path, "has no label column y")
     raw = dataset.arrays["y"].reshape(-1)
