@@ -15,6 +15,13 @@ class NncToolsError(Exception):
         super().__init__(f"{self.path}: {problem}" if self.path else problem)
 
 
+def about(path: Optional[Union[str, os.PathLike]], error: NncToolsError) -> NncToolsError:
+    """``error`` naming ``path`` when it names no file and no flag: every message about a file names the file."""
+    if error.path is not None or error.problem.startswith("--"):
+        return error
+    return NncToolsError(path, error.problem)
+
+
 def reject_unknown_keys(mapping: dict, allowed: Iterable[str], path: Optional[Union[str, os.PathLike]], where: str = "") -> None:
     """The one check every YAML file we read makes: a key we do not know is an error that lists the known ones."""
     allowed = set(allowed)

@@ -50,6 +50,31 @@ def _project_with(label: str = "0", image: bytes = None, size=(8, 8), mode="L", 
     return make
 
 
+def _project_edited(edit):
+    """tiny_project in a folder of its own (``<folder>/p.nnp``), its proto edited by ``edit(proto)``."""
+    def make(path: Path):
+        from nnc_tools.formats.nnp import load_project, save_project
+
+        path.parent.mkdir()
+        project = load_project(tiny_project(path.parent))
+        edit(project.proto)
+        save_project(project, path.with_name("edited.nnp"))
+        path.with_name("edited.nnp").replace(path)
+    return make
+
+
+def _magic_solver(proto):
+    proto.optimizer[0].solver.type = "Magic"
+
+
+def _no_solver_parameters(proto):
+    proto.optimizer[0].solver.ClearField(proto.optimizer[0].solver.WhichOneof("parameter"))
+
+
+def _data_name(proto):
+    proto.optimizer[0].data_variable[0].data_name = "pixels"
+
+
 def _tiny_bytes(path: Path) -> bytes:
     full = nnabla_saved(path.with_name("full_for_truncation.nnp"))
     data = full.read_bytes()
@@ -132,6 +157,9 @@ FILES = {
     "train_text_labels": ("textlabels/p.nnp", _project_with(label="cat")),
     "train_label_past_classes": ("past/p.nnp", _project_with(label="7")),
     "train_empty_csv": ("emptycsv/p.nnp", _project_with(empty=True)),
+    "proj_magic_solver": ("magic/p.nnp", _project_edited(_magic_solver)),
+    "proj_no_solver_params": ("nosolver/p.nnp", _project_edited(_no_solver_parameters)),
+    "proj_unknown_data": ("nodata/p.nnp", _project_edited(_data_name)),
     "config_bad": ("c.yaml", _text("seeds: 0\n")),
     "config_list": ("cl.yaml", _text("- network: resnet20\n")),
     "config_unknown": ("cu.yaml", _text("netwrok: resnet20\n")),
@@ -261,6 +289,9 @@ CASES = [
     ("train text labels", "train {train_text_labels} -o {out}", "refused training.csv"),
     ("train label past the classes", "train {train_label_past_classes} -o {out}", "refused training.csv"),
     ("train empty csv", "train {train_empty_csv} -o {out}", "refused training.csv"),
+    ("train unknown solver type", "train {proj_magic_solver} -o {out}", "refused {proj_magic_solver}"),
+    ("train solver without parameters", "train {proj_no_solver_params} -o {out}", "refused {proj_no_solver_params}"),
+    ("train data the CSV lacks", "train {proj_unknown_data} -o {out}", "refused {proj_unknown_data}"),
     ("train one epoch", "train {p} -o {out} --epochs 1 --workers 1", "works"),
     ("train two workers", "train {p} -o {out} --epochs 1 --workers 2 --batch-size 3", "works"),
     # evaluate

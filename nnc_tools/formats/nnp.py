@@ -17,7 +17,7 @@ from typing import Callable, Dict, Iterable, List, Optional, Sequence
 
 from google.protobuf import text_format
 
-from ..errors import NncToolsError
+from ..errors import NncToolsError, about
 from ..fileio import PathLike, atomic_outputs, same_file
 from .naming import PROJECT_EXTS, TEXT_EXTS
 from .nnp_zip import MAX_MEMBER_BYTES, MAX_TEXT_BYTES, NNP_VERSION, CopyAhead, copy_members, member_role, new_info, open_nnp
@@ -90,6 +90,13 @@ def load_project(path: PathLike, parameter_files: Sequence[PathLike] = ()) -> Pr
     A text project with no parameter file given takes ``<stem>.h5`` or ``<stem>.protobuf`` beside it when present.
     """
     path = Path(path)
+    try:
+        return _load_project(path, parameter_files)
+    except NncToolsError as e:
+        raise about(path, e) from None
+
+
+def _load_project(path: Path, parameter_files: Sequence[PathLike]) -> Project:
     ext = existing_file(path, PROJECT_EXTS, "project file", f"one of {', '.join(PROJECT_EXTS)}")
     if ext == ".nnp":
         project = _load_nnp(path)

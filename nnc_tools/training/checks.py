@@ -58,7 +58,10 @@ def _check_shapes(dataset: Dataset, data_of: Dict[str, str], shapes: Dict[str, l
     would fail copying the batch in, or NNC's loader would have converted it."""
     for variable, data_name in data_of.items():
         array, shape = dataset.arrays.get(data_name), shapes.get(variable)
-        if array is None or not shape:
+        if array is None:  # the project's fault, not the CSV's: the message names the project (train adds it)
+            raise NncToolsError(None, f"{network}'s {variable} reads '{data_name}', which {dataset.uri} has no column for "
+                                f"(its columns: {', '.join(dataset.arrays) or 'none'})")
+        if not shape:
             continue
         want, got = [int(d) for d in shape[1:]], [int(d) for d in np.asarray(array).shape[1:]]
         if int(np.prod(want)) != int(np.prod(got)) and all(d > 0 for d in want):

@@ -30,7 +30,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ..data.decoded import Dataset, load_dataset
-from ..errors import NncToolsError
+from ..errors import NncToolsError, about
 from ..fileio import PathLike, atomic_output
 from ..formats.naming import is_statistic
 from ..formats.nnc_csv import dataset_path, read_header_and_count
@@ -143,10 +143,10 @@ def train(project_path: PathLike, result_dir: PathLike, options: Optional[TrainO
     result_dir.mkdir(parents=True, exist_ok=True)
     try:
         return TrainingRun(project_path, result_dir, options, project, proto, uris, batch_size, context, workers).run()
-    except NncToolsError:
+    except NncToolsError as e:
         if created:
             shutil.rmtree(result_dir, ignore_errors=True)
-        raise
+        raise about(project_path, e) from None
 
 
 class TrainingRun:
