@@ -84,3 +84,44 @@ def test_dataset_csv_reader(tmp_path_factory, text):
 @given(st.binary(max_size=300))
 def test_cifar_pickle_reader(raw):
     only_user_errors(lambda: restricted_loads(raw, "batch"))
+
+
+@QUICK
+@given(st.one_of(mutated("rules:\n  - decay: 0.5\n    from: A\n    to: B\n    params: [W]\nfrozen_bn: batch\n"),
+                 st.binary(max_size=200).map(lambda b: b.decode("latin-1"))))
+def test_overlay_reader_with_decay_rules(tmp_path_factory, text):
+    path = tmp_path_factory.mktemp("o") / "o.yaml"
+    path.write_bytes(text.encode("utf-8", "surrogateescape"))
+    only_user_errors(lambda: load_overlay(path))
+
+
+@QUICK
+@given(st.one_of(mutated("network: resnet20\nseeds: 2\nlr: 0.01\nbatch_size: 8\nsynthetic_per_class: {source: 3}\n"),
+                 st.binary(max_size=200).map(lambda b: b.decode("latin-1"))))
+def test_experiment_config_reader(tmp_path_factory, text):
+    from nnc_tools.experiment.config import load_config
+
+    path = tmp_path_factory.mktemp("c") / "c.yaml"
+    path.write_bytes(text.encode("utf-8", "surrogateescape"))
+    only_user_errors(lambda: load_config(path))
+
+
+@QUICK
+@given(st.one_of(mutated("name: x\nsource: cifar100\nsuperclasses: [fish]\nsplit: {training: 0.8, validation: 0.2}\n"
+                         "max_per_class: 5\n"), st.binary(max_size=200).map(lambda b: b.decode("latin-1"))))
+def test_dataset_recipe_reader(tmp_path_factory, text):
+    from nnc_tools.data.recipes import load_recipe
+
+    path = tmp_path_factory.mktemp("r") / "r.yaml"
+    path.write_bytes(text.encode("utf-8", "surrogateescape"))
+    only_user_errors(lambda: load_recipe(str(path)))
+
+
+@QUICK
+@given(st.one_of(mutated("x:image,y:label\n./a.png,0\n./b.png,3\n"), st.binary(max_size=200).map(lambda b: b.decode("latin-1"))))
+def test_class_count_reader(tmp_path_factory, text):
+    from nnc_tools.formats.nnc_csv import class_count
+
+    path = tmp_path_factory.mktemp("c") / "d.csv"
+    path.write_bytes(text.encode("utf-8", "surrogateescape"))
+    only_user_errors(lambda: class_count(path))
