@@ -40,9 +40,12 @@ def _cmd_apply_freeze(args: argparse.Namespace) -> int:
     from .project.freeze import apply_freeze
     from .project.matching import format_changes
 
-    result = apply_freeze(args.project, args.config, args.output, dry_run=args.dry_run)
+    result = apply_freeze(args.project, args.config, args.output, dry_run=args.dry_run, weights=args.weights,
+                          job_dir=args.job_dir)
     print(f"overlay {result.overlay} on {result.project}")
     print(format_changes(result.changes))
+    if result.weights is not None:
+        _print_weights(result)
     for warning in result.warnings:
         print(f"nnc-tl: warning: {warning}", file=sys.stderr)
     if args.dry_run:
@@ -50,6 +53,17 @@ def _cmd_apply_freeze(args: argparse.Namespace) -> int:
     elif result.output is not None:
         print(f"wrote {result.output}")
     return 0
+
+
+def _print_weights(result) -> None:
+    w = result.weights
+    width = max([len(what) for what, _, _ in result.references] or [0])
+    for what, old, new in result.references:
+        print(f"  {what:<{width}}  {old or '(empty)'} -> {new}")
+    print(f"{len(w.assigned)} parameters take their weights from job {w.job_id}; {len(w.left)} left to their initializer"
+          + (f" ({', '.join(w.left[:5])}{', ...' if len(w.left) > 5 else ''})" if w.left else ""))
+    where = f"{w.results} (copied)" if w.copy_from is not None else f"{w.results}, where it is"
+    print(f"NNC loads them from its project's results/{w.job_id}/results.nnp: {where}")
 
 
 def _cmd_export_onnx(args: argparse.Namespace) -> int:
@@ -140,6 +154,10 @@ def _add_apply_freeze(sub, common: argparse.ArgumentParser) -> None:
     p.add_argument("-c", "--config", metavar="OVERLAY.yaml", help="the freeze overlay")
     p.add_argument("-o", "--output", metavar="OUT", help="write here instead of rewriting PROJECT (same extension)")
     p.add_argument("--dry-run", action="store_true", help="print what would change; write nothing")
+    p.add_argument("--weights", metavar="FROM.nnp", help=".sdcproj: NNC's 'Open in EDIT Tab with Weight': every layer "
+                   "parameter FROM.nnp has gets a W.File/b.File/... reference NNC's runner loads")
+    p.add_argument("--job-dir", metavar="DIR", help="with --weights: copy FROM.nnp to DIR/results.nnp (DIR's name is the "
+                   "job id; default <output stem>.weights/nnctl_<hash>, unless FROM.nnp is in NNC's results already)")
     p.set_defaults(func=_cmd_apply_freeze)
 
 

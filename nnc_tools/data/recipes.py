@@ -53,7 +53,7 @@ class Recipe:
     validation: str = "split"  # "split": from the official training set; "test": the official test set
     test: bool = True
     max_per_class: Optional[int] = None
-    file: Optional[Path] = None  # the YAML file it was read from, for messages
+    file: Optional[Path] = field(default=None, compare=False)  # the YAML file it was read from, for messages
 
     @property
     def where(self):

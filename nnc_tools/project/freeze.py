@@ -9,18 +9,20 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from dataclasses import dataclass
+import shutil
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 from ..errors import NncToolsError
-from ..fileio import PathLike, atomic_output, same_file
+from ..fileio import PathLike, atomic_outputs, same_file
 from ..formats.naming import PROJECT_EXTS
 from ..formats.nnc_graph import ParameterSite, expand, parameters
 from ..formats.nnp_zip import CopyAhead, open_nnp
 from ..formats.sdcproj import Layer, SdcProject, format_multiplier, load_sdcproj
 from ..formats.solver_states import prune_text_states, pruned_state_members
 from .matching import Change, NetworkView, fractional, resolve, select_optimizers, view_of
+from .nnc_weights import WeightAssignment, plan, write_references
 from .overlay import Overlay, find_overlay, load_overlay
 
 # ---------------------------------------------------------------------------------------------------- NNabla projects
@@ -168,10 +170,13 @@ class FreezeResult:
     output: Optional[Path]  # None when nothing was written (dry run, or in place with nothing to change)
     changes: List[Change]
     warnings: List[str]
+    weights: Optional[WeightAssignment] = None  # --weights: which parameters NNC loads from where
+    references: List[Tuple[str, str, str]] = field(default_factory=list)  # (layer property, old, new) *.File lines
 
 
 def apply_freeze(
-    project: PathLike, overlay: Optional[PathLike] = None, output: Optional[PathLike] = None, dry_run: bool = False
+    project: PathLike, overlay: Optional[PathLike] = None, output: Optional[PathLike] = None, dry_run: bool = False,
+    weights: Optional[PathLike] = None, job_dir: Optional[PathLike] = None,
 ) -> FreezeResult:
     """Apply an overlay to a project file (.nnp/.nntxt/.prototxt/.protobuf/.sdcproj), in place unless ``output`` is given.
 
@@ -180,6 +185,7 @@ def apply_freeze(
     """
     project = Path(project)
     overlay_path = Path(overlay) if overlay is not None else find_overlay(project)
+    assignment, references = None, []
     ext = project.suffix.lower()
     target = Path(output) if output is not None else project
     if target.suffix.lower() != ext:
@@ -189,10 +195,15 @@ def apply_freeze(
     # runs while the overlay and the network are read and edited.
     with CopyAhead(project, target) if ext == ".nnp" and not dry_run else contextlib.nullcontext() as ahead:
         rules = load_overlay(overlay_path)
+        if weights is not None and ext != ".sdcproj":
+            raise NncToolsError(weights, "--weights points an .sdcproj at NNC weights; for an NNabla project use "
+                                "export --weights or retarget")
         if ext == ".sdcproj":
             sdc = load_sdcproj(project)
             changes = apply_to_sdcproj(sdc, rules)
-            save = functools.partial(_write_sdcproj, target, sdc)
+            assignment = plan(sdc, weights, target, job_dir) if weights is not None else None
+            references = write_references(sdc, assignment) if assignment is not None else []
+            save = functools.partial(_write_sdcproj, target, sdc, assignment)
         elif ext in PROJECT_EXTS:
             from ..formats.nnp import load_project, save_project  # protobuf, also while the copy runs
 
@@ -203,7 +214,7 @@ def apply_freeze(
         else:
             raise NncToolsError(project, f"unknown project file extension '{project.suffix}' "
                                 f"(expected {', '.join(PROJECT_EXTS)}, .sdcproj)")
-        write = not dry_run and not (in_place and not any(c.changed for c in changes))
+        write = not dry_run and not (in_place and not any(c.changed for c in changes) and not references)
         if write:
             save()
     warnings = []
@@ -214,7 +225,7 @@ def apply_freeze(
             f"{len(odd)} multipliers other than 0 or 1 ({examples}): NNC and nnabla_cli train every non-zero multiplier "
             "at the full rate; nnc-tl train applies them exactly"
         )
-    return FreezeResult(project, overlay_path, target if write else None, changes, warnings)
+    return FreezeResult(project, overlay_path, target if write else None, changes, warnings, assignment, references)
 
 
 def _prune_solver_states(loaded, path: Path) -> None:
@@ -227,6 +238,10 @@ def _prune_solver_states(loaded, path: Path) -> None:
         prune_text_states(loaded.proto)
 
 
-def _write_sdcproj(target: Path, sdc: SdcProject) -> None:
-    with atomic_output(target) as temp:
-        temp.write_bytes(sdc.to_bytes())
+def _write_sdcproj(target: Path, sdc: SdcProject, assignment: Optional[WeightAssignment] = None) -> None:
+    """The project, and with ``--weights`` the weights copied where NNC looks for them: both or neither."""
+    copy = assignment is not None and assignment.copy_from is not None
+    with atomic_outputs([target] + ([assignment.results] if copy else [])) as temps:
+        temps[0].write_bytes(sdc.to_bytes())
+        if copy:
+            shutil.copyfile(assignment.copy_from, temps[1])

@@ -1,0 +1,96 @@
+"""NNC's "Open in EDIT Tab with Weight" from the command line: an ``.sdcproj`` pointed at a trained project's parameters.
+
+How NNC reads them (its runner, ``nnabla_console.callback.get_info_from_sdcproj``, and its converter): a layer's
+``W.File`` (or a Unit's ``<Layer>.W.File`` override, the outermost that exists deciding, as for multipliers) holds
+``<job id>/<source parameter name, '/' written '~'>``; ``create_prototxt -p`` turns each into a ``file,parameter`` row;
+the runner maps the job id to that job's folder in the project's results (``.../results/<job id>``), loads its
+``results.nnp`` and copies each named parameter in. So the weights must sit as ``results.nnp`` in a folder named by
+the job id: a ``FROM.nnp`` that already is NNC's ``results/<job id>/results.nnp`` is used where it is; any other is
+copied to ``<output stem>.weights/<job id>/results.nnp`` (or ``--job-dir``), to be put into the NNC project's
+``results`` folder."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple
+
+from ..errors import NncToolsError
+from ..fileio import PathLike
+from ..formats.nnc_graph import ParameterSite, expand, parameters
+from ..formats.sdcproj import MULTIPLIER_SUFFIX, Layer, SdcProject
+
+FILE_SUFFIX = ".File"
+
+
+@dataclass
+class WeightAssignment:
+    job_id: str
+    results: Path  # where NNC must find the weights: <job folder>/results.nnp
+    copy_from: Optional[Path]  # the file to copy there (None: it is there already)
+    assigned: List[Tuple[str, str]] = field(default_factory=list)  # (parameter, File value)
+    left: List[str] = field(default_factory=list)  # parameters FROM.nnp has no values for: left to their initializer
+    sites: List[ParameterSite] = field(default_factory=list)
+
+
+def _file_keys(site: ParameterSite) -> List[Tuple[Layer, str]]:
+    """The properties that may hold a parameter's weight reference, outermost first (those of its multiplier, ``.File``)."""
+    return [(layer, key[: -len(MULTIPLIER_SUFFIX)] + FILE_SUFFIX if key.endswith(MULTIPLIER_SUFFIX) else "File")
+            for layer, key in site.keys]
+
+
+def plan(sdc: SdcProject, weights: PathLike, output: PathLike, job_dir: Optional[PathLike] = None) -> WeightAssignment:
+    """Which parameter of every network gets which reference, and where the weights must be for NNC."""
+    from ..formats.nnp import load_project  # protobuf and h5py only when weights are asked for
+
+    weights = Path(weights)
+    source = load_project(weights).parameters
+    if job_dir is not None:
+        results, copy_from = Path(job_dir) / "results.nnp", weights
+    elif weights.name == "results.nnp" and weights.parent.parent.name == "results":
+        results, copy_from = weights, None  # already in an NNC project's results: its folder's name is the job id
+    else:
+        digest = hashlib.sha256(weights.read_bytes()).hexdigest()[:12]
+        results, copy_from = Path(output).with_suffix(".weights") / f"nnctl_{digest}" / "results.nnp", weights
+    job_id = results.parent.name
+    if not job_id or "/" in job_id or " " in job_id:
+        raise NncToolsError(results.parent, "is no folder name NNC can take as a job id")
+    assignment = WeightAssignment(job_id, results, copy_from)
+    sites: List[ParameterSite] = []  # every network's, each with the Unit layers that call it there
+    for network in sdc.network_names():
+        sites += parameters(expand(sdc, network)).values()
+    for name in dict.fromkeys(site.name for site in sites):
+        if name in source:
+            assignment.assigned.append((name, f"{job_id}/{name.replace('/', '~')}"))
+        else:
+            assignment.left.append(name)
+    if not assignment.assigned:
+        raise NncToolsError(weights, f"shares no parameter name with {sdc.path.name}: weights of another network? "
+                            f"(it has {', '.join(list(source)[:3])}; the project wants {', '.join(assignment.left[:3])})")
+    assignment.sites = sites
+    return assignment
+
+
+def write_references(sdc: SdcProject, assignment: WeightAssignment) -> List[Tuple[str, str, str]]:
+    """Set the references: each on the property NNC reads for it, unless that property also decides a parameter that
+    must get another reference (a Unit network called twice with separate parameters): then on its outermost Unit.
+    Returns (layer property, old, new) for the table."""
+    chosen = dict(assignment.assigned)
+    groups: Dict[Tuple[str, str], List[ParameterSite]] = {}
+    for site in assignment.sites:
+        keys = _file_keys(site)
+        layer, key = next(((lay, k) for lay, k in keys if k in lay.properties), keys[0])
+        groups.setdefault((layer.section, key), []).append(site)
+    edits = {}
+    for group in groups.values():
+        wanted = [s for s in group if s.name in chosen]
+        values = {chosen.get(s.name) for s in group}
+        for site in wanted:
+            keys = _file_keys(site)
+            layer, key = next(((lay, k) for lay, k in keys if k in lay.properties), keys[0]) if len(values) == 1 else keys[0]
+            old = layer.properties.get(key, "")
+            if old != chosen[site.name]:
+                sdc.set_property(layer, key, chosen[site.name])
+            edits[(layer.section, key)] = (f"{layer.network}:{layer.name} {key}", old, chosen[site.name])
+    return list(edits.values())
