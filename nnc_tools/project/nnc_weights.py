@@ -18,7 +18,7 @@ from typing import Dict, List, Optional, Tuple
 
 from ..errors import NncToolsError
 from ..fileio import PathLike
-from ..formats.nnc_graph import ParameterSite, expand, parameters
+from ..formats.nnc_graph import ParameterSite, expand
 from ..formats.sdcproj import MULTIPLIER_SUFFIX, Layer, SdcProject
 
 FILE_SUFFIX = ".File"
@@ -57,9 +57,9 @@ def plan(sdc: SdcProject, weights: PathLike, output: PathLike, job_dir: Optional
     if not job_id or "/" in job_id or " " in job_id:
         raise NncToolsError(results.parent, "is no folder name NNC can take as a job id")
     assignment = WeightAssignment(job_id, results, copy_from)
-    sites: List[ParameterSite] = []  # every network's, each with the Unit layers that call it there
-    for network in sdc.network_names():
-        sites += parameters(expand(sdc, network)).values()
+    # every layer of every network that holds a parameter, with the Unit layers calling it there: NNC's converter
+    # refuses a project where layers sharing a parameter (in one network or across them) reference different files
+    sites: List[ParameterSite] = [site for network in sdc.network_names() for f in expand(sdc, network) for site in f.parameters]
     for name in dict.fromkeys(site.name for site in sites):
         if name in source:
             assignment.assigned.append((name, f"{job_id}/{name.replace('/', '~')}"))
