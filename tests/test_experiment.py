@@ -230,3 +230,49 @@ def test_transfer_experiment_from_the_users_own_project(tmp_path, monkeypatch, m
     export_network("resnet20", mine, classes=4, input_shape=(3, 32, 32), batch_size=8, seed=1)
     run_transfer(run, load_config(config_file), synthetic=True, source_project=mine)
     assert json.loads((run / "scratch-s0" / "stage.json").read_text())["settings"]["source"] != before
+
+
+@pytest.mark.slow
+def test_transfer_experiment_on_the_users_own_csvs(tmp_path, monkeypatch):
+    """source_data / target_data: NNC dataset CSVs in place of the CIFAR recipes (a folder with the three CSVs, or a
+    mapping); the class counts come from the CSVs, no archive is needed, the report says whose data it is."""
+    from .conftest import write_image_csv
+
+    monkeypatch.setenv("NNC_TL_CACHE", str(tmp_path / "cache"))
+    source, target = tmp_path / "mine_source", tmp_path / "mine_target"
+    for split, n in (("training", 16), ("validation", 8), ("test", 8)):
+        write_image_csv(source, n, classes=4, channels=3, size=32, seed=len(split), name=split)
+        write_image_csv(target, n, classes=3, channels=3, size=32, seed=len(split) + 7, name=split)
+    (tmp_path / "o.yaml").write_text("rules:\n  - up_to: BatchNormalization_3\n    multiplier: 0\n")
+    config_file = tmp_path / "own.yaml"
+    config_file.write_text(
+        "network: resnet20\noverlay: o.yaml\nsource_epochs: 1\ntarget_epochs: 1\nbatch_size: 4\nseeds: 1\n"
+        "source_data: mine_source\ntarget_data: {training: mine_target/training.csv, validation: mine_target/validation.csv,"
+        " test: mine_target/test.csv}\n")
+    run = tmp_path / "run"
+    run_transfer(run, load_config(config_file))  # neither --synthetic nor archives
+    record = json.loads((run / "data" / "target" / "stage.json").read_text())
+    assert record["classes"] == ["c0", "c1", "c2"] and record["counts"] == {"training": 16, "validation": 8, "test": 8}
+    source_record = json.loads((run / "source" / "stage.json").read_text())
+    assert source_record["summary"]["epochs"] == 1
+    md = (run / "report.md").read_text()
+    assert "**Data: your own NNC dataset CSVs**" in md and "**Target:** your CSVs (3 classes" in md
+    assert "**Test set:** 8 images" in md
+    # a changed CSV runs the stages that read it again
+    before = json.loads((run / "scratch-s0" / "stage.json").read_text())["settings"]
+    write_image_csv(target, 20, classes=3, channels=3, size=32, seed=99, name="training")
+    run_transfer(run, load_config(config_file))
+    assert json.loads((run / "scratch-s0" / "stage.json").read_text())["settings"] != before
+
+
+@pytest.mark.parametrize("text, message", [
+    ("target_data: 3\n", "target_data: expected a folder"),
+    ("target_data: {training: a.csv}\n", "target_data: expected a folder"),
+    ("target_data: nowhere\n", "no training CSV here (named by target_data)"),
+])
+def test_user_data_mistakes_are_one_line(cli, tmp_path, text, message):
+    config = tmp_path / "c.yaml"
+    config.write_text(text)
+    result = cli("experiment", "transfer", "-c", config, "-o", tmp_path / "run", "--synthetic")
+    assert result.code == 2 and message in result.err and len(result.err.strip().splitlines()) == 1, result.err
+    assert not (tmp_path / "run").exists()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Dict, Optional, Union
 
 from ..errors import NncToolsError, reject_unknown_keys
 from ..fileio import PathLike
@@ -13,7 +13,7 @@ from ..yamlfile import read_yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CONFIG_KEYS = {"network", "source_recipe", "target_recipe", "overlay", "source_epochs", "target_epochs", "batch_size", "solver",
-               "lr", "seeds", "synthetic_per_class", "source_project"}
+               "lr", "seeds", "synthetic_per_class", "source_project", "source_data", "target_data"}
 
 
 @dataclass
@@ -30,6 +30,9 @@ class ExperimentConfig:
     seeds: int = 1
     synthetic_per_class: Dict[str, Optional[int]] = field(default_factory=dict)  # {"source": N, "target": N} for --synthetic
     source_project: Optional[str] = None  # the user's own trained project (no pretraining; see run_transfer)
+    # the user's own NNC dataset CSVs in place of a recipe: a folder with training/validation/test.csv, or a mapping
+    source_data: Optional[Union[str, Dict[str, str]]] = None
+    target_data: Optional[Union[str, Dict[str, str]]] = None
     base: Path = Path(".")  # where relative paths in the config are resolved
 
     def path(self, value: str) -> Path:
@@ -81,6 +84,12 @@ def _checked(key: str, value, path) -> object:
         if not isinstance(value, dict) or set(value) - {"source", "target"} or not all(
                 v is None or (isinstance(v, int) and not isinstance(v, bool) and v >= 1) for v in value.values()):
             raise NncToolsError(path, f"synthetic_per_class: expected {{source: N, target: N}} with N >= 1, got {value!r}")
+    elif key in ("source_data", "target_data"):
+        if not (isinstance(value, str) and value) and not (
+                isinstance(value, dict) and set(value) == {"training", "validation", "test"}
+                and all(isinstance(v, str) and v for v in value.values())):
+            raise NncToolsError(path, f"{key}: expected a folder holding training.csv, validation.csv and test.csv, or "
+                                f"{{training: CSV, validation: CSV, test: CSV}}, got {value!r}")
     elif not isinstance(value, str) or not value:
         raise NncToolsError(path, f"{key}: expected a name, got {value!r}")
     return value

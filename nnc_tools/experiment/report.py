@@ -46,6 +46,12 @@ def _sizes(stage: Dict) -> str:
 
 
 def _data_line(config: Dict, run_dir: Path) -> str:
+    stages = {role: _json(run_dir / "data" / role / "stage.json") for role in ("source", "target")}
+    own = {role: stage["csvs"] for role, stage in stages.items() if stage.get("user_data")}
+    if own:
+        listed = "; ".join(f"{role}: `{Path(csvs['training']).parent}`" for role, csvs in own.items())
+        rest = " (the other from its recipe)" if len(own) == 1 and stages.get("source") else ""
+        return f"**Data: your own NNC dataset CSVs** ({listed}){rest}."
     if config.get("synthetic"):
         return ("**Data: synthetic.** CIFAR-format images nnc-tl generated (classes drawn from shared shapes, colours and "
                 "textures), not CIFAR: the figures below say how the two arms compare on that data, not what they give on CIFAR.")
@@ -68,7 +74,8 @@ def _source_line(config: Dict, source: Optional[Run], run_dir: Path) -> str:
     data = _json(run_dir / "data" / "source" / "stage.json")
     test = "" if source.test_count is None else f", {percent(source.test_accuracy)} on its {source.test_count:,} test images"
     epochs = source.summary["epochs"]
-    return (f"**Source model:** {config.get('network')} trained {epochs} epoch{'s' * (epochs != 1)} on {config.get('source_recipe')} "
+    recipe = "your CSVs" if data.get("user_data") else config.get("source_recipe")
+    return (f"**Source model:** {config.get('network')} trained {epochs} epoch{'s' * (epochs != 1)} on {recipe} "
             f"({len(data.get('classes', []))} classes; {_sizes(data)}): validation accuracy {percent(at)} at its lowest "
             f"validation loss (epoch {epoch}){test}.")
 
@@ -82,7 +89,8 @@ def evidence(run_dir: Path, runs: Dict[str, List[Run]]) -> List[str]:
     test = " / ".join(f"{c:,}" for c in counts) or "n/a"
     return [
         _data_line(config, run_dir),
-        f"**Target:** {config.get('target_recipe')} ({len(target.get('classes', []))} classes; {_sizes(target)}).",
+        f"**Target:** {'your CSVs' if target.get('user_data') else config.get('target_recipe')} "
+        f"({len(target.get('classes', []))} classes; {_sizes(target)}).",
         _source_line(config, source_run(run_dir), run_dir),
         f"**Seeds:** {len(seeds)} ({', '.join(map(str, seeds))}). A seed sets both arms' initial parameters, data order and "
         "dropout; the datasets were made once and are the same for every seed.",

@@ -31,6 +31,7 @@ from ..training.evaluate import evaluate
 from ..training.retarget import RetargetOptions, retarget
 from ..training.train import TrainOptions, train
 from .config import ExperimentConfig
+from .datasets import class_count_of, csv_of, user_csvs, user_data_record
 from .report import write_report
 
 log = logging.getLogger(__name__)
@@ -57,8 +58,17 @@ def _finished_stage(folder: Path, settings: Dict, remove: bool = True) -> Option
     return None
 
 
+def _user_data(config: ExperimentConfig, role: str):
+    value = config.source_data if role == "source" else config.target_data
+    return None if value is None else user_csvs(value, config.path, f"{role}_data")
+
+
 def _data_settings(config: ExperimentConfig, role: str, synthetic: bool, archives: Dict) -> Dict:
-    """What a dataset stage is made from: the recipe, generated data or the archive, the images per class."""
+    """What a dataset stage is made from: the recipe, generated data or the archive, the images per class; or the
+    user's CSVs."""
+    csvs = _user_data(config, role)
+    if csvs is not None:
+        return user_data_record(csvs)["settings"]
     recipe = config.source_recipe if role == "source" else config.target_recipe
     kind = "cifar10" if recipe.startswith("cifar10") else "cifar100"
     return {"recipe": recipe, "synthetic": synthetic, "per_class": (config.synthetic_per_class or {}).get(role),
@@ -147,6 +157,8 @@ def _check_archives(run_dir: Path, config: ExperimentConfig, synthetic: bool, ar
                     with_source: bool) -> None:
     """Every archive a dataset stage still needs is there (and whole) before anything is written."""
     for role, recipe in (("source", config.source_recipe), ("target", config.target_recipe)):
+        if _user_data(config, role) is not None:
+            continue
         stage = _data_settings(config, role, synthetic, archives)
         if not synthetic and (role == "target" or with_source) and \
                 not _finished_stage(run_dir / "data" / role, stage, remove=False):
@@ -163,7 +175,12 @@ def _dataset_stages(run_dir: Path, config: ExperimentConfig, synthetic: bool, ar
             continue
         folder = run_dir / "data" / role
         settings = _data_settings(config, role, synthetic, archives)
-        if not _finished_stage(folder, settings):
+        csvs = _user_data(config, role)
+        if csvs is not None:
+            if not _finished_stage(folder, settings):
+                folder.mkdir(parents=True, exist_ok=True)
+                _record_stage(folder, user_data_record(csvs))
+        elif not _finished_stage(folder, settings):
             log.info(f"[experiment] dataset {recipe} -> {folder}")
             kind = "cifar10" if recipe.startswith("cifar10") else "cifar100"
             recipe_ref = recipe if not recipe.endswith((".yaml", ".yml")) else str(config.path(recipe))
@@ -180,11 +197,12 @@ def _source_stage(folder: Path, config: ExperimentConfig, data: Path, settings: 
     if not _finished_stage(folder, settings):
         log.info(f"[experiment] source: {config.network} on {config.source_recipe}, {config.source_epochs} epochs")
         folder.mkdir(parents=True, exist_ok=True)
-        classes = len(json.loads((data / "stage.json").read_text())["classes"])
-        export_network(config.network, folder / "project.nnp", train_csv=data / "training.csv",
-                       val_csv=data / "validation.csv", classes=classes, epochs=config.source_epochs,
+        classes = class_count_of(data)
+        export_network(config.network, folder / "project.nnp", train_csv=csv_of(data, "training"),
+                       val_csv=csv_of(data, "validation"), classes=classes, epochs=config.source_epochs,
                        monitor_interval=monitor_interval(config.source_epochs), **common)
-        _train_stage(folder, folder / "project.nnp", config.source_epochs, config.batch_size, 0, data / "test.csv", settings)
+        _train_stage(folder, folder / "project.nnp", config.source_epochs, config.batch_size, 0, csv_of(data, "test"),
+                     settings)
     return folder / "result" / "results.nnp"
 
 
@@ -198,16 +216,15 @@ def _target_stage(folder: Path, config: ExperimentConfig, data: Path, settings: 
     folder.mkdir(parents=True, exist_ok=True)
     project = folder / "project.nnp"
     if not project.exists():
-        classes = len(json.loads((data / "stage.json").read_text())["classes"])
-        make(project, data, classes, seed)
-    _train_stage(folder, project, config.target_epochs, config.batch_size, seed, data / "test.csv", settings)
+        make(project, data, class_count_of(data), seed)
+    _train_stage(folder, project, config.target_epochs, config.batch_size, seed, csv_of(data, "test"), settings)
 
 
 def _exported(weights: Optional[Path], overlay: Path, config: ExperimentConfig, project: Path, data: Path, classes: int,
               seed: int) -> None:
     """The zoo network exported for the target: from scratch, or ("Open with Weight") from the source weights with the
     overlay applied."""
-    export_network(config.network, project, train_csv=data / "training.csv", val_csv=data / "validation.csv",
+    export_network(config.network, project, train_csv=csv_of(data, "training"), val_csv=csv_of(data, "validation"),
                    classes=classes, epochs=config.target_epochs, seed=seed, weights=weights,
                    monitor_interval=monitor_interval(config.target_epochs), batch_size=config.batch_size,
                    solver=config.solver, lr=config.lr)
@@ -219,6 +236,6 @@ def _retargeted(source: Path, overlay: Optional[Path], config: ExperimentConfig,
                 seed: int) -> None:
     """The user's project retargeted to the target: with the overlay (transfer), or every parameter drawn anew (scratch)."""
     retarget(source, project, RetargetOptions(
-        data / "training.csv", data / "validation.csv", classes=classes, overlay=overlay, scratch=overlay is None,
+        csv_of(data, "training"), csv_of(data, "validation"), classes=classes, overlay=overlay, scratch=overlay is None,
         epochs=config.target_epochs, batch_size=config.batch_size, solver=config.solver, lr=config.lr, seed=seed,
         monitor_interval=monitor_interval(config.target_epochs)))
