@@ -52,7 +52,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     options = TrainOptions(epochs=args.epochs, batch_size=args.batch_size, context=args.context, device_id=args.device_id,
                            weights=args.weights, resume=args.resume, seed=args.seed, frozen_bn=args.frozen_bn,
-                           cache_frozen=args.cache_frozen, cache_budget=args.cache_budget, workers=args.workers)
+                           cache_frozen=args.cache_frozen, cache_budget=args.cache_budget, workers=args.workers,
+                           phases=args.phases)
     result = train(args.project, args.output, options)
     s = result.summary
     for name, why in result.reinitialised:
@@ -146,6 +147,8 @@ def _add_train(sub, common: argparse.ArgumentParser) -> None:
     p.add_argument("--device-id", type=arguments.device, default=0)
     p.add_argument("--epochs", type=arguments.count, help="override the project's max_epoch")
     p.add_argument("--batch-size", type=arguments.batch, help="override the project's batch size")
+    p.add_argument("--phases", metavar="OVERLAY.yaml", help="train in phases: an overlay with 'phases', each with its "
+                   "epochs, rules and lr_scale, applied to the project as given (e.g. the head alone, then all at 0.1)")
     p.add_argument("--resume", action="store_true", help="continue the run in RESULT_DIR from its last checkpoint, with "
                    "its own settings (--epochs may raise its epoch count; other flags must agree with it)")
     p.add_argument("--frozen-bn", choices=["inference", "batch"],

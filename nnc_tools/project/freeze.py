@@ -218,6 +218,8 @@ def apply_freeze(
         if write:
             save()
     warnings = []
+    if rules.phases:
+        warnings.append(f"{overlay_path} has {len(rules.phases)} phases: applied the first; nnc-tl train --phases runs them all")
     odd = fractional(changes)
     if odd:
         examples = ", ".join(f"{c.target} x{c.new:g}" for c in odd[:3]) + (", ..." if len(odd) > 3 else "")

@@ -63,3 +63,16 @@ def export_onnx(project: PathLike, output: PathLike, batch_size: Optional[int] =
             raise NncToolsError(project, f"NNabla's ONNX exporter cannot export {network.name}: "
                                 f"{type(e).__name__}: {' '.join(str(e).split())[:200]}") from None
     return output
+
+
+def write_results_onnx(result_dir: Path) -> Optional[str]:
+    """``results.onnx`` beside ``results.nnp`` (as NNC writes ``result.onnx``) when the ONNX extra is installed; a network
+    NNabla's exporter cannot export is said and skipped. Returns the file's name, or None."""
+    if not onnx_available():
+        return None
+    try:
+        export_onnx(result_dir / "results.nnp", result_dir / "results.onnx")
+    except NncToolsError as e:
+        log.warning(f"results.onnx not written: {e}")
+        return None
+    return "results.onnx"

@@ -15,7 +15,8 @@ from ..yamlfile import read_yaml
 
 RULE_KEYS = {"match", "up_to", "params", "multiplier"}
 DECAY_KEYS = {"decay", "from", "to", "params"}
-TOP_KEYS = {"optimizers", "rules", "freeze", "lr_multiplier", "frozen_bn"}
+TOP_KEYS = {"optimizers", "rules", "freeze", "lr_multiplier", "frozen_bn", "phases"}
+PHASE_KEYS = {"epochs", "lr_scale", "optimizers", "rules", "freeze", "lr_multiplier", "frozen_bn"}
 FROZEN_BN = ("inference", "batch")
 
 
@@ -43,6 +44,18 @@ class Overlay:
     # inference: a Batch Normalization whose beta and gamma end frozen runs on its running statistics in the training
     # network too (BatchStat=False), so NNC and nnabla_cli keep them; batch: its batch statistics are left as they are
     frozen_bn: str = "inference"
+    # phases: training in stages (``nnc-tl train --phases``), each an overlay of its own for some epochs; the overlay's
+    # own rules are then the first phase's (what apply-freeze applies)
+    phases: Optional[List["Phase"]] = None
+
+
+@dataclass
+class Phase:
+    """One phase of a phased overlay: its epochs, its rules (applied to the project as it was) and a learning-rate scale."""
+
+    epochs: int
+    overlay: Overlay
+    lr_scale: float = 1.0
 
 
 def _multiplier(value: Any, path: Path, where: str) -> float:
@@ -74,6 +87,8 @@ def parse_overlay(data: Any, path: PathLike) -> Overlay:
     if not isinstance(data, dict):
         raise NncToolsError(path, "an overlay must be a mapping with 'rules', 'freeze' or 'lr_multiplier'")
     reject_unknown_keys(data, TOP_KEYS, path)
+    if "phases" in data:
+        return _parse_phased(data, path)
     optimizers = data.get("optimizers")
     if optimizers is not None:
         if isinstance(optimizers, str):
@@ -105,6 +120,36 @@ def parse_overlay(data: Any, path: PathLike) -> Overlay:
     if frozen_bn not in FROZEN_BN:
         raise NncToolsError(path, f"frozen_bn: expected inference or batch, got {frozen_bn!r}")
     return Overlay(rules, optimizers, path, frozen_bn)
+
+
+def _parse_phased(data: dict, path: Path) -> Overlay:
+    """``phases: [{epochs: N, lr_scale: S, rules/freeze/lr_multiplier/frozen_bn/optimizers …}, …]`` and nothing else."""
+    others = sorted(set(data) - {"phases"})
+    if others:
+        raise NncToolsError(path, f"phases: give every rule inside a phase ('{others[0]}' stands beside them)")
+    items = data["phases"]
+    if not isinstance(items, list) or not items:
+        raise NncToolsError(path, "phases: expected a list of phases, each with epochs and its rules")
+    phases = []
+    for i, item in enumerate(items):
+        where = f"phases[{i}]"
+        if not isinstance(item, dict):
+            raise NncToolsError(path, f"{where}: expected a mapping with epochs and rules")
+        reject_unknown_keys(item, PHASE_KEYS, path, where)
+        epochs = item.get("epochs")
+        if isinstance(epochs, bool) or not isinstance(epochs, int) or not 1 <= epochs <= 1 << 20:
+            raise NncToolsError(path, f"{where}: epochs must be a whole number from 1, got {epochs!r}")
+        scale = item.get("lr_scale", 1.0)
+        if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale) or scale <= 0:
+            raise NncToolsError(path, f"{where}: lr_scale must be a finite number > 0, got {scale!r}")
+        rules = {k: v for k, v in item.items() if k not in ("epochs", "lr_scale")}
+        try:
+            overlay = parse_overlay(rules, path)
+        except NncToolsError as e:
+            raise NncToolsError(path, f"{where}: {e.problem}") from None
+        phases.append(Phase(epochs, overlay, float(scale)))
+    first = phases[0].overlay
+    return Overlay(first.rules, first.optimizers, path, first.frozen_bn, phases)
 
 
 def _parse_params(item: dict, path: Path, where: str) -> Optional[Tuple[str, ...]]:

@@ -99,9 +99,21 @@ def resumed_options(options, checkpoint: Path):
             raise NncToolsError(checkpoint.parent, f"{flag} {given} contradicts the run's own {flag} {was}: resume "
                                 f"without {flag}, or start in another folder")
         restored[key] = was
+    _same_phases(options, saved, checkpoint)
     epochs, was, done = options.epochs, saved.get("epochs"), saved["trained_epochs"]
     if epochs is not None and epochs < done:
         raise NncToolsError(checkpoint.parent, f"--epochs {epochs}: the run has trained {done} epochs already")
     if epochs is not None and was is not None and epochs != was:
         log.info(f"resuming: training to {epochs} epochs (the run was started for {was})")
     return replace(options, epochs=epochs if epochs is not None else was, **restored)
+
+
+def _same_phases(options, saved: Dict, checkpoint: Path) -> None:
+    """A run trained in phases resumes with the same phases file (its bytes), and only such a run takes one."""
+    import hashlib
+
+    given = None if options.phases is None else hashlib.sha256(Path(options.phases).read_bytes()).hexdigest()
+    if saved.get("phases") != given:
+        what = "without --phases" if given is None else f"--phases {options.phases}"
+        was = "in phases (give the same --phases file again)" if saved.get("phases") else "without phases"
+        raise NncToolsError(checkpoint.parent, f"resuming {what}: the run was trained {was}")

@@ -27,9 +27,10 @@ class EpochRecord:
     valid_accuracy: Optional[float]
     seconds: float
     images_per_second: float
+    phase: Optional[int] = None  # with --phases: which phase the epoch trained in (1-based)
 
 
-COLUMNS = ["epoch", "cost", "train_error", "valid_error", "valid_accuracy", "seconds", "images_per_second"]
+COLUMNS = ["epoch", "cost", "train_error", "valid_error", "valid_accuracy", "seconds", "images_per_second", "phase"]
 
 
 def write_reports(result_dir: Path, history: List[EpochRecord]) -> None:
@@ -49,18 +50,19 @@ def write_reports(result_dir: Path, history: List[EpochRecord]) -> None:
         writer.writerow(COLUMNS)
         for r in history:
             writer.writerow([r.epoch, r.cost, r.train_error, r.valid_error, r.valid_accuracy, round(r.seconds, 3),
-                             round(r.images_per_second, 2)])
+                             round(r.images_per_second, 2), "" if r.phase is None else r.phase])
 
 
 def read_training_log(result_dir: Path) -> List[EpochRecord]:
     """The epochs ``write_reports`` logged, back as records."""
 
     def value(row: Dict[str, str], key: str) -> Optional[float]:
-        return float(row[key]) if row[key] not in ("", "None") else None
+        return float(row[key]) if row.get(key) not in (None, "", "None") else None
 
     with open(result_dir / TRAINING_LOG, newline="") as f:
         return [EpochRecord(int(row["epoch"]), float(row["cost"]), value(row, "train_error"), value(row, "valid_error"),
-                            value(row, "valid_accuracy"), float(row["seconds"]), float(row["images_per_second"]))
+                            value(row, "valid_accuracy"), float(row["seconds"]), float(row["images_per_second"]),
+                            None if value(row, "phase") is None else int(value(row, "phase")))
                 for row in csv.DictReader(f)]
 
 
@@ -71,3 +73,11 @@ def write_summary(result_dir: Path, summary: Dict) -> None:
 
 def history_as_dicts(history: List[EpochRecord]) -> List[Dict]:
     return [asdict(r) for r in history]
+
+
+def epoch_line(record: EpochRecord, epochs: int) -> str:
+    """The line a trained epoch logs."""
+    line = f"epoch {record.epoch}/{epochs} cost={record.cost:.6f}"
+    line += "".join(f" {k}={v:.6f}" for k, v in (("train_error", record.train_error), ("valid_error", record.valid_error),
+                                                  ("valid_accuracy", record.valid_accuracy)) if v is not None)
+    return f"{line} time={record.seconds:.1f}s ({record.images_per_second:.1f} img/s)"

@@ -35,8 +35,9 @@ from ..fileio import PathLike, atomic_output
 from ..formats.naming import is_statistic
 from ..formats.nnc_csv import dataset_path, read_header_and_count
 from ..formats.nnp import Project, load_project, network_text, save_project
+from ..project.onnx_export import write_results_onnx
 from ..project.weights import copy_weights
-from .checkpoint import CHECKPOINT, current_parameters, load_checkpoint, resumed_options, save_checkpoint
+from .checkpoint import CHECKPOINT, checkpoint_settings, current_parameters, load_checkpoint, resumed_options, save_checkpoint
 from .checks import check_labels
 from .engine import make_context, quick_array_access, resolve_workers
 from .evaluate import evaluate
@@ -44,8 +45,9 @@ from .frozen_cache import FeatureCache, PrefixPlan, detach, find_frozen_prefix, 
 from .graphs import TrainingGraphs, epoch_seed, feed, frozen_parameters, training_proto
 from .monitors import computed_features, evaluate_monitor, image_keys, label_key, monitor_features
 from .parallel import DataParallel
+from .phases import PhasePlan, carry_states, digest, phase_at, plan_phases, solver_states
 from .plots import plot_learning_curve
-from .records import EpochRecord, write_reports, write_summary
+from .records import EpochRecord, epoch_line, write_reports, write_summary
 from .solvers import group_solvers, loader_safe
 
 log = logging.getLogger(__name__)
@@ -64,6 +66,7 @@ class TrainOptions:
     cache_frozen: Optional[str] = None  # auto (the default) | on | off
     cache_budget: Optional[int] = None  # bytes of RAM for cached features; default a quarter of memory
     workers: Optional[int] = None  # CPU threads for data-parallel training; default every core this process may use
+    phases: Optional[PathLike] = None  # an overlay with phases: the run trains them one after the other
 
 
 @dataclass
@@ -99,21 +102,6 @@ def train_step(opt, solvers, batch: Dict[str, np.ndarray], iteration: int, funct
 
 
 OPTION_DEFAULTS = {"seed": 0, "frozen_bn": "inference", "cache_frozen": "auto"}
-def write_results_onnx(result_dir: Path) -> Optional[str]:
-    """``results.onnx`` beside ``results.nnp`` (as NNC writes ``result.onnx``) when the ONNX extra is installed; a network
-    NNabla's exporter cannot export is said and skipped. Returns the file's name, or None."""
-    from ..project.onnx_export import export_onnx, onnx_available
-
-    if not onnx_available():
-        return None
-    try:
-        export_onnx(result_dir / "results.nnp", result_dir / "results.onnx")
-    except NncToolsError as e:
-        log.warning(f"results.onnx not written: {e}")
-        return None
-    return "results.onnx"
-
-
 def train(project_path: PathLike, result_dir: PathLike, options: Optional[TrainOptions] = None) -> TrainResult:
     """Train a project; see the module docstring for what is written to ``result_dir``."""
     options = options or TrainOptions()
@@ -131,7 +119,8 @@ def train(project_path: PathLike, result_dir: PathLike, options: Optional[TrainO
     project = load_project(project_path)
     if not project.proto.optimizer:
         raise NncToolsError(project_path, "has no optimizer to train")
-    proto = training_proto(project, options)
+    phases = plan_phases(project, options, project_path) if options.phases is not None else None
+    proto = phases[0].trained if phases else training_proto(project, options)
     optimizer_proto = proto.optimizer[0]
     batch_size = options.batch_size or next((n.batch_size for n in proto.network if n.name == optimizer_proto.network_name), 64) or 64
 
@@ -142,7 +131,8 @@ def train(project_path: PathLike, result_dir: PathLike, options: Optional[TrainO
     created = not result_dir.exists()
     result_dir.mkdir(parents=True, exist_ok=True)
     try:
-        return TrainingRun(project_path, result_dir, options, project, proto, uris, batch_size, context, workers).run()
+        return TrainingRun(project_path, result_dir, options, project, proto, uris, batch_size, context, workers,
+                           phases).run()
     except NncToolsError as e:
         if created:
             shutil.rmtree(result_dir, ignore_errors=True)
@@ -154,7 +144,7 @@ class TrainingRun:
     then each epoch trained, monitored, saved and checkpointed, and the summary written."""
 
     def __init__(self, project_path: Path, result_dir: Path, options: TrainOptions, project: Project, proto,
-                 uris: Dict[str, Path], batch_size: int, context: str, workers: int):
+                 uris: Dict[str, Path], batch_size: int, context: str, workers: int, phases=None):
         self.project_path, self.result_dir, self.options = project_path, result_dir, options
         self.project, self.proto, self.uris = project, proto, uris
         self.batch_size, self.context, self.workers = batch_size, context, workers
@@ -167,21 +157,42 @@ class TrainingRun:
         self.history: List[EpochRecord] = []
         self.best: Tuple[int, float] = (0, math.inf)
         self.reinitialised: List[Tuple[str, str]] = []
+        self.phases = phases or [PhasePlan(0, 1, max(self.epochs, 1), project.proto, proto)]  # one, unless --phases
+        self.phase: Optional[PhasePlan] = None
 
     def run(self) -> TrainResult:
         self._set_up_parameters()
         self._load_datasets()
-        self._make_solvers()
-        self.plan = self._plan_cache()
-        self.monitor_cuts = {m.name: shared_cut(self.proto, self.optimizer_proto.name, m.network_name, self.plan)
-                             if self.plan else None for m in self.proto.monitor}
+        resuming = self.options.resume and self.checkpoint.exists()
+        done = checkpoint_settings(self.checkpoint)["trained_epochs"] if resuming else 0
+        self._enter(phase_at(self.phases, max(done, 1)))  # the checkpoint's states fit the solvers of its own phase
         start_epoch = 0
-        if self.options.resume and self.checkpoint.exists():
+        if resuming:
             start_epoch, self.history, self.best = load_checkpoint(self.checkpoint, self.solvers)
         started = time.perf_counter()
         for epoch in range(start_epoch + 1, self.epochs + 1):
-            self._epoch(epoch, first=epoch == start_epoch + 1)
+            phase = phase_at(self.phases, epoch)
+            if phase is not self.phase:
+                states = solver_states(self.solvers)
+                self._enter(phase)
+                carry_states(states, self.solvers)
+            self._epoch(epoch, first=epoch == start_epoch + 1 or epoch == phase.first)
         return self._finish(time.perf_counter() - started)
+
+    def _enter(self, phase: PhasePlan) -> None:
+        """A phase's project: its graphs (where they differ), solvers, frozen-prefix cache and the monitors' cuts."""
+        if self.phase is not None or phase.trained is not self.proto:
+            self.proto, self.optimizer_proto = phase.trained, phase.trained.optimizer[0]
+            self.graphs = TrainingGraphs(network_text(loader_safe(self.proto)), self.batch_size, self.context)
+        self.project.proto = phase.saved  # what results.nnp carries: this phase's multipliers
+        self.phase = phase
+        if len(self.phases) > 1:
+            log.info(f"phase {phase.index + 1} of {len(self.phases)}: epochs {phase.first} to {phase.last}")
+        self._make_solvers()
+        self.features, self.monitor_features = None, {}
+        self.plan = self._plan_cache()
+        self.monitor_cuts = {m.name: shared_cut(self.proto, self.optimizer_proto.name, m.network_name, self.plan)
+                             if self.plan else None for m in self.proto.monitor}
 
     # ------------------------------------------------------------------------------------------------------ set-up
 
@@ -254,10 +265,11 @@ class TrainingRun:
         if parallel is not None:
             parallel.close()
         record = EpochRecord(epoch, cost, None, None, None, seconds,
-                             self.iter_per_epoch * self.batch_size / max(seconds, 1e-9))
+                             self.iter_per_epoch * self.batch_size / max(seconds, 1e-9),
+                             self.phase.index + 1 if len(self.phases) > 1 else None)
         self._monitor(info, epoch, record)
         self.history.append(record)
-        log.info(_epoch_line(record, self.epochs))
+        log.info(epoch_line(record, self.epochs))
         self._save(epoch, record)
 
     def _cut_prefix(self, opt) -> tuple:
@@ -342,6 +354,7 @@ class TrainingRun:
         write_reports(self.result_dir, self.history)
         save_checkpoint(self.checkpoint, epoch, self.solvers, self.history, self.best, self.options.seed,
                         {"epochs": self.epochs, "batch_size": self.batch_size, "seed": self.options.seed,
+                         "phases": digest(self.options.phases) if self.options.phases is not None else None,
                          "frozen_bn": self.options.frozen_bn, "cache_frozen": self.options.cache_frozen,
                          "workers": self.workers})
 
@@ -385,10 +398,3 @@ class TrainingRun:
             "context": self.options.context,
             "workers": self.workers,
         }
-
-
-def _epoch_line(record: EpochRecord, epochs: int) -> str:
-    line = f"epoch {record.epoch}/{epochs} cost={record.cost:.6f}"
-    line += "".join(f" {k}={v:.6f}" for k, v in (("train_error", record.train_error), ("valid_error", record.valid_error),
-                                                  ("valid_accuracy", record.valid_accuracy)) if v is not None)
-    return f"{line} time={record.seconds:.1f}s ({record.images_per_second:.1f} img/s)"
