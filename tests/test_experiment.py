@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from nnc_tools.errors import NncToolsError
 from nnc_tools.experiment.config import load_config
 from nnc_tools.experiment.report import write_report
 from nnc_tools.experiment.transfer import run_transfer
@@ -276,3 +277,38 @@ def test_user_data_mistakes_are_one_line(cli, tmp_path, text, message):
     result = cli("experiment", "transfer", "-c", config, "-o", tmp_path / "run", "--synthetic")
     assert result.code == 2 and message in result.err and len(result.err.strip().splitlines()) == 1, result.err
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.slow
+def test_the_fine_tune_arm_trains_in_phases_and_is_reported(tmp_path, monkeypatch):
+    monkeypatch.setenv("NNC_TL_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "o.yaml").write_text("rules:\n  - up_to: BatchNormalization_3\n    multiplier: 0\n")
+    (tmp_path / "ft.yaml").write_text(
+        "phases:\n  - epochs: 1\n    rules: [{up_to: BatchNormalization_3, multiplier: 0}]\n"
+        "  - epochs: 1\n    lr_scale: 0.1\n    rules: [{match: '*', params: [W, b, beta, gamma], multiplier: 1}]\n")
+    config_file = tmp_path / "ft-config.yaml"
+    config_file.write_text(
+        "network: resnet20\nsource_recipe: cifar10\ntarget_recipe: cifar100-aquatic\noverlay: o.yaml\nsource_epochs: 1\n"
+        "target_epochs: 2\nbatch_size: 8\nsolver: Momentum\nlr: 0.01\nseeds: 1\nsynthetic_per_class: {source: 8, target: 5}\n"
+        "arms: [scratch, transfer, fine-tune]\nfine_tune: ft.yaml\n")
+    run = tmp_path / "run"
+    run_transfer(run, load_config(config_file), synthetic=True)
+    log = (run / "fine-tune-s0" / "result" / "training_log.csv").read_text().splitlines()
+    assert [line.split(",")[-1] for line in log[1:]] == ["1", "2"]
+    md = (run / "report.md").read_text()
+    assert "| fine-tune (phases) | 1 |" in md and md.count("| fine-tune (phases) |") == 3  # arm, seed, difference rows
+    # a fine-tune arm whose phases do not add up to the target epochs is refused before anything runs
+    (tmp_path / "ft.yaml").write_text("phases:\n  - epochs: 5\n    freeze: [Affine]\n")
+    with pytest.raises(NncToolsError, match="its phases take 5 epochs; the target runs take 2"):
+        run_transfer(tmp_path / "other", load_config(config_file), synthetic=True)
+    assert not (tmp_path / "other").exists()
+
+
+def test_arms_are_checked(tmp_path):
+    bad = tmp_path / "a.yaml"
+    bad.write_text("arms: [scratch, finetune]\n")
+    with pytest.raises(NncToolsError, match="arms: expected a list of distinct arms"):
+        load_config(bad)
+    bad.write_text("arms: [scratch, fine-tune]\n")
+    with pytest.raises(NncToolsError, match="fine-tune needs 'fine_tune: PHASES.yaml'"):
+        run_transfer(tmp_path / "run", load_config(bad), synthetic=True)

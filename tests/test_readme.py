@@ -89,5 +89,6 @@ def test_the_demo_settings_the_readme_quotes_are_demo_yaml():
     assert int(train) + int(val) == int(per_target) and int(test) == int(per_target) // 5
     assert (int(source_epochs), int(target_epochs), int(batch)) == (demo["source_epochs"], demo["target_epochs"], demo["batch_size"])
     assert (solver, float(lr)) == (demo["solver"], demo["lr"])
+    assert f"each of the {len(demo['arms'])} arms runs with {demo['seeds']} seeds" in text
     # the comment at the top of demo.yaml says the same batch
     assert f"batch {demo['batch_size']}." in (ROOT / "experiments" / "demo.yaml").read_text()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Optional, Union
+from typing import Dict, List, Optional, Union
 
 from ..errors import NncToolsError, reject_unknown_keys
 from ..fileio import PathLike
@@ -13,7 +13,8 @@ from ..yamlfile import read_yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CONFIG_KEYS = {"network", "source_recipe", "target_recipe", "overlay", "source_epochs", "target_epochs", "batch_size", "solver",
-               "lr", "seeds", "synthetic_per_class", "source_project", "source_data", "target_data"}
+               "lr", "seeds", "synthetic_per_class", "source_project", "source_data", "target_data", "arms", "fine_tune"}
+ARMS = ("scratch", "transfer", "fine-tune")
 
 
 @dataclass
@@ -33,6 +34,9 @@ class ExperimentConfig:
     # the user's own NNC dataset CSVs in place of a recipe: a folder with training/validation/test.csv, or a mapping
     source_data: Optional[Union[str, Dict[str, str]]] = None
     target_data: Optional[Union[str, Dict[str, str]]] = None
+    # the target runs compared: from scratch, transfer (the overlay, frozen), fine-tune (the fine_tune phases overlay)
+    arms: List[str] = field(default_factory=lambda: ["scratch", "transfer"])
+    fine_tune: Optional[str] = None
     base: Path = Path(".")  # where relative paths in the config are resolved
 
     def path(self, value: str) -> Path:
@@ -84,6 +88,9 @@ def _checked(key: str, value, path) -> object:
         if not isinstance(value, dict) or set(value) - {"source", "target"} or not all(
                 v is None or (isinstance(v, int) and not isinstance(v, bool) and v >= 1) for v in value.values()):
             raise NncToolsError(path, f"synthetic_per_class: expected {{source: N, target: N}} with N >= 1, got {value!r}")
+    elif key == "arms":
+        if not isinstance(value, list) or not value or len(set(map(str, value))) != len(value) or set(value) - set(ARMS):
+            raise NncToolsError(path, f"arms: expected a list of distinct arms from {', '.join(ARMS)}, got {value!r}")
     elif key in ("source_data", "target_data"):
         if not (isinstance(value, str) and value) and not (
                 isinstance(value, dict) and set(value) == {"training", "validation", "test"}

@@ -12,7 +12,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from ..training.records import EpochRecord, read_training_log
 
-ARMS = (("scratch", "from scratch"), ("transfer", "transfer (frozen low layers)"))
+ARMS = (("scratch", "from scratch"), ("transfer", "transfer (frozen low layers)"), ("fine-tune", "fine-tune (phases)"))
 BASELINE = "scratch"
 
 

@@ -26,6 +26,7 @@ from ..errors import NncToolsError
 from ..fileio import PathLike, atomic_output
 from ..project.export import export_network
 from ..project.freeze import apply_freeze
+from ..project.overlay import load_overlay
 from ..training.checkpoint import CHECKPOINT
 from ..training.evaluate import evaluate
 from ..training.retarget import RetargetOptions, retarget
@@ -81,11 +82,13 @@ def _record_stage(folder: Path, record: Dict) -> Dict:
     return record
 
 
-def _train_stage(folder: Path, project: Path, epochs: int, batch_size: int, seed: int, test_csv: Path, settings: Dict) -> Dict:
-    """Train (resuming an interrupted run) and evaluate on the test set; the stage's record comes from its own files."""
+def _train_stage(folder: Path, project: Path, epochs: int, batch_size: int, seed: int, test_csv: Path, settings: Dict,
+                 phases: Optional[Path] = None) -> Dict:
+    """Train (resuming an interrupted run; in phases for the fine-tune arm) and evaluate on the test set; the stage's
+    record comes from its own files."""
     result_dir = folder / "result"
     options = TrainOptions(epochs=epochs, batch_size=batch_size, seed=seed, resume=(result_dir / CHECKPOINT).exists(),
-                           progress=True)
+                           progress=True, phases=phases)
     train(project, result_dir, options)
     test = evaluate(result_dir / "results.nnp", test_csv, folder / "test", batch_size=batch_size, cache=folder / "cache")
     summary = json.loads((result_dir / "summary.json").read_text())
@@ -109,6 +112,7 @@ def run_transfer(run_dir: PathLike, config: ExperimentConfig, *, synthetic: bool
     if source_project is None and config.source_project:
         source_project = config.path(config.source_project)
     given = _given_source(source_weights, source_project)
+    phases = _fine_tune_phases(config)
     _check_archives(run_dir, config, synthetic, archives, verify, with_source=given is None)
     run_dir.mkdir(parents=True, exist_ok=True)
     with atomic_output(run_dir / "config.json") as temp:
@@ -127,18 +131,36 @@ def run_transfer(run_dir: PathLike, config: ExperimentConfig, *, synthetic: bool
                   "modified": given.stat().st_mtime_ns}
     target = {**training, "data": _data_settings(config, "target", synthetic, archives), "epochs": config.target_epochs}
     for seed in range(config.seeds):
-        for kind in ("scratch", "transfer"):
+        for kind in config.arms:
             settings = {**target, "kind": kind, "seed": seed}
-            if kind == "transfer" or source_project is not None:
+            if kind != "scratch" or source_project is not None:
                 settings.update(source=source)
             if kind == "transfer":
                 settings.update(overlay=overlay.read_text(encoding="utf-8"))
+            if kind == "fine-tune":
+                settings.update(phases=phases.read_text(encoding="utf-8"))
+            use = overlay if kind == "transfer" else None
             if source_project is not None:
-                make = functools.partial(_retargeted, given, overlay if kind == "transfer" else None, config)
+                make = functools.partial(_retargeted, given, use, kind == "scratch", config)
             else:
-                make = functools.partial(_exported, source_weights if kind == "transfer" else None, overlay, config)
-            _target_stage(run_dir / f"{kind}-s{seed}", config, data["target"], settings, make)
+                make = functools.partial(_exported, None if kind == "scratch" else source_weights, use, config)
+            _target_stage(run_dir / f"{kind}-s{seed}", config, data["target"], settings, make,
+                          phases if kind == "fine-tune" else None)
     return write_report(run_dir, config)
+
+
+def _fine_tune_phases(config: ExperimentConfig) -> Optional[Path]:
+    """The fine-tune arm's phases overlay, checked: there, with phases adding up to the target epochs."""
+    if "fine-tune" not in config.arms:
+        return None
+    if config.fine_tune is None:
+        raise NncToolsError(config.base, "arms: fine-tune needs 'fine_tune: PHASES.yaml' (an overlay with phases)")
+    path = config.path(config.fine_tune)
+    overlay = load_overlay(path)
+    total = sum(p.epochs for p in overlay.phases or [])
+    if total != config.target_epochs:
+        raise NncToolsError(path, f"its phases take {total} epochs; the target runs take {config.target_epochs}")
+    return path
 
 
 def _given_source(weights: Optional[PathLike], project: Optional[PathLike]) -> Optional[Path]:
@@ -206,7 +228,7 @@ def _source_stage(folder: Path, config: ExperimentConfig, data: Path, settings: 
     return folder / "result" / "results.nnp"
 
 
-def _target_stage(folder: Path, config: ExperimentConfig, data: Path, settings: Dict, make) -> None:
+def _target_stage(folder: Path, config: ExperimentConfig, data: Path, settings: Dict, make, phases: Optional[Path]) -> None:
     """A target run: its project made by ``make`` (once; an interrupted run resumes), trained, evaluated."""
     if _finished_stage(folder, settings):
         return
@@ -217,25 +239,26 @@ def _target_stage(folder: Path, config: ExperimentConfig, data: Path, settings: 
     project = folder / "project.nnp"
     if not project.exists():
         make(project, data, class_count_of(data), seed)
-    _train_stage(folder, project, config.target_epochs, config.batch_size, seed, csv_of(data, "test"), settings)
+    _train_stage(folder, project, config.target_epochs, config.batch_size, seed, csv_of(data, "test"), settings, phases)
 
 
-def _exported(weights: Optional[Path], overlay: Path, config: ExperimentConfig, project: Path, data: Path, classes: int,
-              seed: int) -> None:
-    """The zoo network exported for the target: from scratch, or ("Open with Weight") from the source weights with the
-    overlay applied."""
+def _exported(weights: Optional[Path], overlay: Optional[Path], config: ExperimentConfig, project: Path, data: Path,
+              classes: int, seed: int) -> None:
+    """The zoo network exported for the target: from scratch, or ("Open with Weight") from the source weights, with the
+    overlay applied (transfer) or as it is (fine-tune: its phases set the multipliers)."""
     export_network(config.network, project, train_csv=csv_of(data, "training"), val_csv=csv_of(data, "validation"),
                    classes=classes, epochs=config.target_epochs, seed=seed, weights=weights,
                    monitor_interval=monitor_interval(config.target_epochs), batch_size=config.batch_size,
                    solver=config.solver, lr=config.lr)
-    if weights is not None:
+    if overlay is not None:
         apply_freeze(project, overlay)
 
 
-def _retargeted(source: Path, overlay: Optional[Path], config: ExperimentConfig, project: Path, data: Path, classes: int,
-                seed: int) -> None:
-    """The user's project retargeted to the target: with the overlay (transfer), or every parameter drawn anew (scratch)."""
+def _retargeted(source: Path, overlay: Optional[Path], scratch: bool, config: ExperimentConfig, project: Path, data: Path,
+                classes: int, seed: int) -> None:
+    """The user's project retargeted to the target: with the overlay (transfer), as it is (fine-tune), or every parameter
+    drawn anew (scratch)."""
     retarget(source, project, RetargetOptions(
-        csv_of(data, "training"), csv_of(data, "validation"), classes=classes, overlay=overlay, scratch=overlay is None,
+        csv_of(data, "training"), csv_of(data, "validation"), classes=classes, overlay=overlay, scratch=scratch,
         epochs=config.target_epochs, batch_size=config.batch_size, solver=config.solver, lr=config.lr, seed=seed,
         monitor_interval=monitor_interval(config.target_epochs)))
