@@ -54,7 +54,7 @@ def _data_line(config: Dict, run_dir: Path) -> str:
         return f"**Data: your own NNC dataset CSVs** ({listed}){rest}."
     if config.get("synthetic"):
         return ("**Data: synthetic.** CIFAR-format images nnc-tl generated (classes drawn from shared shapes, colours and "
-                "textures), not CIFAR: the figures below say how the two arms compare on that data, not what they give on CIFAR.")
+                "textures), not CIFAR: the figures below say how the arms compare on that data, not what they give on CIFAR.")
     archives = sorted({s.get("settings", {}).get("archive") for s in
                        (_json(run_dir / "data" / r / "stage.json") for r in ("source", "target")) if s.get("settings")} - {None})
     return f"**Data: real**, from {', '.join(f'`{a}`' for a in archives) or 'the archives given'}."
@@ -92,7 +92,7 @@ def evidence(run_dir: Path, runs: Dict[str, List[Run]]) -> List[str]:
         f"**Target:** {'your CSVs' if target.get('user_data') else config.get('target_recipe')} "
         f"({len(target.get('classes', []))} classes; {_sizes(target)}).",
         _source_line(config, source_run(run_dir), run_dir),
-        f"**Seeds:** {len(seeds)} ({', '.join(map(str, seeds))}). A seed sets both arms' initial parameters, data order and "
+        f"**Seeds:** {len(seeds)} ({', '.join(map(str, seeds))}). A seed sets every arm's initial parameters, data order and "
         "dropout; the datasets were made once and are the same for every seed.",
         f"**Test set:** {test} images, the same for every run; each run is evaluated with the parameters of its epoch of "
         "lowest validation loss (`results.nnp`, nnabla_cli's meaning of best). With this many images one image is "
