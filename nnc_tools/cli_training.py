@@ -102,7 +102,12 @@ def _print_sdcproj_retarget(args: argparse.Namespace, result) -> int:
         print(f"dataset {name}: {uri}")
     if args.config:
         print(format_changes(result.changes))
-    print(f"wrote {result.target}")
+    w = result.weights
+    if w is not None:
+        print(f"{len(w.assigned)} parameters take their weights from job {w.job_id} ({w.results}); "
+              f"{len(w.left)} start from their initializer")
+    for path in result.written:
+        print(f"wrote {path}")
     return 0
 
 

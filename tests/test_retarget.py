@@ -376,7 +376,6 @@ def test_a_head_inside_a_unit_and_its_weight_references(cli, tmp_path):
 @needs_samples
 @pytest.mark.parametrize("case, message", [
     ("to nnp", "an .sdcproj is retargeted into an .sdcproj"),
-    ("weights", "takes its weights from NNC's own results"),
     ("in place", "is the source project"),
     ("image shape", "is 1x8x8 (channels x height x width); LeNet.sdcproj's input is 1x28x28"),
 ])
@@ -390,8 +389,41 @@ def test_sdcproj_retarget_refusals(cli, tmp_path, case, message):
     if case == "image shape":
         csv = write_image_csv(tmp_path, 3, classes=3, size=8, name="small")
     target = {"to nnp": tmp_path / "t.nnp", "in place": source}.get(case, tmp_path / "t.sdcproj")
-    extra = ["--weights", csv] if case == "weights" else []
+    extra = []
     before = source.read_bytes()
     result = cli("retarget", source, "-o", target, "--train-csv", csv, "--val-csv", csv, *extra)
     assert result.code == 2 and message in result.err and len(result.err.strip().splitlines()) == 1, result.err
     assert source.read_bytes() == before and (target == source or not target.exists())
+
+
+@needs_samples
+def test_an_sdcproj_retargeted_with_weights(cli, tmp_path):
+    """.sdcproj with --weights FROM.nnp: Open in EDIT Tab with Weight, then the head resized: every parameter but the
+    head's takes its weights from FROM.nnp's job, the head's references are empty (it starts from its initializer)."""
+    import contextlib
+    import io
+
+    import nnabla as nn
+    from nnabla.utils.load import load as nnabla_load
+
+    from nnc_tools.formats.nnp import save_project
+
+    nn.clear_parameters()
+    with contextlib.redirect_stdout(io.StringIO()):
+        nnabla_load([str(NNC_SAMPLES / "LeNet.prototxt")], prepare_data_iterator=False)
+    nn.save_parameters(str(tmp_path / "w.h5"))
+    weights = tmp_path / "from.nnp"
+    save_project(load_project(NNC_SAMPLES / "LeNet.prototxt", [tmp_path / "w.h5"]), weights)
+    csv = write_image_csv(tmp_path, 6, classes=3, size=28, name="training")
+    out = tmp_path / "lenet3.sdcproj"
+    result = cli("retarget", NNC_SAMPLES / "LeNet.sdcproj", "--weights", weights, "-o", out, "--train-csv", csv,
+                 "--val-csv", csv)
+    assert result.code == 0, result.err
+    assert "6 parameters take their weights from job" in result.out and "2 start from their initializer" in result.out
+    from nnc_tools.formats.sdcproj import load_sdcproj
+
+    layers = {layer.name: layer.properties for layer in load_sdcproj(out).file_layers("Main")}
+    assert layers["Affine_2"]["OutShape"] == "3" and layers["Affine_2"]["W.File"] == ""
+    assert layers["Convolution"]["W.File"].endswith("/Convolution~conv~W")
+    job = layers["Convolution"]["W.File"].split("/")[0]
+    assert (tmp_path / "lenet3.weights" / job / "results.nnp").read_bytes() == weights.read_bytes()

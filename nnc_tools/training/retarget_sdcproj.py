@@ -1,4 +1,5 @@
-"""`nnc-tl retarget` on NNC's own project: an ``.sdcproj`` edited in place of NNC's EDIT tab, only the lines that must
+"""`nnc-tl retarget` on NNC's own project: an ``.sdcproj`` edited in place of NNC's EDIT tab (with ``--weights``, after
+NNC's "Open in EDIT Tab with Weight", ``project.nnc_weights``), only the lines that must
 change: the head layer's output property (Affine ``OutShape``, Convolution ``OutMaps``) in every network that has it, a
 Reshape's ``OutShape`` after it, the head's ``*.File`` weight references cleared (the old ones no longer fit; NNC then
 initialises the head, and keeps loading every other layer's ``*.File``), the ``[Dataset_i]`` URIs, ``[Config]``
@@ -7,16 +8,18 @@ every other shape from the layers' properties when it reads the project."""
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 from ..errors import NncToolsError
-from ..fileio import atomic_output
+from ..fileio import atomic_outputs
 from ..formats.nnc_csv import read_header_and_count
 from ..formats.sdcproj import Layer, SdcProject, load_sdcproj
 from ..project.freeze import apply_to_sdcproj
 from ..project.matching import Change
+from ..project.nnc_weights import WeightAssignment, plan, write_references
 from ..project.overlay import load_overlay
 from .functions import LOSS_FUNCTIONS
 from .heads import CLASSIFIER_LOSSES, HEAD_TYPES, SCORE_READERS, Head, class_count_for, fitting
@@ -38,18 +41,20 @@ class SdcprojRetarget:
     datasets: Dict[str, str]
     changes: List[Change] = field(default_factory=list)
     written: List[Path] = field(default_factory=list)
+    weights: Optional[WeightAssignment] = None  # --weights: which parameters NNC loads from where
 
 
 def retarget_sdcproj(source: Path, target: Path, options) -> SdcprojRetarget:
     """``source`` (.sdcproj) retargeted into ``target`` (.sdcproj); see the module docstring."""
-    if options.weights is not None:
-        raise NncToolsError(options.weights, "an .sdcproj takes its weights from NNC's own results (its layers' W.File, "
-                            "set by NNC's 'Open in EDIT Tab with Weight'); retarget keeps those and clears the head's")
     sdc = load_sdcproj(source)
     classes, classes_from = class_count_for(options.classes, options.train_csv)
     head, head_layer = _find(sdc, options.head)
     classes = fitting(head, classes, options.train_csv)
-    edits, networks = [], []
+    # --weights: NNC's "Open in EDIT Tab with Weight" first (every parameter FROM.nnp has), then the head's references
+    # are emptied below when it is resized (the old ones no longer fit)
+    assignment = plan(sdc, options.weights, target, None) if options.weights is not None else None
+    edits = write_references(sdc, assignment) if assignment is not None else []
+    networks = []
     if classes != head.classes or options.reset_head:
         for network in sdc.network_names():
             for layer in sdc.file_layers(network):
@@ -59,6 +64,11 @@ def retarget_sdcproj(source: Path, target: Path, options) -> SdcprojRetarget:
                     edits += _following(sdc, layer, head.classes, classes)
                 elif layer.type == "Unit":
                     edits += _clear_files(sdc, layer, f"{head_layer.name}.")
+    if assignment is not None and networks:  # the resized head starts from its initializer, not from FROM.nnp
+        head_names = {site.name for site in assignment.sites if site.layer.name == head_layer.name}
+        assignment.left += sorted(n for n, _ in assignment.assigned if n in head_names)
+        assignment.assigned = [(n, v) for n, v in assignment.assigned if n not in head_names]
+    edits = _merged(edits)
     datasets = _datasets(sdc, options)
     _check_input(sdc, Path(options.train_csv))
     for key, value in (("MaxEpoch", options.epochs), ("BatchSize", options.batch_size)):
@@ -68,9 +78,21 @@ def retarget_sdcproj(source: Path, target: Path, options) -> SdcprojRetarget:
     changes = apply_to_sdcproj(sdc, load_overlay(options.overlay)) if options.overlay else []
     if target.exists() and target.resolve() == source.resolve():
         raise NncToolsError(target, "is the source project; write the retargeted project to another file")
-    with atomic_output(target) as temp:
-        temp.write_bytes(sdc.to_bytes())
-    return SdcprojRetarget(target, head, classes, classes_from, edits, networks, datasets, changes, [target])
+    copy = assignment is not None and assignment.copy_from is not None
+    outputs = [target] + ([assignment.results] if copy else [])
+    with atomic_outputs(outputs) as temps:
+        temps[0].write_bytes(sdc.to_bytes())
+        if copy:
+            shutil.copyfile(assignment.copy_from, temps[1])
+    return SdcprojRetarget(target, head, classes, classes_from, edits, networks, datasets, changes, outputs, assignment)
+
+
+def _merged(edits: List[Tuple[str, str, str]]) -> List[Tuple[str, str, str]]:
+    """One row a property: its value before and after (a reference set, then emptied with the head, is no change)."""
+    merged: Dict[str, Tuple[str, str]] = {}
+    for what, old, new in edits:
+        merged[what] = (merged[what][0] if what in merged else old, new)
+    return [(what, old, new) for what, (old, new) in merged.items() if old != new]
 
 
 def _layers_by_id(sdc: SdcProject, network: str) -> Dict[str, Layer]:
