@@ -110,3 +110,10 @@ def test_apply_freeze_on_a_phased_overlay_applies_the_first_phase(cli, tmp_path,
     project, phases = setup
     result = cli("apply-freeze", project, "-c", phases, "-o", tmp_path / "f.nnp")
     assert result.code == 0 and "has 2 phases: applied the first" in result.err
+
+
+def test_cache_frozen_on_is_checked_for_every_phase_before_training(cli, tmp_path, setup):
+    project, phases = setup
+    result = cli("train", project, "-o", tmp_path / "r", "--phases", phases, "--cache-frozen", "on")
+    assert result.code == 2 and "phases[1]: --cache-frozen on, but it has no frozen prefix" in result.err, result.err
+    assert not (tmp_path / "r").exists()

@@ -15,6 +15,7 @@ from ..errors import NncToolsError
 from ..formats.schema import learning_rate_field, nnabla_pb2
 from ..project.freeze import apply_to_proto
 from ..project.overlay import load_overlay
+from .frozen_cache import find_frozen_prefix
 from .graphs import training_proto
 
 
@@ -56,6 +57,11 @@ def plan_phases(project, options, project_path: Path) -> List[PhasePlan]:
                 field = learning_rate_field(param) if param is not None else None
                 if field is not None:
                     setattr(param, field, getattr(param, field) * phase.lr_scale)
+        if options.cache_frozen == "on":  # a phase without a prefix to cache fails here, not when it is reached
+            prefix = find_frozen_prefix(trained, trained.optimizer[0].name)
+            if prefix.cut is None:
+                raise NncToolsError(options.phases, f"phases[{k}]: --cache-frozen on, but it has no frozen prefix to cache "
+                                    f"({prefix.stopped_at}: {prefix.reason})")
         plans.append(PhasePlan(k, first, first + phase.epochs - 1, saved, trained))
         first += phase.epochs
     return plans
