@@ -44,9 +44,9 @@ def skip_reason(command: str):
     return next((why for pattern, why in NOT_HERE if re.search(pattern, command)), None)
 
 
-def overlay_example(text: str) -> str:
-    """The overlay the README shows as ``freeze.yaml``."""
-    return re.search(r"An overlay, `freeze\.yaml`:\n\n```yaml\n(.*?)^```", text, flags=re.S | re.M).group(1)
+def overlay_example(text: str, name: str = "freeze.yaml") -> str:
+    """The overlay the README shows as ``freeze.yaml`` (or ``phases.yaml``): the yaml block after its name."""
+    return re.search(rf"`{re.escape(name)}`[^\n]*:\n\n```yaml\n(.*?)^```", text, flags=re.S | re.M).group(1)
 
 
 @pytest.mark.slow
@@ -54,6 +54,7 @@ def test_every_readme_command_that_can_run_here_runs(tmp_path):
     text = README.read_text()
     commands = sh_commands(text)
     (tmp_path / "freeze.yaml").write_text(overlay_example(text))
+    (tmp_path / "phases.yaml").write_text(overlay_example(text, "phases.yaml"))
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
     ran = []
     for command in commands:
@@ -66,7 +67,7 @@ def test_every_readme_command_that_can_run_here_runs(tmp_path):
     assert len(ran) >= 15, ran
     # what the tour says it makes is there
     for made in ("net.nntxt", "net.h5", "out.nnp", "all.protobuf", "target.nnp", "results/transfer/results.nnp",
-                 "results/transfer/test/confusion_matrix.png", "data/aquatic-synthetic/test.csv"):
+                 "results/transfer/test/confusion_matrix.png", "data/aquatic-synthetic/test.csv", "results/phased/results.nnp"):
         assert (tmp_path / made).exists(), made
 
 
