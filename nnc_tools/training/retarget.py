@@ -7,7 +7,6 @@ checked and built in memory, then written once."""
 
 from __future__ import annotations
 
-import logging
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,8 +26,6 @@ from ..project.freeze import apply_to_proto
 from ..project.matching import Change, fractional
 from ..project.overlay import load_overlay
 from .heads import Head, class_count_for, find_head, fitting, resize_head
-
-log = logging.getLogger(__name__)
 
 # NNabla's CSV loader: an image's channels by its PIL mode (it asserts they equal the network input's)
 CHANNELS = {"1": 1, "L": 1, "I": 1, "I;16": 1, "F": 1, "LA": 2, "P": 3, "RGB": 3, "YCbCr": 3, "RGBA": 4, "CMYK": 4}
