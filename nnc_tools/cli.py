@@ -21,9 +21,20 @@ def _cmd_info(args: argparse.Namespace) -> int:
     from .project.info import describe, format_description
 
     info = describe(args.project, args.params)
-    print(json.dumps(info, indent=2, default=str).encode("utf-8", "backslashreplace").decode("utf-8") if args.json
-          else format_description(info))
+    print(json.dumps(_printable(info), indent=2, default=str) if args.json else format_description(info))
     return 0
+
+
+def _printable(value):
+    """Strings with bytes in no encoding (kept as lone surrogates so that files round-trip) as ``\\xff`` text: JSON
+    readers refuse lone surrogates."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    if isinstance(value, dict):
+        return {_printable(k): _printable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_printable(v) for v in value]
+    return value
 
 
 def _cmd_convert(args: argparse.Namespace) -> int:
