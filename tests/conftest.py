@@ -35,6 +35,15 @@ def messages(caplog):
     return caplog
 
 
+def assert_refused(result, *needles):
+    """The error contract: exit 2, one line on stderr, no traceback, every needle in that line."""
+    lines = result.err.strip().splitlines()
+    assert result.code == 2, result
+    assert len(lines) == 1 and "Traceback" not in result.err, lines
+    for needle in needles:
+        assert str(needle) in lines[0], (needle, lines[0])
+
+
 def nnc_samples(pattern: str) -> List[Path]:
     return sorted(NNC_SAMPLES.glob(pattern)) if NNC_SAMPLES.is_dir() else []
 

@@ -23,6 +23,8 @@ from nnc_tools.data.cifar import read_cifar
 from nnc_tools.data.recipes import AQUATIC, BUILTIN, load_recipe
 from nnc_tools.data.synthetic import CIFAR100_NAMES, generate, write_archive
 
+from .conftest import assert_refused
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -198,7 +200,7 @@ def test_truncated_archive(cli, tmp_path, small100):
     cut = tmp_path / "cut.tar.gz"
     cut.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
     result = cli("dataset", "cifar100-aquatic", "--source", cut, "-o", tmp_path / "out")
-    assert result.code == 2 and "cut.tar.gz" in result.err and len(result.err.strip().splitlines()) == 1
+    assert_refused(result, "cut.tar.gz")
     assert not (tmp_path / "out").exists()
 
 

@@ -15,6 +15,8 @@ from nnc_tools.experiment.config import load_config
 from nnc_tools.experiment.report import write_report
 from nnc_tools.experiment.transfer import run_transfer
 
+from .conftest import assert_refused
+
 
 @pytest.fixture
 def config_file(tmp_path, monkeypatch):
@@ -275,7 +277,7 @@ def test_user_data_mistakes_are_one_line(cli, tmp_path, text, message):
     config = tmp_path / "c.yaml"
     config.write_text(text)
     result = cli("experiment", "transfer", "-c", config, "-o", tmp_path / "run", "--synthetic")
-    assert result.code == 2 and message in result.err and len(result.err.strip().splitlines()) == 1, result.err
+    assert_refused(result, message)
     assert not (tmp_path / "run").exists()
 
 

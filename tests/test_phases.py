@@ -10,7 +10,7 @@ import pytest
 from nnc_tools.project.freeze import apply_freeze
 from nnc_tools.training.train import TrainingRun, TrainOptions, train
 
-from .conftest import params_of, tiny_project
+from .conftest import assert_refused, params_of, tiny_project
 
 PHASES = ("phases:\n"
           "  - epochs: 1\n    rules:\n      - up_to: BatchNormalization\n        multiplier: 0\n"
@@ -90,7 +90,7 @@ def test_phase_mistakes_are_one_line_before_anything_trains(cli, tmp_path, setup
     project, phases = setup
     phases.write_text(text)
     result = cli("train", project, "-o", tmp_path / "r", "--phases", phases, *flags)
-    assert result.code == 2 and message in result.err and len(result.err.strip().splitlines()) == 1, result.err
+    assert_refused(result, message)
     assert not (tmp_path / "r").exists()
 
 

@@ -17,7 +17,7 @@ from nnc_tools.formats.nnp import load_project, multipliers
 from nnc_tools.training.evaluate import executor_classes
 from nnc_tools.training.train import TrainOptions, train
 
-from .conftest import NNC_SAMPLES, needs_samples, params_of, tiny_project, write_image_csv
+from .conftest import NNC_SAMPLES, assert_refused, needs_samples, params_of, tiny_project, write_image_csv
 
 
 def mlp(x, classes, test):
@@ -392,7 +392,7 @@ def test_sdcproj_retarget_refusals(cli, tmp_path, case, message):
     extra = []
     before = source.read_bytes()
     result = cli("retarget", source, "-o", target, "--train-csv", csv, "--val-csv", csv, *extra)
-    assert result.code == 2 and message in result.err and len(result.err.strip().splitlines()) == 1, result.err
+    assert_refused(result, message)
     assert source.read_bytes() == before and (target == source or not target.exists())
 
 

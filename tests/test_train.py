@@ -30,6 +30,7 @@ from nnc_tools.training.train import TrainOptions, train
 
 from .conftest import (
     assert_monitored_alike,
+    assert_refused,
     assert_trained_alike,
     frozen_tiny_project,
     params_of,
@@ -366,7 +367,7 @@ def test_a_missing_dataset_is_one_line_and_no_result_folder(cli, tmp_path):
     project = tiny_project(tmp_path)
     (tmp_path / "validation.csv").unlink()
     result = cli("train", project, "-o", tmp_path / "r")
-    assert result.code == 2 and "validation.csv" in result.err and len(result.err.strip().splitlines()) == 1
+    assert_refused(result, "validation.csv")
     assert not (tmp_path / "r").exists()
 
 
@@ -486,7 +487,7 @@ def test_resume_restores_the_runs_own_settings_and_refuses_contradictions(cli, t
                            (["--batch-size", "4"], "--batch-size 4 contradicts"),
                            (["--epochs", "1"], "--epochs 1: the run has trained 2 epochs already")]:
         result = cli("train", project, "-o", tmp_path / "r", "--resume", *flags)
-        assert result.code == 2 and message in result.err and len(result.err.strip().splitlines()) == 1, (flags, result.err)
+        assert_refused(result, message)
         assert (tmp_path / "r" / "checkpoint.zip").read_bytes() == before
     result = cli("train", project, "-o", tmp_path / "r", "--resume", "--epochs", "3", "--seed", "5")
     assert result.code == 0 and "resuming: training to 3 epochs (the run was started for 2)" in result.err, result.err
@@ -522,7 +523,7 @@ def test_a_damaged_checkpoint_is_one_line_and_touches_nothing(cli, tmp_path, dam
             zf.writestr("parameters.h5", b"")
     before = {p: p.read_bytes() for p in (tmp_path / "r").iterdir() if p.is_file()}
     result = cli("train", project, "-o", tmp_path / "r", "--resume")
-    assert result.code == 2 and "damaged checkpoint" in result.err and len(result.err.strip().splitlines()) == 1
+    assert_refused(result, "damaged checkpoint")
     assert {p: p.read_bytes() for p in (tmp_path / "r").iterdir() if p.is_file()} == before
 
 

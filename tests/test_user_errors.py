@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import nnabla_saved
+from .conftest import assert_refused, nnabla_saved
 
 BILLION_LAUGHS = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
     f"{c}: &{c} [{', '.join(['*' + p] * 9)}]\n" for p, c in zip("abcdefgh", "bcdefghi")) + "freeze: *i\n"
@@ -16,14 +16,6 @@ BILLION_LAUGHS = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
 
 def snapshot(folder: Path) -> dict:
     return {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.rglob("*") if p.is_file()}
-
-
-def assert_refused(result, *needles):
-    lines = result.err.strip().splitlines()
-    assert result.code == 2, result
-    assert len(lines) == 1 and "Traceback" not in result.err, lines
-    for needle in needles:
-        assert str(needle) in lines[0], (needle, lines[0])
 
 
 @pytest.mark.parametrize("text, message", [
