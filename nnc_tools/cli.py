@@ -13,7 +13,7 @@ from typing import List, Optional
 logging.getLogger("nnabla").setLevel(os.environ.get("NNC_TL_NNABLA_LOG", "WARNING"))
 
 from . import __version__, arguments  # noqa: E402
-from .cli_training import add_training_commands  # noqa: E402
+from .cli_training import add_training_commands, print_property_edits  # noqa: E402
 from .errors import NncToolsError  # noqa: E402
 
 
@@ -68,9 +68,7 @@ def _cmd_apply_freeze(args: argparse.Namespace) -> int:
 
 def _print_weights(result) -> None:
     w = result.weights
-    width = max([len(what) for what, _, _ in result.references] or [0])
-    for what, old, new in result.references:
-        print(f"  {what:<{width}}  {old or '(empty)'} -> {new}")
+    print_property_edits(result.references)
     print(f"{len(w.assigned)} parameters take their weights from job {w.job_id}; {len(w.left)} left to their initializer"
           + (f" ({', '.join(w.left[:5])}{', ...' if len(w.left) > 5 else ''})" if w.left else ""))
     where = f"{w.results} (copied)" if w.copy_from is not None else f"{w.results}, where it is"

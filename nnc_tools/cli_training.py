@@ -17,7 +17,6 @@ def add_training_commands(sub, common: argparse.ArgumentParser) -> None:
 
 
 def _cmd_retarget(args: argparse.Namespace) -> int:
-    from .project.matching import format_changes
     from .training.retarget import RetargetOptions, retarget
 
     options = RetargetOptions(args.train_csv, args.val_csv, classes=args.classes, head=args.head, overlay=args.config,
@@ -34,17 +33,11 @@ def _cmd_retarget(args: argparse.Namespace) -> int:
     else:
         print(f"{result.classes} classes ({result.classes_from}): the head is kept (--reset-head draws it anew)")
     print(f"copied {result.copied} parameters bit for bit")
-    for name, uri in result.datasets.items():
-        print(f"dataset {name}: {uri}")
     for name in result.dropped:
         print(f"left out {name} (solver states; they do not fit the new head)")
-    if args.config:
-        print(format_changes(result.changes))
     for warning in result.warnings:
         print(f"nnc-tl: warning: {warning}", file=sys.stderr)
-    for path in result.written:
-        print(f"wrote {path}")
-    return 0
+    return _print_retargeted(args, result)
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -90,22 +83,32 @@ def _cmd_experiment(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_sdcproj_retarget(args: argparse.Namespace, result) -> int:
-    from .project.matching import format_changes
+def print_property_edits(rows) -> None:
+    """(what, old, new) rows as a table: the project lines that changed."""
+    width = max([len(what) for what, _, _ in rows] or [0])
+    for what, old, new in rows:
+        print(f"  {what:<{width}}  {old or '(empty)'} -> {new or '(empty)'}")
 
+
+def _print_sdcproj_retarget(args: argparse.Namespace, result) -> int:
     print(f"{result.head.classes} -> {result.classes} classes ({result.classes_from})"
           + (f" in {', '.join(result.networks)}" if result.networks else ": the head is kept"))
-    width = max([len(what) for what, _, _ in result.edits] or [0])
-    for what, old, new in result.edits:
-        print(f"  {what:<{width}}  {old or '(empty)'} -> {new or '(empty)'}")
-    for name, uri in result.datasets.items():
-        print(f"dataset {name}: {uri}")
-    if args.config:
-        print(format_changes(result.changes))
+    print_property_edits(result.edits)
     w = result.weights
     if w is not None:
         print(f"{len(w.assigned)} parameters take their weights from job {w.job_id} ({w.results}); "
               f"{len(w.left)} start from their initializer")
+    return _print_retargeted(args, result)
+
+
+def _print_retargeted(args: argparse.Namespace, result) -> int:
+    """What both kinds of target print last: the datasets, the overlay's table, the files written."""
+    from .project.matching import format_changes
+
+    for name, uri in result.datasets.items():
+        print(f"dataset {name}: {uri}")
+    if args.config:
+        print(format_changes(result.changes))
     for path in result.written:
         print(f"wrote {path}")
     return 0

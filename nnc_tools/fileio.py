@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import tempfile
 from pathlib import Path
@@ -78,3 +79,13 @@ def same_file(a: PathLike, b: PathLike) -> bool:
         return os.path.samefile(a, b)
     except OSError:
         return os.path.abspath(a) == os.path.abspath(b)
+
+
+def file_digest(path: PathLike, algorithm: str = "sha256") -> str:
+    """The digest of a file's bytes (``hashlib``'s algorithm name), read in pieces: an archive or a weights file may be
+    hundreds of megabytes."""
+    h = hashlib.new(algorithm)
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

@@ -18,7 +18,7 @@ from typing import Dict, List, Optional
 import numpy as np
 
 from ..errors import NncToolsError
-from ..fileio import PathLike
+from ..fileio import PathLike, file_digest
 
 OFFICIAL_MD5 = {
     "cifar-10-python.tar.gz": "c58f30108f718f92721af3b95e74349a",
@@ -91,20 +91,12 @@ class CifarData:
         return h.hexdigest()
 
 
-def md5_of(path: PathLike) -> str:
-    h = hashlib.md5()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def verify_official(path: Path, name: Optional[str] = None) -> None:
     """When ``path`` (or ``name``, its final name) is an official archive name, its md5 must be the official one."""
     expected = OFFICIAL_MD5.get(name or path.name)
     if expected is None:
         return
-    actual = md5_of(path)
+    actual = file_digest(path, "md5")
     if actual != expected:
         raise NncToolsError(path, f"md5 {actual} is not the official {expected} (damaged or not the official archive; "
                             "--no-verify skips this)")

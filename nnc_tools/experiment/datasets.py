@@ -35,17 +35,21 @@ def user_csvs(value: Union[str, Dict[str, str]], resolve, where) -> Dict[str, Pa
     for split, path in csvs.items():
         if not path.is_file():
             raise NncToolsError(path, f"no {split} CSV here (named by {where})")
-        read_header_and_count(path)
     return {split: path.resolve() for split, path in csvs.items()}
+
+
+def user_data_settings(csvs: Dict[str, Path]) -> Dict:
+    """What a stage of the user's data is made from: which files, how large, when changed (a re-run redoes the stages
+    that used them if they change); no file is read."""
+    return {"csvs": {split: str(path) for split, path in csvs.items()},
+            "files": {split: [path.stat().st_size, path.stat().st_mtime_ns] for split, path in csvs.items()}}
 
 
 def user_data_record(csvs: Dict[str, Path]) -> Dict:
     """What a stage of the user's data records: the classes (the training CSV's header names, else 0 … n-1), the rows
-    of each split, where the CSVs are; its settings say which files, how large and when changed (a re-run redoes the
-    stages that used them if they change)."""
+    of each split, where the CSVs are, and its settings (``user_data_settings``)."""
     count, _ = class_count(csvs["training"])
     names = label_names(read_header_and_count(csvs["training"])[0]) or [str(k) for k in range(count)]
     counts = {split: read_header_and_count(path)[1] for split, path in csvs.items()}
-    settings = {"csvs": {split: str(path) for split, path in csvs.items()},
-                "files": {split: [path.stat().st_size, path.stat().st_mtime_ns] for split, path in csvs.items()}}
+    settings = user_data_settings(csvs)
     return {"counts": counts, "classes": names, "csvs": settings["csvs"], "settings": settings, "user_data": True}

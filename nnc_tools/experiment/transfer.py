@@ -24,6 +24,7 @@ from typing import Dict, Optional
 from ..data.recipes import load_recipe, make_dataset, resolve_source
 from ..errors import NncToolsError
 from ..fileio import PathLike, atomic_output
+from ..formats.nnc_csv import read_header_and_count
 from ..project.export import export_network
 from ..project.freeze import apply_freeze
 from ..project.overlay import load_overlay
@@ -32,7 +33,7 @@ from ..training.evaluate import evaluate
 from ..training.retarget import RetargetOptions, retarget
 from ..training.train import TrainOptions, train
 from .config import ExperimentConfig
-from .datasets import class_count_of, csv_of, user_csvs, user_data_record
+from .datasets import class_count_of, csv_of, user_csvs, user_data_record, user_data_settings
 from .report import write_report
 
 log = logging.getLogger(__name__)
@@ -69,7 +70,7 @@ def _data_settings(config: ExperimentConfig, role: str, synthetic: bool, archive
     user's CSVs."""
     csvs = _user_data(config, role)
     if csvs is not None:
-        return user_data_record(csvs)["settings"]
+        return user_data_settings(csvs)
     recipe = config.source_recipe if role == "source" else config.target_recipe
     kind = "cifar10" if recipe.startswith("cifar10") else "cifar100"
     return {"recipe": recipe, "synthetic": synthetic, "per_class": (config.synthetic_per_class or {}).get(role),
@@ -179,7 +180,11 @@ def _check_archives(run_dir: Path, config: ExperimentConfig, synthetic: bool, ar
                     with_source: bool) -> None:
     """Every archive a dataset stage still needs is there (and whole) before anything is written."""
     for role, recipe in (("source", config.source_recipe), ("target", config.target_recipe)):
-        if _user_data(config, role) is not None:
+        csvs = _user_data(config, role)
+        if csvs is not None:  # the user's CSVs are read once here, before anything is written
+            if role == "target" or with_source:
+                for path in csvs.values():
+                    read_header_and_count(path)
             continue
         stage = _data_settings(config, role, synthetic, archives)
         if not synthetic and (role == "target" or with_source) and \
@@ -196,8 +201,8 @@ def _dataset_stages(run_dir: Path, config: ExperimentConfig, synthetic: bool, ar
         if role == "source" and not with_source:
             continue
         folder = run_dir / "data" / role
-        settings = _data_settings(config, role, synthetic, archives)
         csvs = _user_data(config, role)
+        settings = user_data_settings(csvs) if csvs is not None else _data_settings(config, role, synthetic, archives)
         if csvs is not None:
             if not _finished_stage(folder, settings):
                 folder.mkdir(parents=True, exist_ok=True)

@@ -64,6 +64,14 @@ def class_count(path: PathLike, column: str = "y") -> Tuple[int, str]:
     return top + 1, "its largest label + 1"
 
 
+def classifier_classes(path: PathLike) -> Tuple[int, str]:
+    """``class_count`` for a classifier's training CSV: at least two classes, else one line."""
+    counted, where = class_count(path)
+    if counted < 2:
+        raise NncToolsError(path, f"has {counted} class ({where}); a classifier needs at least 2")
+    return counted, where
+
+
 def dataset_path(uri: str, base: Path) -> Path:
     """A dataset URI as a path: relative ones against the project's folder; NNC's Windows separators accepted."""
     if "{SDCPATH}" in uri:

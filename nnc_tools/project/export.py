@@ -24,7 +24,7 @@ from nnabla.utils.save import create_proto
 from ..errors import NncToolsError
 from ..fileio import PathLike
 from ..formats.naming import layer_of
-from ..formats.nnc_csv import class_count, read_header_and_count
+from ..formats.nnc_csv import classifier_classes, read_header_and_count
 from ..formats.nnp import Project, save_project
 from ..formats.parameters import Parameter, Parameters
 from ..formats.schema import learning_rate_field, nnabla_pb2
@@ -250,9 +250,7 @@ def _classes(given: Optional[int], train_csv: Optional[PathLike]) -> Tuple[int, 
     A ``--classes`` the CSV's header contradicts is refused (training would refuse it later)."""
     if train_csv is None:
         return (10, "the default") if given is None else (given, "--classes")
-    counted, where = class_count(train_csv)
-    if counted < 2:
-        raise NncToolsError(train_csv, f"has {counted} class ({where}); a classifier needs at least 2")
+    counted, where = classifier_classes(train_csv)
     if given is None:
         return counted, f"from {train_csv}: {where}"
     if where == "the names in its header" and counted != given:

@@ -203,7 +203,7 @@ def apply_freeze(
             changes = apply_to_sdcproj(sdc, rules)
             assignment = plan(sdc, weights, target, job_dir) if weights is not None else None
             references = write_references(sdc, assignment) if assignment is not None else []
-            save = functools.partial(_write_sdcproj, target, sdc, assignment)
+            save = functools.partial(write_sdcproj, target, sdc, assignment)
         elif ext in PROJECT_EXTS:
             from ..formats.nnp import load_project, save_project  # protobuf, also while the copy runs
 
@@ -240,10 +240,12 @@ def _prune_solver_states(loaded, path: Path) -> None:
         prune_text_states(loaded.proto)
 
 
-def _write_sdcproj(target: Path, sdc: SdcProject, assignment: Optional[WeightAssignment] = None) -> None:
+def write_sdcproj(target: Path, sdc: SdcProject, assignment: Optional[WeightAssignment] = None) -> List[Path]:
     """The project, and with ``--weights`` the weights copied where NNC looks for them: both or neither."""
     copy = assignment is not None and assignment.copy_from is not None
-    with atomic_outputs([target] + ([assignment.results] if copy else [])) as temps:
+    outputs = [target] + ([assignment.results] if copy else [])
+    with atomic_outputs(outputs) as temps:
         temps[0].write_bytes(sdc.to_bytes())
         if copy:
             shutil.copyfile(assignment.copy_from, temps[1])
+    return outputs

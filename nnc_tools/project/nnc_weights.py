@@ -11,13 +11,12 @@ copied to ``<output stem>.weights/<job id>/results.nnp`` (or ``--job-dir``), to 
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 from ..errors import NncToolsError
-from ..fileio import PathLike
+from ..fileio import PathLike, file_digest
 from ..formats.nnc_graph import ParameterSite, expand
 from ..formats.sdcproj import MULTIPLIER_SUFFIX, Layer, SdcProject
 
@@ -51,7 +50,7 @@ def plan(sdc: SdcProject, weights: PathLike, output: PathLike, job_dir: Optional
     elif weights.name == "results.nnp" and weights.parent.parent.name == "results":
         results, copy_from = weights, None  # already in an NNC project's results: its folder's name is the job id
     else:
-        digest = hashlib.sha256(weights.read_bytes()).hexdigest()[:12]
+        digest = file_digest(weights)[:12]
         results, copy_from = Path(output).with_suffix(".weights") / f"nnctl_{digest}" / "results.nnp", weights
     job_id = results.parent.name
     if not job_id or "/" in job_id or " " in job_id:

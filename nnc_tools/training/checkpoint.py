@@ -14,7 +14,7 @@ from typing import Dict, List, Optional, Tuple
 import nnabla as nn
 
 from ..errors import NncToolsError
-from ..fileio import atomic_output
+from ..fileio import atomic_output, file_digest
 from ..formats.parameters import Parameter, decode_parameters, encode_parameters
 from .records import EpochRecord, history_as_dicts
 
@@ -110,9 +110,7 @@ def resumed_options(options, checkpoint: Path):
 
 def _same_phases(options, saved: Dict, checkpoint: Path) -> None:
     """A run trained in phases resumes with the same phases file (its bytes), and only such a run takes one."""
-    import hashlib
-
-    given = None if options.phases is None else hashlib.sha256(Path(options.phases).read_bytes()).hexdigest()
+    given = None if options.phases is None else file_digest(options.phases)
     if saved.get("phases") != given:
         what = "without --phases" if given is None else f"--phases {options.phases}"
         was = "in phases (give the same --phases file again)" if saved.get("phases") else "without phases"

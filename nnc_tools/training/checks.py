@@ -27,7 +27,7 @@ def check_labels(proto, optimizer_proto, monitors: Iterable, datasets: Dict[str,
         data_of = {dv.variable_name: dv.data_name for dv in data_variables}
         for name in dataset_names:
             if name in datasets:
-                _check_shapes(datasets[name], data_of, shapes, network_name)
+                check_columns(datasets[name], data_of, shapes, network_name)
         for f in network.function:
             if f.type not in CLASS_SCORE_LOSSES or len(f.input) < 2 or f.input[1] not in data_of:
                 continue
@@ -48,12 +48,17 @@ def _check(dataset: Dataset, key: str, classes: int, where: str) -> None:
         row = int(np.flatnonzero(~whole)[0]) + 1
         raise NncToolsError(dataset.uri, f"label {bad:g} in row {row} is not one of the {classes} classes of {where} "
                             f"(0 to {classes - 1}): a dataset for another network?")
-    if dataset.classes and len(dataset.classes) != classes:
+    check_header_classes(dataset, classes, where, f" (export the network with --classes {len(dataset.classes)})")
+
+
+def check_header_classes(dataset: Dataset, classes: int, where: str, hint: str = "") -> None:
+    """The class names in a CSV's header (when it names them) are as many as the network scores."""
+    if dataset.classes and classes and len(dataset.classes) != classes:
         raise NncToolsError(dataset.uri, f"its header names {len(dataset.classes)} classes, {where} scores {classes}: "
-                            f"a dataset for another network? (export the network with --classes {len(dataset.classes)})")
+                            f"a dataset for another network?{hint}")
 
 
-def _check_shapes(dataset: Dataset, data_of: Dict[str, str], shapes: Dict[str, list], network: str) -> None:
+def check_columns(dataset: Dataset, data_of: Dict[str, str], shapes: Dict[str, list], network: str) -> None:
     """Each column a network reads holds what its variable takes a sample (an image of its channels and size): NNabla
     would fail copying the batch in, or NNC's loader would have converted it."""
     for variable, data_name in data_of.items():

@@ -14,9 +14,10 @@ import nnabla as nn
 import numpy as np
 
 from ..data.decoded import load_dataset
-from ..errors import NncToolsError
+from ..errors import NncToolsError, about
 from ..fileio import PathLike, atomic_output
 from ..formats.nnp import load_project
+from .checks import check_columns, check_header_classes
 from .engine import nnabla_load
 from .plots import plot_confusion_matrix
 
@@ -39,9 +40,6 @@ def predict(project: PathLike, dataset, batch_size: int = 64, executor: Optional
         batch = dataset.batch(full)
         for var, name in ex.dataset_assign.items():
             v = var.variable_instance
-            if start == 0 and tuple(batch[name].shape[1:]) != tuple(v.shape[1:]):
-                got, want = "x".join(map(str, batch[name].shape[1:])), "x".join(map(str, v.shape[1:]))
-                raise NncToolsError(dataset.uri, f"its {name} is {got} a row; {Path(project).name}'s input is {want}")
             v.d = batch[name].reshape(v.shape)
         out.forward(clear_buffer=True)
         scores.append(out.d.reshape(batch_size, -1)[: len(idx)].copy())
@@ -57,6 +55,21 @@ def executor_classes(proto) -> int:
     shapes = {v.name: list(v.shape.dim) for v in network.variable} if network is not None else {}
     shape = shapes.get(ex.output_variable[0].variable_name) or [0]
     return max(int(shape[-1]), 0)
+
+
+def _check_executor_columns(proto, dataset, project: Path) -> None:
+    """What the executor's network reads from the CSV is there and of its input's shape, before anything runs."""
+    if not proto.executor:
+        return
+    ex = proto.executor[0]
+    network = next((n for n in proto.network if n.name == ex.network_name), None)
+    if network is None:
+        return
+    shapes = {v.name: list(v.shape.dim) for v in network.variable}
+    try:
+        check_columns(dataset, {dv.variable_name: dv.data_name for dv in ex.data_variable}, shapes, network.name)
+    except NncToolsError as e:
+        raise about(project, e) from None
 
 
 def evaluate(project: PathLike, csv_path: PathLike, outdir: Optional[PathLike] = None, batch_size: int = 64,
@@ -87,10 +100,8 @@ def _evaluate(project: Path, csv_path: Path, outdir: Optional[Path], batch_size:
     if bad.any():  # a -1 would count as the last class
         raise NncToolsError(csv_path, f"label {raw[bad][0]:g} in row {int(np.flatnonzero(bad)[0]) + 1} is not a class index")
     labels = raw.astype(np.int64)
-    scored = executor_classes(proto)
-    if dataset.classes and scored and len(dataset.classes) != scored:
-        raise NncToolsError(csv_path, f"its header names {len(dataset.classes)} classes, {project.name} scores {scored}: "
-                            "a dataset for another network?")
+    check_header_classes(dataset, executor_classes(proto), project.name)
+    _check_executor_columns(proto, dataset, project)
     nn.clear_parameters()
     scores = predict(project, dataset, batch_size)
     predicted = scores.argmax(axis=1)

@@ -4,6 +4,7 @@ the head resized to another number of classes, with every shape that follows fro
 
 from __future__ import annotations
 
+import difflib
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -11,7 +12,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from ..errors import NncToolsError
 from ..fileio import PathLike
 from ..formats.naming import layer_of
-from ..formats.nnc_csv import class_count
+from ..formats.nnc_csv import classifier_classes
 from ..formats.schema import nnabla_pb2
 from .functions import CLASS_SCORE_LOSSES, LOSS_FUNCTIONS
 
@@ -133,8 +134,6 @@ def _named_head(graphs: Sequence[_Graph], named: str, where: PathLike) -> Head:
                 if not params:
                     raise NncToolsError(where, f"--head {named}: a {f.type}, which has no parameters to resize")
                 return _head_of(f, graph, "named with --head", where)
-    import difflib
-
     close = difflib.get_close_matches(named, sorted(names), n=3, cutoff=0.4)
     raise NncToolsError(where, f"--head {named}: no such layer (closest: {', '.join(close) or 'none'})")
 
@@ -219,9 +218,7 @@ def class_count_for(given: Optional[int], train_csv: PathLike) -> Tuple[int, str
     label + 1); and where it came from."""
     if given is not None:
         return given, "--classes"
-    counted, where = class_count(train_csv)
-    if counted < 2:
-        raise NncToolsError(train_csv, f"has {counted} class ({where}); a classifier needs at least 2")
+    counted, where = classifier_classes(train_csv)
     return counted, f"from {train_csv}: {where}"
 
 

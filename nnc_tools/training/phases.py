@@ -6,7 +6,6 @@ the solver that trains it next (a parameter entering the solver starts a fresh s
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import List
@@ -26,10 +25,6 @@ class PhasePlan:
     last: int
     saved: nnabla_pb2.NNablaProtoBuf  # the project as the phase has it (its multipliers): what results.nnp holds
     trained: nnabla_pb2.NNablaProtoBuf  # as it trains: training_proto of it, the learning rate scaled
-
-
-def digest(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def plan_phases(project, options, project_path: Path) -> List[PhasePlan]:

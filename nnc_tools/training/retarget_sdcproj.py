@@ -8,16 +8,14 @@ every other shape from the layers' properties when it reads the project."""
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 from ..errors import NncToolsError
-from ..fileio import atomic_outputs
 from ..formats.nnc_csv import read_header_and_count
 from ..formats.sdcproj import Layer, SdcProject, load_sdcproj
-from ..project.freeze import apply_to_sdcproj
+from ..project.freeze import apply_to_sdcproj, write_sdcproj
 from ..project.matching import Change
 from ..project.nnc_weights import WeightAssignment, plan, write_references
 from ..project.overlay import load_overlay
@@ -78,12 +76,7 @@ def retarget_sdcproj(source: Path, target: Path, options) -> SdcprojRetarget:
     changes = apply_to_sdcproj(sdc, load_overlay(options.overlay)) if options.overlay else []
     if target.exists() and target.resolve() == source.resolve():
         raise NncToolsError(target, "is the source project; write the retargeted project to another file")
-    copy = assignment is not None and assignment.copy_from is not None
-    outputs = [target] + ([assignment.results] if copy else [])
-    with atomic_outputs(outputs) as temps:
-        temps[0].write_bytes(sdc.to_bytes())
-        if copy:
-            shutil.copyfile(assignment.copy_from, temps[1])
+    outputs = write_sdcproj(target, sdc, assignment)
     return SdcprojRetarget(target, head, classes, classes_from, edits, networks, datasets, changes, outputs, assignment)
 
 

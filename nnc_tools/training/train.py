@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 from ..data.decoded import Dataset, load_dataset
 from ..errors import NncToolsError, about
-from ..fileio import PathLike, atomic_output
+from ..fileio import PathLike, atomic_output, file_digest
 from ..formats.naming import is_statistic
 from ..formats.nnc_csv import dataset_path, read_header_and_count
 from ..formats.nnp import Project, load_project, network_text, save_project
@@ -45,7 +45,7 @@ from .frozen_cache import FeatureCache, PrefixPlan, detach, find_frozen_prefix, 
 from .graphs import TrainingGraphs, epoch_seed, feed, frozen_parameters, training_proto
 from .monitors import computed_features, evaluate_monitor, image_keys, label_key, monitor_features
 from .parallel import DataParallel
-from .phases import PhasePlan, carry_states, digest, phase_at, plan_phases, solver_states
+from .phases import PhasePlan, carry_states, phase_at, plan_phases, solver_states
 from .plots import plot_learning_curve
 from .records import EpochRecord, epoch_line, write_reports, write_summary
 from .solvers import group_solvers, loader_safe
@@ -354,7 +354,7 @@ class TrainingRun:
         write_reports(self.result_dir, self.history)
         save_checkpoint(self.checkpoint, epoch, self.solvers, self.history, self.best, self.options.seed,
                         {"epochs": self.epochs, "batch_size": self.batch_size, "seed": self.options.seed,
-                         "phases": digest(self.options.phases) if self.options.phases is not None else None,
+                         "phases": file_digest(self.options.phases) if self.options.phases is not None else None,
                          "frozen_bn": self.options.frozen_bn, "cache_frozen": self.options.cache_frozen,
                          "workers": self.workers})
 
