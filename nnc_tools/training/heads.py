@@ -165,7 +165,6 @@ def resize_head(proto: nnabla_pb2.NNablaProtoBuf, head: Head, classes: int, wher
             graph.variables[head.bias].shape.dim[:] = [classes]
         for f in users:
             _resize_following(graph, f, head.classes, classes, where)
-    _resize_parameter_entries(proto, head, classes)
     return changed
 
 
@@ -199,18 +198,6 @@ def _resize_following(graph: _Graph, head_function, old: int, new: int, where: P
                                     f"outputs into shape {list(dims)}: cannot follow the classes past it")
             queue.extend(graph.readers.get(out, []))
 
-
-def _resize_parameter_entries(proto: nnabla_pb2.NNablaProtoBuf, head: Head, classes: int) -> None:
-    """Parameters stored inline in the project text carry their shapes too."""
-    for p in proto.parameter:
-        if p.variable_name in head.parameters:
-            dims = list(p.shape.dim)
-            if p.variable_name == head.bias:
-                dims = [classes]
-            else:
-                dims[-1 if head.type == "Affine" else 0] = classes
-            p.shape.dim[:] = dims
-            del p.data[:]
 
 
 def class_count_for(given: Optional[int], train_csv: PathLike) -> Tuple[int, str]:
