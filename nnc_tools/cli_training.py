@@ -17,7 +17,7 @@ def add_training_commands(sub, common: argparse.ArgumentParser) -> None:
 
 
 def _cmd_retarget(args: argparse.Namespace) -> int:
-    from .training.retarget import RetargetOptions, retarget
+    from .project.retarget import RetargetOptions, retarget
 
     options = RetargetOptions(args.train_csv, args.val_csv, classes=args.classes, head=args.head, overlay=args.config,
                               reset_head=args.reset_head, epochs=args.epochs, batch_size=args.batch_size, solver=args.solver,
@@ -25,7 +25,7 @@ def _cmd_retarget(args: argparse.Namespace) -> int:
     result = retarget(args.source, args.output, options)
     head = result.head
     print(f"head {head.layer} ({head.type}): {head.why}")
-    if hasattr(result, "edits"):  # an .sdcproj: its lines that changed
+    if result.is_sdcproj:  # its lines that changed
         return _print_sdcproj_retarget(args, result)
     if result.reinitialised:
         print(f"{head.classes} -> {result.classes} classes ({result.classes_from}) in {', '.join(result.networks)}; "

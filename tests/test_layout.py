@@ -112,6 +112,55 @@ def test_the_import_check_sees_upward_imports():
     assert [target_layer(t) > layer_of(fake) for t in targets] == [True, True, False, True]
 
 
+def import_graph() -> Dict[str, List[str]]:
+    """Module (``formats/nnp``) -> the nnc_tools modules it imports, in-function imports included."""
+    graph = {}
+    for path in modules():
+        name = "/".join(path.relative_to(PACKAGE).with_suffix("").parts)
+        graph[name] = sorted({_module_name(t) for _, t in imported_modules(path)} - {name})
+    return graph
+
+
+def _module_name(target: str) -> str:
+    """An import target as a module: a package stands for its ``__init__``."""
+    return target if _is_module(target.split("/")) and not (PACKAGE / target).is_dir() else f"{target}/__init__"
+
+
+def cycles(graph: Dict[str, List[str]]) -> List[List[str]]:
+    """Every import cycle once, as the modules along it (depth-first search; a cycle is found at its back edge)."""
+    found, state, stack = [], {}, []
+
+    def visit(node: str) -> None:
+        state[node] = "open"
+        stack.append(node)
+        for nxt in graph.get(node, ()):
+            if state.get(nxt) == "open":
+                found.append(stack[stack.index(nxt):] + [nxt])
+            elif nxt not in state:
+                visit(nxt)
+        stack.pop()
+        state[node] = "done"
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node)
+    return found
+
+
+def test_no_import_cycles():
+    found = cycles(import_graph())
+    assert not found, "import cycles:\n" + "\n".join(" -> ".join(c) for c in found)
+
+
+def test_the_cycle_check_sees_cycles():
+    """The checker on a made-up graph: a two-module circle (through an in-function import) and a longer one."""
+    graph = {"project/a": ["project/b"], "project/b": ["project/a"], "formats/x": ["formats/y"],
+             "formats/y": ["formats/z"], "formats/z": ["formats/x"], "formats/w": ["formats/x"]}
+    assert sorted(sorted(c) for c in cycles(graph)) == [["formats/x", "formats/x", "formats/y", "formats/z"],
+                                                        ["project/a", "project/a", "project/b"]]
+    assert cycles({"a": ["b"], "b": []}) == []
+
+
 def test_modules_and_functions_stay_small():
     too_long = []
     for path in modules():

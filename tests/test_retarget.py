@@ -103,7 +103,7 @@ def test_plain_nnabla_projects_are_retargeted_in_every_network(cli, tmp_path, ne
 def test_the_kept_head_trains_exactly_as_the_source_with_its_weights(tmp_path):
     """Same class count: the head is kept, so training the retargeted project on the source's own data is training the
     unretargeted project with --weights on that data: the same first-epoch cost, to the bit."""
-    from nnc_tools.training.retarget import RetargetOptions, retarget
+    from nnc_tools.project.retarget import RetargetOptions, retarget
 
     source = trained(tmp_path, two_affine)
     folder = tmp_path / "source"
@@ -274,12 +274,27 @@ def _without_parameters(text: str) -> str:
     return "\n".join(out) + "\n"
 
 
-RETARGETED = {"12_residual_learning", "LeNet", "nin", "resnet-110-cutout", "resnet-110_cifar100", "resnet-50", "shufflenet",
-              "squeezenet11", "vgg-11", "wav_keyboard_sound"}
-REFUSED = {"GoogLeNet": "3 heads reach a loss", "mnist_vae": "3-axis output", "01_logistic_regression": "BinaryCrossEntropy",
-           "02_binary_cnn": "BinaryCrossEntropy", "binary_semantic_segmentation": "BinaryCrossEntropy",
-           "gated_recurrent_unitGRU": "BinaryCrossEntropy", "mnist_dcgan": "BinaryCrossEntropy", "stacked_GRU": "BinaryCrossEntropy",
-           "resnet-110-deepmil": "SigmoidCrossEntropy", "synthetic_image_object_detection": "turns the head's 45 outputs"}
+RETARGETED = {"12_residual_learning", "LeNet", "LeNet_fashion", "alexnet", "densenet-161", "digits", "hand-sign", "iris", "nin",
+              "resnet-101", "resnet-110-cutout", "resnet-110-mixup", "resnet-110_cifar10", "resnet-110_cifar100", "resnet-152",
+              "resnet-18", "resnet-34", "resnet-50", "resnext-101", "semi_supervised_learning_VAT", "senet-154",
+              "shufflenet-0.5x", "shufflenet-2.0x", "shufflenet", "squeezenet11", "vgg-11", "vgg-13", "vgg-16",
+              "wav_keyboard_sound"}
+_SIGMOID_HEADS = ("01_logistic_regression", "01_visualize_weight_of_feature", "02_binary_cnn", "02_l1_regularization",
+                  "05_MCdropout", "10_deep_mlp", "bidirectional_elman_net", "binary_semantic_segmentation", "elman_net",
+                  "elman_net_with_attention", "gated_recurrent_unitGRU", "long_short_term_memoryLSTM", "mnist_dcgan",
+                  "mnist_dcgan_with_label", "stacked_GRU")
+REFUSED = {**{name: "BinaryCrossEntropy" for name in _SIGMOID_HEADS},
+           **{name: "no classifier loss" for name in ("06_auto_encoder", "11_deconvolution", "LSTM_auto_encoder",
+                                                      "sin_wave_anomaly_detection")},
+           **{name: "is a BatchNormalization" for name in ("binary_connect_mnist_LeNet", "binary_connect_mnist_MLP",
+                                                          "binary_net_mnist_LeNet", "binary_net_mnist_MLP")},
+           "binary_weight_mnist_MLP": "is a BinaryWeightAffine", "GoogLeNet": "3 heads reach a loss",
+           "04_inference_result_at_each_layer": "4 heads reach a loss", "mnist_vae": "3-axis output",
+           "03_attention": "3-axis output", "resnet-110-deepmil": "SigmoidCrossEntropy",
+           "unetlike_125px_person": "SigmoidCrossEntropy", "unetlike_125px": "joins the head's output with another",
+           "synthetic_image_object_detection": "turns the head's 45 outputs"}
+# The executor's outputs where it has more than the classifier's (VAT's also gives its reconstruction and a score)
+EXECUTOR_OUTPUTS = {"semi_supervised_learning_VAT": [(2, 1), (2, 1, 28, 28), (2, 3)]}
 
 
 @needs_samples
@@ -290,7 +305,7 @@ def test_every_nnc_sample_is_retargeted_or_refused_in_one_line(tmp_path):
     from nnabla.utils.load import load as nnabla_load
 
     from nnc_tools.errors import NncToolsError
-    from nnc_tools.training.retarget import RetargetOptions, retarget
+    from nnc_tools.project.retarget import RetargetOptions, retarget
 
     csv = tmp_path / "t.csv"
     csv.write_text("x:image,y:label;a;b;c\nx.npy,0\nx.npy,2\n")  # no image to check against the input
@@ -310,9 +325,11 @@ def test_every_nnc_sample_is_retargeted_or_refused_in_one_line(tmp_path):
             retarget(prototxt, target, RetargetOptions(csv, csv, weights=weights))
             nn.clear_parameters()
             info = nnabla_load([str(target)], prepare_data_iterator=False, batch_size=2)
-            assert [tuple(v.variable_instance.shape) for e in info.executors.values() for v in e.output_assign] == [(2, 3)]
+            assert [tuple(v.variable_instance.shape) for e in info.executors.values() for v in e.output_assign] == \
+                EXECUTOR_OUTPUTS.get(name, [(2, 3)])
             seen.add(name)
     assert seen == RETARGETED & {p.stem for p in NNC_SAMPLES.glob("*.prototxt")}
+    assert not (RETARGETED & set(REFUSED))
 
 
 def _changed(before: str, after: str):

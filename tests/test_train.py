@@ -24,7 +24,7 @@ from PIL import Image
 
 from nnc_tools.formats.nnp import Project, load_project, multipliers, save_project
 from nnc_tools.formats.parameters import Parameter
-from nnc_tools.project.export import solver_proto
+from nnc_tools.project.passes import solver_proto
 from nnc_tools.project.freeze import apply_freeze
 from nnc_tools.training.train import TrainOptions, train
 

@@ -30,7 +30,7 @@ from ..project.freeze import apply_freeze
 from ..project.overlay import load_overlay
 from ..training.checkpoint import CHECKPOINT
 from ..training.evaluate import evaluate
-from ..training.retarget import RetargetOptions, retarget
+from ..project.retarget import RetargetOptions, retarget
 from ..training.train import TrainOptions, train
 from .config import ExperimentConfig
 from .datasets import class_count_of, csv_of, user_csvs, user_data_record, user_data_settings

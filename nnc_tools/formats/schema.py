@@ -85,3 +85,8 @@ def merge_binary(proto, raw: bytes, where: Union[str, Path]) -> None:
     if raw and (read != len(raw) or not proto.ListFields() or len(proto.UnknownFields())):
         # random bytes often parse as a message of unknown fields only: nothing an NNabla file holds
         raise NncToolsError(where, "not an NNabla protobuf (no network, parameter or other field NNabla writes)")
+
+
+def network_of(proto: nnabla_pb2.NNablaProtoBuf, name: str) -> Optional[nnabla_pb2.Network]:
+    """The network called ``name`` in a project, or None."""
+    return next((n for n in proto.network if n.name == name), None)

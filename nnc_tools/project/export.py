@@ -7,7 +7,6 @@ values by 255 (NNC's "Image Normalization" checkbox); the network itself has no 
 
 from __future__ import annotations
 
-import inspect
 import logging
 import os
 from collections import Counter, OrderedDict
@@ -17,7 +16,6 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import nnabla as nn
 import nnabla.functions as F
-import nnabla.solvers as S
 import numpy as np
 from nnabla.utils.save import create_proto
 
@@ -27,8 +25,9 @@ from ..formats.naming import layer_of
 from ..formats.nnc_csv import classifier_classes, read_header_and_count
 from ..formats.nnp import Project, save_project
 from ..formats.parameters import Parameter, Parameters
-from ..formats.schema import learning_rate_field, nnabla_pb2
+from ..formats.schema import nnabla_pb2
 from .networks import get_network
+from .passes import dataset_uri, set_nnc_initializers, solver_proto
 from .weights import copy_weights
 
 log = logging.getLogger(__name__)
@@ -38,18 +37,7 @@ LOSS = "CategoricalCrossEntropy"
 TARGET = f"{LOSS}_T"
 OUTPUT = "Softmax"
 
-# NNC's initializers, by parameter: what the layer's *.Initializer / *.InitializerMultiplier properties say.
-INITIALIZERS = {
-    ("conv", "W"): ("NormalConvolutionGlorot", 1.0),
-    ("affine", "W"): ("NormalAffineGlorot", 1.0),
-    ("bn", "gamma"): ("Constant", 1.0),
-    ("bn", "var"): ("Constant", 1.0),
-}
 FROZEN_BY_DEFAULT = ("mean", "var")  # Batch Normalization statistics: not trained by the solver (NNC's default 0)
-_SOLVER_FIELDS = {"RMSpropGraves": "rmsprop_graves_param"}
-# The solvers `nnabla_cli train` (nnabla.utils.load) can build; nnc-tl train also trains Lamb and Lion from other projects.
-TRAINABLE_SOLVERS = ("Sgd", "Momentum", "Nesterov", "Adam", "AdamW", "AdaBelief", "AdaBound", "Adamax", "AMSGRAD", "AMSBound",
-                     "Adagrad", "Adadelta", "RMSprop", "RMSpropGraves", "Lars", "SgdW")
 
 
 @dataclass
@@ -61,25 +49,6 @@ class ExportResult:
     classes_from: str = "the default"  # --classes, the training CSV's header or labels, or the default
     copied: List[str] = field(default_factory=list)
     reinitialised: List[Tuple[str, str]] = field(default_factory=list)  # (parameter, why)
-
-
-def solver_proto(name: str, lr: float, allowed: Sequence[str] = TRAINABLE_SOLVERS) -> nnabla_pb2.Solver:
-    """A solver message for an NNabla solver, its own defaults filled in and its learning rate set to ``lr``."""
-    known = {n.lower(): n for n in allowed}
-    canonical = known.get(name.lower())
-    if canonical is None:
-        raise NncToolsError(None, f"unknown solver '{name}' (one of {', '.join(sorted(known.values()))})")
-    solver = nnabla_pb2.Solver()
-    solver.type = canonical
-    param = getattr(solver, _SOLVER_FIELDS.get(canonical, f"{canonical.lower()}_param"))
-    for key, default in inspect.signature(getattr(S, canonical)).parameters.items():
-        if key in param.DESCRIPTOR.fields_by_name and default.default is not inspect.Parameter.empty:
-            setattr(param, key, default.default)
-    setattr(param, learning_rate_field(param), lr)
-    solver.weight_decay = 0
-    solver.lr_decay = 1
-    solver.lr_decay_interval = 1
-    return solver
 
 
 def _nnc_names(net: nnabla_pb2.Network, keep: Sequence[str]) -> None:
@@ -105,15 +74,6 @@ def _nnc_names(net: nnabla_pb2.Network, keep: Sequence[str]) -> None:
         function.output[:] = [renames.get(o, o) for o in function.output]
 
 
-def _initializers(net: nnabla_pb2.Network) -> None:
-    for var in net.variable:
-        if var.type == "Parameter":
-            parts = var.name.split("/")
-            kind, value = INITIALIZERS.get((parts[-2], parts[-1]), ("Constant", 0.0)) if len(parts) >= 2 else ("Constant", 0.0)
-            var.initializer.type = kind
-            var.initializer.multiplier = value
-
-
 def _dataset(name: str, uri: str, batch_size: int, shuffle: bool) -> nnabla_pb2.Dataset:
     d = nnabla_pb2.Dataset()
     d.name, d.uri, d.batch_size, d.shuffle = name, uri, batch_size, shuffle
@@ -129,15 +89,6 @@ def _data_variables(message, with_target: bool = True) -> None:
     for variable, data in ((INPUT, "x"), (TARGET, "y"))[: 2 if with_target else 1]:
         dv = message.data_variable.add()
         dv.variable_name, dv.data_name = variable, data
-
-
-def dataset_uri(csv: PathLike, project_path: PathLike) -> str:
-    """A CSV path as the project should record it: relative to the project's folder when it lies below it."""
-    csv, folder = Path(csv).resolve(), Path(project_path).resolve().parent  # a relative CSV path is relative to here
-    try:
-        return csv.relative_to(folder).as_posix()
-    except ValueError:
-        return str(csv)
 
 
 def build_project(
@@ -194,7 +145,7 @@ def _three_networks(spec, x: nn.Variable, t: nn.Variable, classes: int, batch_si
     )
     for net in proto.network:
         _nnc_names(net, keep=(INPUT, TARGET, LOSS, OUTPUT))
-        _initializers(net)
+        set_nnc_initializers(net)
     return proto
 
 

@@ -22,7 +22,7 @@ from ..formats.nnp_zip import CopyAhead, open_nnp
 from ..formats.sdcproj import Layer, SdcProject, format_multiplier, load_sdcproj
 from ..formats.solver_states import prune_text_states, pruned_state_members
 from .matching import Change, NetworkView, fractional, resolve, select_optimizers, view_of
-from .nnc_weights import WeightAssignment, plan, write_references
+from .nnc_weights import WeightAssignment, assign_weights, write_references
 from .overlay import Overlay, find_overlay, load_overlay
 
 # ---------------------------------------------------------------------------------------------------- NNabla projects
@@ -201,7 +201,7 @@ def apply_freeze(
         if ext == ".sdcproj":
             sdc = load_sdcproj(project)
             changes = apply_to_sdcproj(sdc, rules)
-            assignment = plan(sdc, weights, target, job_dir) if weights is not None else None
+            assignment = assign_weights(sdc, weights, target, job_dir) if weights is not None else None
             references = write_references(sdc, assignment) if assignment is not None else []
             save = functools.partial(write_sdcproj, target, sdc, assignment)
         elif ext in PROJECT_EXTS:

@@ -39,7 +39,7 @@ def _file_keys(site: ParameterSite) -> List[Tuple[Layer, str]]:
             for layer, key in site.keys]
 
 
-def plan(sdc: SdcProject, weights: PathLike, output: PathLike, job_dir: Optional[PathLike] = None) -> WeightAssignment:
+def assign_weights(sdc: SdcProject, weights: PathLike, output: PathLike, job_dir: Optional[PathLike] = None) -> WeightAssignment:
     """Which parameter of every network gets which reference, and where the weights must be for NNC."""
     from ..formats.nnp import load_project  # protobuf and h5py only when weights are asked for
 

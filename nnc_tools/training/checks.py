@@ -11,7 +11,7 @@ import numpy as np
 
 from ..data.decoded import Dataset
 from ..errors import NncToolsError
-from .functions import CLASS_SCORE_LOSSES
+from ..formats.functions import CLASS_SCORE_LOSSES
 
 
 def check_labels(proto, optimizer_proto, monitors: Iterable, datasets: Dict[str, Dataset]) -> None:

@@ -16,8 +16,8 @@ from typing import Dict, List, Optional, Set
 import nnabla as nn
 import numpy as np
 
+from ..formats.functions import LOSS_FUNCTIONS, RANDOM_FUNCTIONS
 from ..formats.nnp import multipliers
-from .functions import LOSS_FUNCTIONS, RANDOM_FUNCTIONS
 
 
 @dataclass

@@ -11,8 +11,8 @@ import nnabla as nn
 import numpy as np
 
 from ..data.decoded import Dataset
+from ..formats.functions import CLASS_SCORE_LOSSES
 from .frozen_cache import FeatureCache
-from .functions import CLASS_SCORE_LOSSES
 from .graphs import feed, padded
 from .parallel import DataParallel
 

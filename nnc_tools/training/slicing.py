@@ -11,7 +11,7 @@ from typing import Dict, List, Optional, Sequence
 import nnabla as nn
 import nnabla.function as _functions
 
-from .functions import PER_SAMPLE, RANDOM_FUNCTIONS
+from ..formats.functions import PER_SAMPLE, RANDOM_FUNCTIONS
 from .sync_bn import SyncBatchNorm
 
 

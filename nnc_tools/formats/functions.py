@@ -1,5 +1,7 @@
-"""What NNabla's functions do that training needs to know: which draw random numbers, which are losses, which give a
-sample's result from that sample alone. One home for each list; the frozen-prefix cache and data parallelism read them."""
+"""What NNabla's functions are, by type name, for those who read a network without running it: which draw random
+numbers, which are losses (of a classifier, per class or per output), which read a classifier's scores, which give a
+sample's result from that sample alone. One home for each list: retarget, the frozen-prefix cache, data parallelism,
+monitors and the checks before a run read them."""
 
 from __future__ import annotations
 
@@ -17,6 +19,15 @@ LOSS_FUNCTIONS = frozenset({
 
 # Losses whose first input is a class-score vector per sample (a Softmax's output, or logits): accuracy can be read there.
 CLASS_SCORE_LOSSES = frozenset({"CategoricalCrossEntropy", "SoftmaxCrossEntropy"})
+
+# Losses whose labels are 0/1 per output (a Sigmoid head): a CSV's class indices do not fit them.
+PER_OUTPUT_LOSSES = frozenset({"BinaryCrossEntropy", "SigmoidCrossEntropy"})
+
+# Losses of a classifier: the first input is its per-class output (scores, probabilities or logits).
+CLASSIFIER_LOSSES = CLASS_SCORE_LOSSES | PER_OUTPUT_LOSSES
+
+# Functions that read a head's scores and give a value per sample (NNC's error monitors): the classes end there.
+SCORE_READERS = frozenset({"TopNError", "BinaryError"})
 
 # Function types whose output for one sample depends only on that sample (given the checks in ``slicing.per_sample``).
 PER_SAMPLE = frozenset({

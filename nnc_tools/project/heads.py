@@ -11,17 +11,11 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from ..errors import NncToolsError
 from ..fileio import PathLike
+from ..formats.functions import CLASSIFIER_LOSSES, LOSS_FUNCTIONS, PER_OUTPUT_LOSSES, SCORE_READERS
 from ..formats.naming import layer_of
 from ..formats.nnc_csv import classifier_classes
 from ..formats.schema import nnabla_pb2
-from .functions import CLASS_SCORE_LOSSES, LOSS_FUNCTIONS
 
-# Losses of a classifier: the first input is its per-class output (scores, probabilities or logits).
-CLASSIFIER_LOSSES = CLASS_SCORE_LOSSES | {"BinaryCrossEntropy", "SigmoidCrossEntropy"}
-# Functions that read a head's scores and give a value per sample (NNC's error monitors): the classes end there.
-SCORE_READERS = frozenset({"TopNError", "BinaryError"})
-# Losses whose labels are 0/1 per output (a Sigmoid head): the CSV's class indices do not fit them.
-PER_OUTPUT_LOSSES = frozenset({"BinaryCrossEntropy", "SigmoidCrossEntropy"})
 # Layers whose output count can be changed: Affine (the last axis of W) and Convolution (W's first axis, the maps).
 HEAD_TYPES = ("Affine", "Convolution")
 
@@ -209,7 +203,7 @@ def class_count_for(given: Optional[int], train_csv: PathLike) -> Tuple[int, str
     return counted, f"from {train_csv}: {where}"
 
 
-def fitting(head: Head, classes: int, csv: PathLike) -> int:
+def output_count_for(head: Head, classes: int, csv: PathLike) -> int:
     """The head's output count for ``classes``: a Sigmoid head with one output (BinaryCrossEntropy, 0/1 labels) stays
     one output for two classes; a head whose loss takes 0/1 per output cannot take more class indices."""
     if head.loss not in PER_OUTPUT_LOSSES:

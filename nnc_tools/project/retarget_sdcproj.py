@@ -8,49 +8,33 @@ every other shape from the layers' properties when it reads the project."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 from ..errors import NncToolsError
-from ..formats.nnc_csv import read_header_and_count
+from ..formats.functions import CLASSIFIER_LOSSES, LOSS_FUNCTIONS, SCORE_READERS
+from ..formats.nnc_csv import check_first_image, read_header_and_count
 from ..formats.sdcproj import Layer, SdcProject, load_sdcproj
-from ..project.freeze import apply_to_sdcproj, write_sdcproj
-from ..project.matching import Change
-from ..project.nnc_weights import WeightAssignment, plan, write_references
-from ..project.overlay import load_overlay
-from .functions import LOSS_FUNCTIONS
-from .heads import CLASSIFIER_LOSSES, HEAD_TYPES, SCORE_READERS, Head, class_count_for, fitting
-from .retarget import check_first_image
+from .freeze import apply_to_sdcproj, write_sdcproj
+from .heads import HEAD_TYPES, Head, class_count_for, output_count_for
+from .nnc_weights import assign_weights, write_references
+from .overlay import load_overlay
+from .retarget_result import RetargetResult
 
 OUTPUT_PROPERTY = {"Affine": "OutShape", "Convolution": "OutMaps"}
 # Layers that turn a convolution's maps into one score per class (NiN, SqueezeNet); without one the head is per pixel.
 REDUCERS = frozenset({"GlobalAveragePooling", "AveragePooling", "SumPooling", "MaxPooling", "Reshape", "Mean", "Sum", "Max"})
 
 
-@dataclass
-class SdcprojRetarget:
-    target: Path
-    head: Head
-    classes: int
-    classes_from: str
-    edits: List[Tuple[str, str, str]]  # (layer property, old, new)
-    networks: List[str]
-    datasets: Dict[str, str]
-    changes: List[Change] = field(default_factory=list)
-    written: List[Path] = field(default_factory=list)
-    weights: Optional[WeightAssignment] = None  # --weights: which parameters NNC loads from where
-
-
-def retarget_sdcproj(source: Path, target: Path, options) -> SdcprojRetarget:
+def retarget_sdcproj(source: Path, target: Path, options) -> RetargetResult:
     """``source`` (.sdcproj) retargeted into ``target`` (.sdcproj); see the module docstring."""
     sdc = load_sdcproj(source)
     classes, classes_from = class_count_for(options.classes, options.train_csv)
     head, head_layer = _find(sdc, options.head)
-    classes = fitting(head, classes, options.train_csv)
+    classes = output_count_for(head, classes, options.train_csv)
     # --weights: NNC's "Open in EDIT Tab with Weight" first (every parameter FROM.nnp has), then the head's references
     # are emptied below when it is resized (the old ones no longer fit)
-    assignment = plan(sdc, options.weights, target, None) if options.weights is not None else None
+    assignment = assign_weights(sdc, options.weights, target, None) if options.weights is not None else None
     edits = write_references(sdc, assignment) if assignment is not None else []
     networks = []
     if classes != head.classes or options.reset_head:
@@ -77,7 +61,8 @@ def retarget_sdcproj(source: Path, target: Path, options) -> SdcprojRetarget:
     if target.exists() and target.resolve() == source.resolve():
         raise NncToolsError(target, "is the source project; write the retargeted project to another file")
     outputs = write_sdcproj(target, sdc, assignment)
-    return SdcprojRetarget(target, head, classes, classes_from, edits, networks, datasets, changes, outputs, assignment)
+    return RetargetResult(target, head, classes, classes_from, networks, datasets, changes, outputs, edits=edits,
+                          weights=assignment)
 
 
 def _merged(edits: List[Tuple[str, str, str]]) -> List[Tuple[str, str, str]]:

@@ -1,0 +1,72 @@
+"""`nnc-tl retarget`: any trained classifier project pointed at a new dataset, what NNC users do by hand in the EDIT tab
+("Open in EDIT Tab with Weight", change the last Affine's output, swap the dataset, freeze). The head found (``heads``)
+and resized to the new class count and re-initialised with the project's own initializer; every other parameter copied
+bit for bit; the datasets pointed at the new CSVs with ``iter_per_epoch`` filled in; the first image checked against the
+network's input; an overlay applied as ``apply-freeze`` does; solver states that no longer fit dropped. Everything is
+checked and built in memory, then written once."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from pathlib import Path
+
+from ..errors import NncToolsError
+from ..fileio import PathLike
+from ..formats.naming import PROJECT_EXTS, SDCPROJ_EXT
+from ..formats.nnp import Project, load_project, save_project
+from .freeze import apply_to_proto
+from .heads import class_count_for, find_head, output_count_for, resize_head
+from .matching import fractional
+from .overlay import load_overlay
+from .passes import check_input_image, point_datasets, reinitialise, set_solver
+from .retarget_result import RetargetOptions, RetargetResult
+from .retarget_sdcproj import retarget_sdcproj
+
+__all__ = ["RetargetOptions", "RetargetResult", "retarget"]
+
+
+def retarget(source: PathLike, target: PathLike, options: RetargetOptions) -> RetargetResult:
+    """Write ``target``: ``source`` retargeted as the module docstring says; nothing is written when anything is wrong."""
+    source, target = Path(source), Path(target)
+    if SDCPROJ_EXT in (source.suffix.lower(), target.suffix.lower()):
+        if source.suffix.lower() != target.suffix.lower():
+            raise NncToolsError(target, "an .sdcproj is retargeted into an .sdcproj (NNC's own format, edited); from an NNabla "
+                                "project write .nnp or .nntxt, which NNC imports")
+        return retarget_sdcproj(source, target, options)
+    if target.suffix.lower() not in PROJECT_EXTS:
+        raise NncToolsError(target, f"retarget writes {', '.join(PROJECT_EXTS)} or, from an .sdcproj, .sdcproj")
+    project = load_project(source, [options.weights] if options.weights else ())
+    proto = project.proto
+    if not proto.optimizer:
+        raise NncToolsError(source, "has no optimizer: not a training project")
+    classes, classes_from = class_count_for(options.classes, options.train_csv)
+    head = find_head(proto, source, options.head)
+    params = OrderedDict(project.parameters)
+    missing = [p for p in head.parameters if p not in params]
+    if len(params) == 0 or missing:
+        raise NncToolsError(source, "holds no trained parameters" if not params else f"has no values for {', '.join(missing)}"
+                            " (pass the parameter file with --weights)")
+    classes = output_count_for(head, classes, options.train_csv)
+    networks, reinitialised = [], []
+    if classes != head.classes or options.reset_head:
+        networks = resize_head(proto, head, classes, source)
+        reinitialised = reinitialise(proto, params, options.seed, head.parameters)
+    if options.scratch:
+        reinitialised = reinitialise(proto, params, options.seed)
+    datasets = point_datasets(proto, target, options.train_csv, options.val_csv, batch_size=options.batch_size,
+                              epochs=options.epochs, monitor_interval=options.monitor_interval)
+    check_input_image(proto, Path(options.train_csv), source)
+    set_solver(proto, options.solver, options.lr)
+    changes = apply_to_proto(proto, load_overlay(options.overlay), target) if options.overlay else []
+    dropped = [m.name for m in project.nnp_members if m.name.lower().endswith(".optimizer")]
+    for optimizer in proto.optimizer:
+        optimizer.solver.states.clear()
+    out = Project(proto, params)  # a new file: network, parameters; solver states left out
+    result = RetargetResult(target, head, classes, classes_from, networks, datasets, changes, reinitialised=reinitialised,
+                            copied=len(params) - len(reinitialised), dropped=dropped)
+    result.written = save_project(out, target, inputs=[source] + ([options.weights] if options.weights else []))
+    odd = fractional(changes)
+    if odd:
+        result.warnings.append(f"{len(odd)} multipliers other than 0 or 1: NNC and nnabla_cli train every non-zero "
+                               "multiplier at the full rate; nnc-tl train applies them exactly")
+    return result
