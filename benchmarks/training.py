@@ -12,7 +12,6 @@ one-worker cached run, measured for the table only, runs once. The table gives m
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -20,6 +19,8 @@ import statistics
 import subprocess
 import sys
 from pathlib import Path
+
+from nnc_tools.training.records import read_summary
 
 from .measure import measured, usable_cores
 
@@ -69,7 +70,7 @@ def run(work: Path) -> dict:
         shutil.rmtree(result_dir, ignore_errors=True)
         _, wall, peak = measured(cli + ["train", str(source), "-o", str(result_dir), "--epochs", str(epochs),
                                         "--workers", str(workers)] + extra)
-        return json.loads((result_dir / "summary.json").read_text())["images_per_second"], wall, peak
+        return read_summary(result_dir).images_per_second, wall, peak
 
     all_workers = usable_cores()
     plans = [("nnabla_cli", "nnabla_cli train (unfrozen, what NNC runs)", 1, 1, nnabla_cli_run)]

@@ -51,9 +51,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
     s = result.summary
     for name, why in result.reinitialised:
         print(f"re-initialised {name}: {why}")
-    accuracy = "n/a" if s["accuracy"] is None else f"{s['accuracy']:.4f}"
-    print(f"best epoch {s['best_epoch']} of {s['epochs']}: validation accuracy {accuracy}, "
-          f"{s['images_per_second']:.1f} img/s, {s['wall_seconds']:.1f} s; {len(s['frozen_parameters'])} parameters frozen")
+    accuracy = "n/a" if s.accuracy is None else f"{s.accuracy:.4f}"
+    print(f"best epoch {s.best_epoch} of {s.epochs}: validation accuracy {accuracy}, "
+          f"{s.images_per_second:.1f} img/s, {s.wall_seconds:.1f} s; {len(s.frozen_parameters)} parameters frozen")
     print(f"wrote {result.result_dir}/results.nnp, results_current.nnp, monitoring_report.yml, training_log.csv, "
           "learning_curve.png, confusion_matrix.csv/.png, summary.json")
     return 0

@@ -97,7 +97,7 @@ def test_plain_nnabla_projects_are_retargeted_in_every_network(cli, tmp_path, ne
     assert {d.name: d.uri for d in proto.dataset} == {"Training": "new/training.csv", "Validation": "new/validation.csv"}
     assert proto.training_config.iter_per_epoch == 20 // 4
     run = train(target, tmp_path / "r", TrainOptions(progress=False, epochs=1, workers=1))
-    assert run.summary["accuracy"] is not None
+    assert run.summary.accuracy is not None
 
 
 def test_the_kept_head_trains_exactly_as_the_source_with_its_weights(tmp_path):
@@ -137,7 +137,7 @@ def test_overlay_seed_and_training_settings(cli, tmp_path):
     assert (proto.training_config.max_epoch, proto.training_config.iter_per_epoch) == (7, 10)
     assert all(d.batch_size == 2 for d in proto.dataset) and all(n.batch_size == 2 for n in proto.network)
     run = train(tmp_path / "a.nnp", tmp_path / "r", TrainOptions(progress=False, epochs=1, workers=1))
-    assert run.summary["batch_size"] == 2
+    assert run.summary.batch_size == 2
 
 
 def test_a_zoo_network_trained_by_nnc_tl_and_nnabla_cli_trains_the_retargeted_project(cli, tmp_path):

@@ -24,8 +24,8 @@ from PIL import Image
 
 from nnc_tools.formats.nnp import Project, load_project, multipliers, save_project
 from nnc_tools.formats.parameters import Parameter
-from nnc_tools.project.passes import solver_proto
 from nnc_tools.project.freeze import apply_freeze
+from nnc_tools.project.passes import solver_proto
 from nnc_tools.training.train import TrainOptions, train
 
 from .conftest import (
@@ -52,7 +52,7 @@ def test_frozen_parameters_stay_bit_identical_others_move(tmp_path):
         assert before[name].data.tobytes() == after[name].data.tobytes()
     for name in ("Affine/affine/W", "BatchNormalization/bn/gamma"):
         assert before[name].data.tobytes() != after[name].data.tobytes()
-    assert result.summary["frozen_parameters"] == ["Convolution/conv/W", "Convolution/conv/b"]
+    assert result.summary.frozen_parameters == ["Convolution/conv/W", "Convolution/conv/b"]
     for name in ("results.nnp", "results_current.nnp", "monitoring_report.yml", "training_log.csv", "learning_curve.png",
                  "confusion_matrix.csv", "confusion_matrix.png", "summary.json"):
         assert (tmp_path / "r" / name).is_file(), name
@@ -100,7 +100,7 @@ def test_frozen_prefix_gets_no_backward(tmp_path):
 
     info = TrainingGraphs(network_text(training_proto(project, TrainOptions())), 4, "cpu").build(1)
     solvers = group_solvers(project.proto.optimizer[0], nn.get_parameters(grad_only=False))
-    trained = {n for _, _, ps in solvers for n in ps}
+    trained = {n for group in solvers for n in group.parameters}
     for name, var in nn.get_parameters(grad_only=False).items():
         var.need_grad = name in trained
     called = []
@@ -468,7 +468,7 @@ def test_resume_continues_the_run_as_it_was_started(tmp_path):
     project = tiny_project(tmp_path, epochs=3)
     train(project, tmp_path / "r", TrainOptions(progress=False, epochs=1, batch_size=2))
     result = train(project, tmp_path / "r", TrainOptions(progress=False, resume=True))
-    assert [r.epoch for r in result.history] == [1] and result.summary["batch_size"] == 2
+    assert [r.epoch for r in result.history] == [1] and result.summary.batch_size == 2
     more = train(project, tmp_path / "r", TrainOptions(progress=False, resume=True, epochs=2))
     assert [r.epoch for r in more.history] == [1, 2]
 

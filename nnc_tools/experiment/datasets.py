@@ -4,25 +4,24 @@ user's NNC dataset CSVs (a folder with ``training.csv``, ``validation.csv``, ``t
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Dict, Union
 
 from ..errors import NncToolsError
 from ..formats.nnc_csv import class_count, label_names, read_header_and_count
+from .stages import StageRecord, read_stage
 
 SPLITS = ("training", "validation", "test")
 
 
 def csv_of(data: Path, split: str) -> Path:
     """The CSV of a split: the user's (recorded in the stage) or the one the recipe wrote into the stage folder."""
-    record = json.loads((data / "stage.json").read_text())
-    given = record.get("csvs", {}).get(split)
+    given = read_stage(data).csvs.get(split)
     return Path(given) if given else data / f"{split}.csv"
 
 
 def class_count_of(data: Path) -> int:
-    return len(json.loads((data / "stage.json").read_text())["classes"])
+    return len(read_stage(data).classes)
 
 
 def user_csvs(value: Union[str, Dict[str, str]], resolve, where) -> Dict[str, Path]:
@@ -45,11 +44,11 @@ def user_data_settings(csvs: Dict[str, Path]) -> Dict:
             "files": {split: [path.stat().st_size, path.stat().st_mtime_ns] for split, path in csvs.items()}}
 
 
-def user_data_record(csvs: Dict[str, Path]) -> Dict:
+def user_data_record(csvs: Dict[str, Path]) -> StageRecord:
     """What a stage of the user's data records: the classes (the training CSV's header names, else 0 … n-1), the rows
     of each split, where the CSVs are, and its settings (``user_data_settings``)."""
     count, _ = class_count(csvs["training"])
     names = label_names(read_header_and_count(csvs["training"])[0]) or [str(k) for k in range(count)]
     counts = {split: read_header_and_count(path)[1] for split, path in csvs.items()}
     settings = user_data_settings(csvs)
-    return {"counts": counts, "classes": names, "csvs": settings["csvs"], "settings": settings, "user_data": True}
+    return StageRecord(settings, counts=counts, classes=names, csvs=settings["csvs"], user_data=True)

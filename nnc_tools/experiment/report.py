@@ -18,6 +18,7 @@ from ..fileio import PathLike, atomic_output
 from ..training.plots import plot_learning_curves
 from .config import ExperimentConfig
 from .results import ARMS, Run, arm_rows, difference_rows, percent, seed_rows, source_run, target_runs
+from .stages import StageRecord, finished_stages, read_stage
 
 # The seed experiment's own figures, as its author published them (another setup: real CIFAR, NNC, one CPU-only machine).
 PUBLISHED = {
@@ -35,10 +36,15 @@ def _json(path: Path) -> Dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
-def _sizes(stage: Dict) -> str:
-    counts = stage.get("counts", {})
+def _data_stage(run_dir: Path, role: str) -> StageRecord:
+    """The dataset stage of a role (``source``, ``target``); an empty record when it has not run."""
+    return read_stage(run_dir / "data" / role) or StageRecord()
+
+
+def _sizes(stage: StageRecord) -> str:
+    counts = stage.counts
     text = " / ".join(f"{n:,} {split}" for split, n in counts.items()) + " images"
-    per_class = stage.get("per_class")
+    per_class = stage.per_class
     if per_class:
         uniform = ["/".join(map(str, sorted(set(c.values())))) for c in per_class.values()]
         text += f", {' / '.join(uniform)} per class"
@@ -46,8 +52,8 @@ def _sizes(stage: Dict) -> str:
 
 
 def _data_line(config: Dict, run_dir: Path) -> str:
-    stages = {role: _json(run_dir / "data" / role / "stage.json") for role in ("source", "target")}
-    own = {role: stage["csvs"] for role, stage in stages.items() if stage.get("user_data")}
+    stages = {role: read_stage(run_dir / "data" / role) for role in ("source", "target")}
+    own = {role: stage.csvs for role, stage in stages.items() if stage is not None and stage.user_data}
     if own:
         listed = "; ".join(f"{role}: `{Path(csvs['training']).parent}`" for role, csvs in own.items())
         rest = " (the other from its recipe)" if len(own) == 1 and stages.get("source") else ""
@@ -55,8 +61,7 @@ def _data_line(config: Dict, run_dir: Path) -> str:
     if config.get("synthetic"):
         return ("**Data: synthetic.** CIFAR-format images nnc-tl generated (classes drawn from shared shapes, colours and "
                 "textures), not CIFAR: the figures below say how the arms compare on that data, not what they give on CIFAR.")
-    archives = sorted({s.get("settings", {}).get("archive") for s in
-                       (_json(run_dir / "data" / r / "stage.json") for r in ("source", "target")) if s.get("settings")} - {None})
+    archives = sorted({s.settings.get("archive") for s in stages.values() if s is not None and s.settings} - {None})
     return f"**Data: real**, from {', '.join(f'`{a}`' for a in archives) or 'the archives given'}."
 
 
@@ -71,26 +76,26 @@ def _source_line(config: Dict, source: Optional[Run], run_dir: Path) -> str:
     if source is None:
         return "**Source model:** not trained yet."
     epoch, _, at = source.lowest_loss
-    data = _json(run_dir / "data" / "source" / "stage.json")
+    data = _data_stage(run_dir, "source")
     test = "" if source.test_count is None else f", {percent(source.test_accuracy)} on its {source.test_count:,} test images"
-    epochs = source.summary["epochs"]
-    recipe = "your CSVs" if data.get("user_data") else config.get("source_recipe")
+    epochs = source.summary.epochs
+    recipe = "your CSVs" if data.user_data else config.get("source_recipe")
     return (f"**Source model:** {config.get('network')} trained {epochs} epoch{'s' * (epochs != 1)} on {recipe} "
-            f"({len(data.get('classes', []))} classes; {_sizes(data)}): validation accuracy {percent(at)} at its lowest "
+            f"({len(data.classes)} classes; {_sizes(data)}): validation accuracy {percent(at)} at its lowest "
             f"validation loss (epoch {epoch}){test}.")
 
 
 def evidence(run_dir: Path, runs: Dict[str, List[Run]]) -> List[str]:
     """What the figures rest on, one bullet each."""
     config = _json(run_dir / "config.json")
-    target = _json(run_dir / "data" / "target" / "stage.json")
+    target = _data_stage(run_dir, "target")
     seeds = sorted({r.seed for arm in runs.values() for r in arm})
     counts = sorted({r.test_count for arm in runs.values() for r in arm if r.test_count is not None})
     test = " / ".join(f"{c:,}" for c in counts) or "n/a"
     return [
         _data_line(config, run_dir),
-        f"**Target:** {'your CSVs' if target.get('user_data') else config.get('target_recipe')} "
-        f"({len(target.get('classes', []))} classes; {_sizes(target)}).",
+        f"**Target:** {'your CSVs' if target.user_data else config.get('target_recipe')} "
+        f"({len(target.classes)} classes; {_sizes(target)}).",
         _source_line(config, source_run(run_dir), run_dir),
         f"**Seeds:** {len(seeds)} ({', '.join(map(str, seeds))}). A seed sets every arm's initial parameters, data order and "
         "dropout; the datasets were made once and are the same for every seed.",
@@ -126,10 +131,10 @@ def _html_table(rows: List[Dict[str, str]]) -> str:
 
 def _stage_settings(run_dir: Path) -> str:
     stages = {}
-    for marker in sorted(run_dir.glob("**/stage.json")):
-        settings = _json(marker).get("settings")
-        if settings is not None:
-            stages[marker.parent.relative_to(run_dir).as_posix()] = settings
+    for folder in finished_stages(run_dir):
+        settings = read_stage(folder).settings
+        if settings:
+            stages[folder.relative_to(run_dir).as_posix()] = settings
     return yaml.safe_dump(stages, sort_keys=False, allow_unicode=True).strip()
 
 

@@ -1,16 +1,16 @@
-"""The experiment's numbers, read back from the files its stages wrote: each target run (its ``stage.json``, training log
+"""The experiment's numbers, read back from the files its stages wrote: each target run (its stage record, training log
 and test evaluation), the rows of the report's tables and each arm's paired difference from scratch."""
 
 from __future__ import annotations
 
-import json
 import math
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from ..training.records import EpochRecord, read_training_log
+from ..training.records import TRAINING_LOG, EpochRecord, RunSummary, read_evaluation, read_training_log
+from .stages import STAGE, read_stage
 
 ARMS = (("scratch", "from scratch"), ("transfer", "transfer (frozen low layers)"), ("fine-tune", "fine-tune (phases)"))
 BASELINE = "scratch"
@@ -23,7 +23,7 @@ class Run:
     kind: str
     seed: int
     folder: Path
-    summary: Dict
+    summary: RunSummary
     settings: Dict
     test_accuracy: float
     test_count: Optional[int]  # images in the test set it was evaluated on (its evaluation.json)
@@ -35,8 +35,7 @@ class Run:
     def lowest_loss(self) -> Tuple[int, Optional[float], Optional[float]]:
         """The epoch of lowest validation loss (``nnabla_cli``'s best, whose parameters are ``results.nnp``), the loss and
         the validation accuracy at that epoch."""
-        epoch = self.summary["best_epoch"]
-        return epoch, self.summary.get("best_valid_error"), self.summary.get("best_valid_accuracy")
+        return self.summary.best_epoch, self.summary.best_valid_error, self.summary.best_valid_accuracy
 
     @property
     def highest_accuracy(self) -> Tuple[Optional[int], Optional[float]]:
@@ -52,32 +51,29 @@ class Run:
         return None if self.test_count is None else int(round(self.test_accuracy * self.test_count))
 
 
-def read_run(marker: Path, kind: str) -> Run:
-    """A run from its ``stage.json`` (paths in it are relative to its folder, so a moved run folder still reads)."""
-    record = json.loads(marker.read_text())
-    folder = marker.parent
-    result_dir, test_dir = folder / record["result_dir"], folder / record["test_dir"]
-    evaluation = test_dir / "evaluation.json"
-    count = json.loads(evaluation.read_text()).get("count") if evaluation.is_file() else None
-    history = read_training_log(result_dir) if (result_dir / "training_log.csv").is_file() else []
-    seed = record.get("settings", {}).get("seed", record["summary"].get("seed", 0))
-    return Run(kind, seed, folder, record["summary"], record.get("settings", {}), record["test_accuracy"], count,
-               result_dir, test_dir, history)
+def read_run(folder: Path, kind: str) -> Run:
+    """A run from its stage record (paths in it are relative to its folder, so a moved run folder still reads)."""
+    record = read_stage(folder)
+    result_dir, test_dir = folder / record.result_dir, folder / record.test_dir
+    evaluation = read_evaluation(test_dir)
+    history = read_training_log(result_dir) if (result_dir / TRAINING_LOG).is_file() else []
+    seed = record.settings.get("seed", record.summary.seed)
+    return Run(kind, seed, folder, record.summary, record.settings, record.test_accuracy,
+               evaluation.count if evaluation else None, result_dir, test_dir, history)
 
 
 def target_runs(run_dir: Path) -> Dict[str, List[Run]]:
     """Every arm's finished runs, by seed."""
     runs = {}
     for kind, _ in ARMS:
-        found = [read_run(m, kind) for m in run_dir.glob(f"{kind}-s*/stage.json")]
+        found = [read_run(m.parent, kind) for m in run_dir.glob(f"{kind}-s*/{STAGE}")]
         if found:
             runs[kind] = sorted(found, key=lambda r: r.seed)
     return runs
 
 
 def source_run(run_dir: Path) -> Optional[Run]:
-    marker = run_dir / "source" / "stage.json"
-    return read_run(marker, "source") if marker.is_file() else None
+    return read_run(run_dir / "source", "source") if (run_dir / "source" / STAGE).is_file() else None
 
 
 def percent(value: Optional[float]) -> str:
@@ -109,9 +105,9 @@ def arm_rows(runs: Dict[str, List[Run]]) -> List[Dict[str, str]]:
             "at epoch": spread([float(r.lowest_loss[0]) for r in arm], "{:.0f}".format),
             "validation accuracy at that epoch": spread([r.lowest_loss[2] for r in arm], percent),
             "highest validation accuracy": spread([r.highest_accuracy[1] for r in arm], percent),
-            "wall time": spread([r.summary["wall_seconds"] for r in arm], "{:.0f} s".format),
-            "training img/s": spread([r.summary["images_per_second"] for r in arm], "{:.1f}".format),
-            "frozen parameters": f"{arm[0].summary['frozen_parameter_values']:,}",
+            "wall time": spread([r.summary.wall_seconds for r in arm], "{:.0f} s".format),
+            "training img/s": spread([r.summary.images_per_second for r in arm], "{:.1f}".format),
+            "frozen parameters": f"{arm[0].summary.frozen_parameter_values:,}",
         })
     return rows
 
@@ -129,7 +125,7 @@ def seed_rows(runs: Dict[str, List[Run]]) -> List[Dict[str, str]]:
                 "lowest validation loss": "n/a" if loss is None else f"{loss:.3f} (epoch {epoch})",
                 "validation accuracy at that epoch": percent(at),
                 "highest validation accuracy": "n/a" if top is None else f"{percent(top)} (epoch {top_epoch})",
-                "wall time": f"{r.summary['wall_seconds']:.0f} s",
+                "wall time": f"{r.summary.wall_seconds:.0f} s",
             })
     return rows
 

@@ -28,13 +28,15 @@ from ..formats.nnc_csv import read_header_and_count
 from ..project.export import export_network
 from ..project.freeze import apply_freeze
 from ..project.overlay import load_overlay
+from ..project.retarget import RetargetOptions, retarget
 from ..training.checkpoint import CHECKPOINT
 from ..training.evaluate import evaluate
-from ..project.retarget import RetargetOptions, retarget
+from ..training.records import read_summary
 from ..training.train import TrainOptions, train
 from .config import ExperimentConfig
 from .datasets import class_count_of, csv_of, user_csvs, user_data_record, user_data_settings
 from .report import write_report
+from .stages import StageRecord, read_stage, write_stage
 
 log = logging.getLogger(__name__)
 
@@ -44,14 +46,13 @@ def monitor_interval(epochs: int) -> int:
     return max(1, epochs // 10)
 
 
-def _finished_stage(folder: Path, settings: Dict, remove: bool = True) -> Optional[Dict]:
+def _finished_stage(folder: Path, settings: Dict, remove: bool = True) -> Optional[StageRecord]:
     """The stage's record when it finished with these settings; a stage finished with other settings (another epoch
     count, recipe, seed …) is removed (with ``remove``), to run again."""
-    marker = folder / "stage.json"
-    if not marker.is_file():
+    record = read_stage(folder)
+    if record is None:
         return None
-    record = json.loads(marker.read_text())
-    if record.get("settings") == settings:
+    if record.settings == settings:
         return record
     if not remove:
         return None
@@ -77,14 +78,8 @@ def _data_settings(config: ExperimentConfig, role: str, synthetic: bool, archive
             "archive": None if synthetic else archives.get(kind)}
 
 
-def _record_stage(folder: Path, record: Dict) -> Dict:
-    with atomic_output(folder / "stage.json") as temp:
-        temp.write_text(json.dumps(record, indent=2) + "\n")
-    return record
-
-
 def _train_stage(folder: Path, project: Path, epochs: int, batch_size: int, seed: int, test_csv: Path, settings: Dict,
-                 phases: Optional[Path] = None) -> Dict:
+                 phases: Optional[Path] = None) -> StageRecord:
     """Train (resuming an interrupted run; in phases for the fine-tune arm) and evaluate on the test set; the stage's
     record comes from its own files."""
     result_dir = folder / "result"
@@ -92,9 +87,8 @@ def _train_stage(folder: Path, project: Path, epochs: int, batch_size: int, seed
                            progress=True, phases=phases)
     train(project, result_dir, options)
     test = evaluate(result_dir / "results.nnp", test_csv, folder / "test", batch_size=batch_size, cache=folder / "cache")
-    summary = json.loads((result_dir / "summary.json").read_text())
-    return _record_stage(folder, {"summary": summary, "test_accuracy": test["accuracy"], "result_dir": "result",
-                                  "test_dir": "test", "settings": settings})
+    return write_stage(folder, StageRecord(settings, summary=read_summary(result_dir), test_accuracy=test.accuracy,
+                                           result_dir="result", test_dir="test"))
 
 
 def run_transfer(run_dir: PathLike, config: ExperimentConfig, *, synthetic: bool = False, cifar10: Optional[str] = None,
@@ -206,15 +200,15 @@ def _dataset_stages(run_dir: Path, config: ExperimentConfig, synthetic: bool, ar
         if csvs is not None:
             if not _finished_stage(folder, settings):
                 folder.mkdir(parents=True, exist_ok=True)
-                _record_stage(folder, user_data_record(csvs))
+                write_stage(folder, user_data_record(csvs))
         elif not _finished_stage(folder, settings):
             log.info(f"[experiment] dataset {recipe} -> {folder}")
             kind = "cifar10" if recipe.startswith("cifar10") else "cifar100"
             recipe_ref = recipe if not recipe.endswith((".yaml", ".yml")) else str(config.path(recipe))
             result = make_dataset(recipe_ref, folder, source=archives.get(kind), synthetic=synthetic, verify=verify,
                                   synthetic_per_class=(config.synthetic_per_class or {}).get(role))
-            _record_stage(folder, {"counts": result.counts, "per_class": result.per_class, "classes": result.classes,
-                                   "settings": settings})
+            write_stage(folder, StageRecord(settings, counts=result.counts, per_class=result.per_class,
+                                            classes=result.classes))
         data[role] = folder
     return data
 

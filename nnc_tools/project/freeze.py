@@ -19,6 +19,7 @@ from ..fileio import PathLike, atomic_outputs, same_file
 from ..formats.naming import PROJECT_EXTS
 from ..formats.nnc_graph import ParameterSite, expand, parameters
 from ..formats.nnp_zip import CopyAhead, open_nnp
+from ..formats.schema import network_of
 from ..formats.sdcproj import Layer, SdcProject, format_multiplier, load_sdcproj
 from ..formats.solver_states import prune_text_states, pruned_state_members
 from .matching import Change, NetworkView, fractional, resolve, select_optimizers, view_of
@@ -30,7 +31,7 @@ from .overlay import Overlay, find_overlay, load_overlay
 
 def proto_view(proto, optimizer) -> NetworkView:
     """Slots of an optimizer's network, in function order; parameters it lists but its network lacks come last."""
-    network = next((n for n in proto.network if n.name == optimizer.network_name), None)
+    network = network_of(proto, optimizer.network_name)
     functions = []
     if network is not None:
         parameters = {v.name for v in network.variable if v.type == "Parameter"}
@@ -67,7 +68,7 @@ def apply_to_proto(proto, overlay: Overlay, project_path: PathLike) -> List[Chan
 def _proto_batch_stats(proto, optimizer, touched: set) -> List[Change]:
     """``frozen_bn: inference``: each Batch Normalization of the optimizer's network whose beta or gamma the overlay
     set runs on running statistics (``batch_stat: false``) when both end frozen, on batch statistics otherwise."""
-    network = next((n for n in proto.network if n.name == optimizer.network_name), None)
+    network = network_of(proto, optimizer.network_name)
     trained = {pv.variable_name for pv in optimizer.parameter_variable if pv.learning_rate_multiplier > 0}
     changes = []
     for f in network.function if network is not None else ():

@@ -14,6 +14,7 @@ from typing import Optional
 from ..errors import NncToolsError
 from ..fileio import PathLike, atomic_output
 from ..formats.nnp import load_project
+from ..formats.schema import network_of
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +53,7 @@ def export_onnx(project: PathLike, output: PathLike, batch_size: Optional[int] =
     with contextlib.redirect_stdout(io.StringIO()) as said:  # NNabla's importer prints its progress
         nnp = NnpImporter(str(project), expand_network=True, executor_index=index).execute()
     log.debug(said.getvalue().strip())
-    network = next((n for n in nnp.protobuf.network if n.name == proto.executor[index].network_name), nnp.protobuf.network[0])
+    network = network_of(nnp.protobuf, proto.executor[index].network_name) or nnp.protobuf.network[0]
     batch = batch_size or network.batch_size or 1
     with atomic_output(output) as temp:
         try:

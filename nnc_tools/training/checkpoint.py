@@ -34,10 +34,10 @@ def save_checkpoint(path: Path, epoch: int, solvers, history: List[EpochRecord],
     ``--resume`` continues with), in one zip renamed into place."""
     with atomic_output(path) as temp, zipfile.ZipFile(temp, "w") as zf:
         zf.writestr("parameters.h5", encode_parameters(current_parameters(), ".h5"))
-        for i, (_, created, _) in enumerate(solvers):
+        for i, group in enumerate(solvers):
             state = path.with_name(f".solver{i}.h5")  # NNabla picks the format from the extension
             try:
-                created.solver.save_states(str(state))
+                group.solver.save_states(str(state))
                 zf.writestr(f"solver_{i}.h5", state.read_bytes())
             finally:
                 state.unlink(missing_ok=True)
@@ -53,11 +53,11 @@ def load_checkpoint(path: Path, solvers) -> Tuple[int, List[EpochRecord], Tuple[
         for name, p in params.items():
             if name in current:
                 current[name].d = p.data
-        for i, (_, created, _) in enumerate(solvers):
+        for i, group in enumerate(solvers):
             tmp = path.with_name(f".solver{i}.h5")
             tmp.write_bytes(zf.read(f"solver_{i}.h5"))
             try:
-                created.solver.load_states(str(tmp))
+                group.solver.load_states(str(tmp))
             finally:
                 tmp.unlink()
         state = json.loads(zf.read("state.json"))

@@ -12,6 +12,7 @@ import numpy as np
 from ..data.decoded import Dataset
 from ..errors import NncToolsError
 from ..formats.functions import CLASS_SCORE_LOSSES
+from ..formats.schema import network_of
 
 
 def check_labels(proto, optimizer_proto, monitors: Iterable, datasets: Dict[str, Dataset]) -> None:
@@ -20,7 +21,7 @@ def check_labels(proto, optimizer_proto, monitors: Iterable, datasets: Dict[str,
     readers = [(optimizer_proto.network_name, optimizer_proto.dataset_name, optimizer_proto.data_variable)]
     readers += [(m.network_name, m.dataset_name, m.data_variable) for m in monitors]
     for network_name, dataset_names, data_variables in readers:
-        network = next((n for n in proto.network if n.name == network_name), None)
+        network = network_of(proto, network_name)
         if network is None:
             continue
         shapes = {v.name: list(v.shape.dim) for v in network.variable}

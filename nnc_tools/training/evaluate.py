@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import json
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Optional
 
 import nnabla as nn
 import numpy as np
@@ -17,9 +16,11 @@ from ..data.decoded import load_dataset
 from ..errors import NncToolsError, about
 from ..fileio import PathLike, atomic_output
 from ..formats.nnp import load_project
+from ..formats.schema import network_of
 from .checks import check_columns, check_header_classes
 from .engine import nnabla_load
 from .plots import plot_confusion_matrix
+from .records import Evaluation, write_evaluation
 
 
 def predict(project: PathLike, dataset, batch_size: int = 64, executor: Optional[str] = None) -> np.ndarray:
@@ -51,7 +52,7 @@ def executor_classes(proto) -> int:
     if not proto.executor or not proto.executor[0].output_variable:
         return 0
     ex = proto.executor[0]
-    network = next((n for n in proto.network if n.name == ex.network_name), None)
+    network = network_of(proto, ex.network_name)
     shapes = {v.name: list(v.shape.dim) for v in network.variable} if network is not None else {}
     shape = shapes.get(ex.output_variable[0].variable_name) or [0]
     return max(int(shape[-1]), 0)
@@ -62,7 +63,7 @@ def _check_executor_columns(proto, dataset, project: Path) -> None:
     if not proto.executor:
         return
     ex = proto.executor[0]
-    network = next((n for n in proto.network if n.name == ex.network_name), None)
+    network = network_of(proto, ex.network_name)
     if network is None:
         return
     shapes = {v.name: list(v.shape.dim) for v in network.variable}
@@ -73,7 +74,7 @@ def _check_executor_columns(proto, dataset, project: Path) -> None:
 
 
 def evaluate(project: PathLike, csv_path: PathLike, outdir: Optional[PathLike] = None, batch_size: int = 64,
-             cache: Optional[PathLike] = None) -> Dict:
+             cache: Optional[PathLike] = None) -> Evaluation:
     """Accuracy and per-class table; with ``outdir``: ``confusion_matrix.csv``/``.png`` and ``evaluation.json`` there.
     An output folder this call made is removed again when the input turns out wrong."""
     outdir = Path(outdir) if outdir is not None else None
@@ -89,7 +90,8 @@ def evaluate(project: PathLike, csv_path: PathLike, outdir: Optional[PathLike] =
         raise
 
 
-def _evaluate(project: Path, csv_path: Path, outdir: Optional[Path], batch_size: int, cache: Optional[PathLike]) -> Dict:
+def _evaluate(project: Path, csv_path: Path, outdir: Optional[Path], batch_size: int,
+              cache: Optional[PathLike]) -> Evaluation:
     proto = load_project(project).proto
     normalize = not proto.executor[0].no_image_normalization if proto.executor else True
     dataset = load_dataset(csv_path, Path(cache), name="evaluate", normalize=normalize)
@@ -120,8 +122,8 @@ def _evaluate(project: Path, csv_path: Path, outdir: Optional[Path], batch_size:
         recall = tp / matrix[k, :].sum() if matrix[k, :].sum() else 0.0
         per_class.append({"class": name, "precision": round(float(precision), 4), "recall": round(float(recall), 4),
                           "support": int(matrix[k, :].sum())})
-    result = {"project": str(project), "dataset": str(csv_path), "accuracy": float(np.mean(predicted == labels)),
-              "count": int(len(labels)), "classes": classes, "per_class": per_class, "confusion_matrix": matrix.tolist()}
+    result = Evaluation(float(np.mean(predicted == labels)), int(len(labels)), str(project), str(csv_path), classes,
+                        per_class, matrix.tolist())
     if outdir is not None:
         outdir.mkdir(parents=True, exist_ok=True)
         with atomic_output(outdir / "confusion_matrix.csv") as temp, open(temp, "w", newline="") as f:
@@ -130,15 +132,14 @@ def _evaluate(project: Path, csv_path: Path, outdir: Optional[Path], batch_size:
             for name, row in zip(classes, matrix):
                 writer.writerow([name] + [int(v) for v in row])
         plot_confusion_matrix(matrix, classes, outdir / "confusion_matrix.png",
-                              title=f"{csv_path.name}: accuracy {result['accuracy']:.1%}")
-        with atomic_output(outdir / "evaluation.json") as temp:
-            temp.write_text(json.dumps(result, indent=2) + "\n")
+                              title=f"{csv_path.name}: accuracy {result.accuracy:.1%}")
+        write_evaluation(outdir, result)
     return result
 
 
-def format_evaluation(result: Dict) -> str:
-    lines = [f"accuracy {result['accuracy']:.4f} on {result['count']} rows of {result['dataset']}",
+def format_evaluation(result: Evaluation) -> str:
+    lines = [f"accuracy {result.accuracy:.4f} on {result.count} rows of {result.dataset}",
              f"{'class':<20} {'precision':>9} {'recall':>7} {'support':>8}"]
-    for row in result["per_class"]:
+    for row in result.per_class:
         lines.append(f"{row['class']:<20} {row['precision']:>9.4f} {row['recall']:>7.4f} {row['support']:>8}")
     return "\n".join(lines)

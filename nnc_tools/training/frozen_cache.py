@@ -18,6 +18,7 @@ import numpy as np
 
 from ..formats.functions import LOSS_FUNCTIONS, RANDOM_FUNCTIONS
 from ..formats.nnp import multipliers
+from ..formats.schema import network_of
 
 
 @dataclass
@@ -31,7 +32,7 @@ class PrefixPlan:
 def find_frozen_prefix(proto, optimizer_name: str) -> PrefixPlan:
     """The longest legal frozen prefix of the optimizer's network (see the module docstring)."""
     opt = next(o for o in proto.optimizer if o.name == optimizer_name)
-    net = next(n for n in proto.network if n.name == opt.network_name)
+    net = network_of(proto, opt.network_name)
     m = multipliers(opt)
     parameters = {v.name for v in net.variable if v.type == "Parameter"}
     frozen = {p for p in parameters if m.get(p, 0.0) == 0.0}

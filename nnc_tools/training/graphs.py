@@ -11,7 +11,7 @@ import numpy as np
 
 from ..errors import NncToolsError
 from ..formats.nnp import multipliers
-from ..formats.schema import nnabla_pb2
+from ..formats.schema import network_of, nnabla_pb2
 from .engine import nnabla_load
 
 
@@ -55,7 +55,7 @@ def frozen_parameters(proto: nnabla_pb2.NNablaProtoBuf, optimizer: str) -> List[
     """Parameters of the optimizer's network that it does not train (multiplier 0 or not listed)."""
     opt = next(o for o in proto.optimizer if o.name == optimizer)
     m = multipliers(opt)
-    net = next((n for n in proto.network if n.name == opt.network_name), None)
+    net = network_of(proto, opt.network_name)
     names = [v.name for v in net.variable if v.type == "Parameter"] if net else list(m)
     return [n for n in names if m.get(n, 0.0) == 0.0]
 
@@ -74,8 +74,8 @@ def training_proto(project, options) -> nnabla_pb2.NNablaProtoBuf:
             d.batch_size = options.batch_size
     for opt in proto.optimizer:  # a frozen BN: on running statistics (inference), or on batch statistics (batch)
         frozen = set(frozen_parameters(proto, opt.name))
-        for net in (n for n in proto.network if n.name == opt.network_name):
-            for f in net.function:
-                if f.type == "BatchNormalization" and len(f.input) >= 3 and f.input[1] in frozen and f.input[2] in frozen:
-                    f.batch_normalization_param.batch_stat = options.frozen_bn == "batch"
+        net = network_of(proto, opt.network_name)
+        for f in net.function if net is not None else ():
+            if f.type == "BatchNormalization" and len(f.input) >= 3 and f.input[1] in frozen and f.input[2] in frozen:
+                f.batch_normalization_param.batch_stat = options.frozen_bn == "batch"
     return proto

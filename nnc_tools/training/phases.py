@@ -69,14 +69,14 @@ def phase_at(plans: List[PhasePlan], epoch: int) -> PhasePlan:
 def solver_states(solvers) -> dict:
     """Every trained parameter's solver state, by name."""
     states = {}
-    for _, created, _ in solvers:
-        states.update(created.solver.get_states())
+    for group in solvers:
+        states.update(group.solver.get_states())
     return states
 
 
 def carry_states(states: dict, solvers) -> None:
     """Each parameter's state into the solver that trains it now (one per multiplier); new ones start fresh."""
-    for _, created, params in solvers:
-        kept = {name: state for name, state in states.items() if name in params}
+    for group in solvers:
+        kept = {name: state for name, state in states.items() if name in group.parameters}
         if kept:
-            created.solver.set_states(kept)
+            group.solver.set_states(kept)

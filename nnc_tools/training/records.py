@@ -1,13 +1,14 @@
 """The files a training run writes about itself, each with one writer and, where something reads it back, one reader:
-``monitoring_report.yml`` (``nnabla_cli``'s keys), ``training_log.csv`` and ``summary.json``."""
+``monitoring_report.yml`` (``nnabla_cli``'s keys), ``training_log.csv``, ``summary.json`` (``RunSummary``) and an
+evaluation's ``evaluation.json`` (``Evaluation``)."""
 
 from __future__ import annotations
 
 import csv
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
 import yaml
 
@@ -16,6 +17,7 @@ from ..fileio import atomic_output
 MONITORING_REPORT = "monitoring_report.yml"
 TRAINING_LOG = "training_log.csv"
 SUMMARY = "summary.json"
+EVALUATION = "evaluation.json"
 
 
 @dataclass
@@ -66,9 +68,72 @@ def read_training_log(result_dir: Path) -> List[EpochRecord]:
                 for row in csv.DictReader(f)]
 
 
-def write_summary(result_dir: Path, summary: Dict) -> None:
+@dataclass
+class RunSummary:
+    """What a finished run says about itself (``summary.json``)."""
+
+    project: str = ""
+    epochs: int = 0
+    best_epoch: int = 0  # of lowest validation loss: the parameters ``results.nnp`` holds
+    best_valid_error: Optional[float] = None
+    best_valid_accuracy: Optional[float] = None
+    accuracy: Optional[float] = None  # of results.nnp on the validation set
+    final_cost: Optional[float] = None
+    wall_seconds: float = 0.0
+    training_seconds: float = 0.0
+    images_per_second: float = 0.0
+    batch_size: int = 0
+    seed: int = 0
+    frozen_parameters: List[str] = field(default_factory=list)  # trained parameters at multiplier 0 (no BN statistics)
+    frozen_parameter_values: int = 0
+    frozen_bn: str = "inference"
+    reinitialised: List[List[str]] = field(default_factory=list)  # [name, why] of parameters --weights did not give
+    context: str = "cpu"
+    workers: int = 1
+    onnx: Optional[str] = None  # results.onnx, when written
+
+    @classmethod
+    def from_dict(cls, values: Dict[str, Any]) -> "RunSummary":
+        """A summary from its JSON form; keys it does not know are ignored, missing ones take their defaults."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known})
+
+
+def write_summary(result_dir: Path, summary: RunSummary) -> None:
     with atomic_output(result_dir / SUMMARY) as temp:
-        temp.write_text(json.dumps(summary, indent=2) + "\n")
+        temp.write_text(json.dumps(asdict(summary), indent=2) + "\n")
+
+
+def read_summary(result_dir: Path) -> RunSummary:
+    return RunSummary.from_dict(json.loads((result_dir / SUMMARY).read_text()))
+
+
+@dataclass
+class Evaluation:
+    """A project evaluated on a dataset CSV (``evaluation.json``)."""
+
+    accuracy: float
+    count: Optional[int] = None  # rows evaluated
+    project: str = ""
+    dataset: str = ""
+    classes: List[str] = field(default_factory=list)
+    per_class: List[Dict[str, Any]] = field(default_factory=list)  # class, precision, recall, support
+    confusion_matrix: List[List[int]] = field(default_factory=list)  # rows true, columns predicted
+
+
+def write_evaluation(folder: Path, evaluation: Evaluation) -> None:
+    with atomic_output(folder / EVALUATION) as temp:
+        temp.write_text(json.dumps(asdict(evaluation), indent=2) + "\n")
+
+
+def read_evaluation(folder: Path) -> Optional[Evaluation]:
+    """The evaluation written into ``folder``, or None when there is none."""
+    path = folder / EVALUATION
+    if not path.is_file():
+        return None
+    values = json.loads(path.read_text())
+    known = {f.name for f in fields(Evaluation)}
+    return Evaluation(**{k: v for k, v in values.items() if k in known})
 
 
 def history_as_dicts(history: List[EpochRecord]) -> List[Dict]:

@@ -4,15 +4,26 @@ from __future__ import annotations
 
 import inspect
 from collections import OrderedDict
-from typing import Dict, List, Tuple
+from dataclasses import dataclass
+from typing import Dict, List
 
 import nnabla as nn
 
 from ..errors import NncToolsError
 from ..formats.schema import learning_rate_field, nnabla_pb2
 
-# (multiplier, NNabla's created optimizer with .solver/.scheduler/.weight_decay, the parameters it updates)
-SolverGroup = Tuple[float, object, Dict[str, nn.Variable]]
+
+@dataclass
+class SolverGroup:
+    """The parameters trained at one multiplier and the solver that trains them."""
+
+    multiplier: float
+    created: object  # NNabla's created optimizer: .solver, .scheduler, .weight_decay
+    parameters: Dict[str, nn.Variable]
+
+    @property
+    def solver(self):
+        return self.created.solver
 
 
 def group_solvers(proto_optimizer, parameters: Dict[str, nn.Variable]) -> List[SolverGroup]:
@@ -34,7 +45,7 @@ def group_solvers(proto_optimizer, parameters: Dict[str, nn.Variable]) -> List[S
         setattr(param, key, getattr(param, key) * m)
         created = create_solver(scaled)
         created.solver.set_parameters(params)
-        out.append((m, created, params))
+        out.append(SolverGroup(m, created, params))
     return out
 
 

@@ -35,6 +35,7 @@ from ..fileio import PathLike, atomic_output, file_digest
 from ..formats.naming import is_statistic
 from ..formats.nnc_csv import dataset_path, read_header_and_count
 from ..formats.nnp import Project, load_project, network_text, save_project
+from ..formats.schema import network_of
 from ..project.onnx_export import write_results_onnx
 from ..project.weights import copy_weights
 from .checkpoint import CHECKPOINT, checkpoint_settings, current_parameters, load_checkpoint, resumed_options, save_checkpoint
@@ -47,7 +48,7 @@ from .monitors import computed_features, evaluate_monitor, image_keys, label_key
 from .parallel import DataParallel
 from .phases import PhasePlan, carry_states, phase_at, plan_phases, solver_states
 from .plots import plot_learning_curve
-from .records import EpochRecord, epoch_line, write_reports, write_summary
+from .records import EpochRecord, Evaluation, RunSummary, epoch_line, write_reports, write_summary
 from .solvers import group_solvers, loader_safe
 
 log = logging.getLogger(__name__)
@@ -74,7 +75,7 @@ class TrainResult:
     result_dir: Path
     history: List[EpochRecord]
     best_epoch: int
-    summary: Dict
+    summary: RunSummary
     reinitialised: List[Tuple[str, str]] = field(default_factory=list)
 
 
@@ -84,8 +85,8 @@ def train_step(opt, solvers, batch: Dict[str, np.ndarray], iteration: int, funct
     update), with one solver per multiplier group; returns the mean loss of the batch. With ``parallel`` the forward and
     backward are split over its workers (the gradients, hence the update, are the same)."""
     feed(opt.dataset_assign, batch, skip)
-    for _, created, _ in solvers:
-        created.solver.zero_grad()
+    for group in solvers:
+        group.solver.zero_grad()
     if parallel is not None:
         loss = parallel.forward_backward()
     else:
@@ -93,7 +94,8 @@ def train_step(opt, solvers, batch: Dict[str, np.ndarray], iteration: int, funct
         opt.target.backward(grad=1.0 / opt.loss_variables[0].variable_instance.size, clear_buffer=True,
                             function_pre_hook=function_pre_hook)
         loss = float(np.mean(opt.loss_variables[0].variable_instance.d))
-    for _, created, _ in solvers:
+    for group in solvers:
+        created = group.created
         if created.weight_decay > 0:
             created.solver.weight_decay(created.weight_decay)
         created.solver.set_learning_rate(created.scheduler.get_learning_rate(iteration))
@@ -122,7 +124,7 @@ def train(project_path: PathLike, result_dir: PathLike, options: Optional[TrainO
     phases = plan_phases(project, options, project_path) if options.phases is not None else None
     proto = phases[0].trained if phases else training_proto(project, options)
     optimizer_proto = proto.optimizer[0]
-    batch_size = options.batch_size or next((n.batch_size for n in proto.network if n.name == optimizer_proto.network_name), 64) or 64
+    batch_size = options.batch_size or getattr(network_of(proto, optimizer_proto.network_name), "batch_size", 64) or 64
 
     base = project_path.resolve().parent
     uris = {d.name: dataset_path(d.uri, base) for d in proto.dataset}
@@ -230,7 +232,7 @@ class TrainingRun:
         self.frozen = frozen_parameters(self.proto, self.optimizer_proto.name)
         self.parameters = nn.get_parameters(grad_only=False)
         self.solvers = group_solvers(self.optimizer_proto, self.parameters)
-        trained = {name for _, _, ps in self.solvers for name in ps}
+        trained = {name for group in self.solvers for name in group.parameters}
         for name, var in self.parameters.items():
             var.need_grad = name in trained
 
@@ -367,34 +369,25 @@ class TrainingRun:
         evaluation = evaluate(self.result_dir / "results.nnp", val_csv, self.result_dir,
                               batch_size=self.batch_size) if val_csv else None
         summary = self._summary(evaluation, wall)
-        summary["onnx"] = write_results_onnx(self.result_dir)
+        summary.onnx = write_results_onnx(self.result_dir)
         write_summary(self.result_dir, summary)
         return TrainResult(self.result_dir, self.history, self.best[0], summary, self.reinitialised)
 
-    def _summary(self, evaluation: Optional[Dict], wall: float) -> Dict:
+    def _summary(self, evaluation: Optional[Evaluation], wall: float) -> RunSummary:
         history, best = self.history, self.best
         shapes = {k: v.shape for k, v in nn.get_parameters(grad_only=False).items()}
         best_record = next((r for r in history if r.epoch == best[0]), history[-1] if history else None)
         train_times = [r.seconds for r in history]
         images = sum(r.images_per_second * r.seconds for r in history)
         frozen = [n for n in self.frozen if not is_statistic(n)]
-        return {
-            "project": str(self.project_path),
-            "epochs": len(history),
-            "best_epoch": best[0],
-            "best_valid_error": best_record.valid_error if best_record else None,
-            "best_valid_accuracy": best_record.valid_accuracy if best_record else None,
-            "accuracy": evaluation["accuracy"] if evaluation else None,
-            "final_cost": history[-1].cost if history else None,
-            "wall_seconds": round(wall, 3),
-            "training_seconds": round(sum(train_times), 3),
-            "images_per_second": round(images / max(sum(train_times), 1e-9), 2),
-            "batch_size": self.batch_size,
-            "seed": self.options.seed,
-            "frozen_parameters": frozen,
-            "frozen_parameter_values": int(sum(np.prod(shapes[n]) for n in frozen if n in shapes)),
-            "frozen_bn": self.options.frozen_bn,
-            "reinitialised": [list(r) for r in self.reinitialised],
-            "context": self.options.context,
-            "workers": self.workers,
-        }
+        return RunSummary(
+            project=str(self.project_path), epochs=len(history), best_epoch=best[0],
+            best_valid_error=best_record.valid_error if best_record else None,
+            best_valid_accuracy=best_record.valid_accuracy if best_record else None,
+            accuracy=evaluation.accuracy if evaluation else None, final_cost=history[-1].cost if history else None,
+            wall_seconds=round(wall, 3), training_seconds=round(sum(train_times), 3),
+            images_per_second=round(images / max(sum(train_times), 1e-9), 2), batch_size=self.batch_size,
+            seed=self.options.seed, frozen_parameters=frozen,
+            frozen_parameter_values=int(sum(np.prod(shapes[n]) for n in frozen if n in shapes)),
+            frozen_bn=self.options.frozen_bn, reinitialised=[list(r) for r in self.reinitialised],
+            context=self.options.context, workers=self.workers)
