@@ -14,7 +14,7 @@ logging.getLogger("nnabla").setLevel(os.environ.get("NNC_TL_NNABLA_LOG", "WARNIN
 
 from . import __version__, arguments  # noqa: E402
 from .cli_training import add_training_commands, print_property_edits  # noqa: E402
-from .errors import NncToolsError  # noqa: E402
+from .errors import NncToolsError, SettingError  # noqa: E402
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
@@ -255,6 +255,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _as_the_user_said_it(error: NncToolsError, args: argparse.Namespace) -> str:
+    """The error's line; a setting the command took as a flag is named as that flag (``frozen_bn`` -> ``--frozen-bn``)."""
+    if isinstance(error, SettingError) and error.path is None and hasattr(args, error.setting):
+        return "--" + error.setting.replace("_", "-") + str(error)[len(error.setting):]
+    return str(error)
+
+
 def _report_on_stderr(verbosity: int) -> logging.Handler:
     """The library's progress lines (``logging`` under ``nnc_tools``) on stderr: INFO, or WARNING with -q, DEBUG with -v;
     only there (NNabla gives the root logger a handler of its own, which would print each line again)."""
@@ -277,7 +284,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         return args.func(args)
     except NncToolsError as e:
-        print("nnc-tl: error: " + " ".join(str(e).split()), file=sys.stderr)
+        print("nnc-tl: error: " + " ".join(_as_the_user_said_it(e, args).split()), file=sys.stderr)
         return 2
     except OSError as e:
         if e.filename is None:

@@ -15,9 +15,18 @@ class NncToolsError(Exception):
         super().__init__(f"{self.path}: {problem}" if self.path else problem)
 
 
+class SettingError(NncToolsError):
+    """A setting's value the library cannot take: ``SETTING: problem``. Given through a flag (no file named), the CLI
+    says the flag (``--frozen-bn``) where the library says the setting (``frozen_bn``)."""
+
+    def __init__(self, path: Optional[Union[str, os.PathLike]], setting: str, problem: str):
+        self.setting = setting
+        super().__init__(path, f"{setting}: {problem}")
+
+
 def about(path: Optional[Union[str, os.PathLike]], error: NncToolsError) -> NncToolsError:
     """``error`` naming ``path`` when it names no file and no flag: every message about a file names the file."""
-    if error.path is not None or error.problem.startswith("--"):
+    if error.path is not None or error.problem.startswith("--") or isinstance(error, SettingError):
         return error
     return NncToolsError(path, error.problem)
 

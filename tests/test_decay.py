@@ -56,7 +56,7 @@ def test_the_from_layer_keeps_what_earlier_rules_gave_it(tmp_path, vgg):
 @pytest.mark.parametrize("text, message", [
     ("rules:\n  - decay: 0.5\n    from: Afine_3\n", "decay from 'Afine_3' matches nothing"),
     ("rules:\n  - decay: 1.0e-30\n    from: Affine_3\n", "which a float32 multiplier cannot hold"),
-    ("rules:\n  - decay: -1\n    from: Affine_3\n", "decay must be a finite number > 0"),
+    ("rules:\n  - decay: -1\n    from: Affine_3\n", "rules[0].decay: expected a finite number > 0"),
     ("rules:\n  - decay: 0.5\n", "a decay rule needs 'from'"),
     ("rules:\n  - decay: 0.5\n    from: Affine\n    to: Affine_3\n", "decay from 'Affine' to 'Affine_3' matches nothing"),
 ])

@@ -215,7 +215,7 @@ def test_nnp_in_place_and_text_sidecar_left_alone(tmp_path):
 def test_overlay_rules_parse_in_document_order(tmp_path):
     text = "lr_multiplier: {A: 2}\nfreeze: [B]\nrules:\n  - match: C\n    multiplier: 1\n"
     overlay = parse_overlay(yaml.safe_load(text), tmp_path / "o.yaml")
-    assert [(r.match, r.multiplier) for r in overlay.rules] == [("A", 2.0), ("B", 0.0), ("C", 1.0)]
+    assert [(r.pattern, r.multiplier) for r in overlay.rules] == [("A", 2.0), ("B", 0.0), ("C", 1.0)]
 
 
 def test_apply_to_proto_reports_old_and_new(project):

@@ -169,9 +169,11 @@ def test_workers_are_for_the_cpu(cli, tmp_path):
     assert resolve_workers(None, "cudnn") == 1
     with pytest.raises(NncToolsError, match="one process per device"):
         resolve_workers(2, "cudnn")
+    with pytest.raises(NncToolsError, match="^workers: expected a whole number from 1"):  # the library names the setting
+        resolve_workers(0, "cpu")
     project = tiny_project(tmp_path)
-    result = cli("train", project, "-o", tmp_path / "r", "--workers", "0")
-    assert result.code == 2 and "--workers must be at least 1" in result.err and not (tmp_path / "r").exists()
+    result = cli("train", project, "-o", tmp_path / "r", "--workers", "0")  # the CLI names the flag
+    assert result.code == 2 and "--workers: expected a whole number from 1" in result.err and not (tmp_path / "r").exists()
 
 
 def test_a_frozen_prefix_gets_no_backward_with_workers(tmp_path):

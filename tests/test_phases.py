@@ -81,8 +81,8 @@ def test_results_carry_the_last_phases_multipliers(tmp_path, setup):
 @pytest.mark.parametrize("text, flags, message", [
     (PHASES, ["--epochs", "5"], "its phases take 3 epochs; --epochs 5 says otherwise"),
     ("phases:\n  - epochs: 1\n    freeze: [Nothing]\n", [], "phases[0]: freeze[0]: match 'Nothing' matches nothing"),
-    ("phases:\n  - epochs: 0\n    freeze: [Affine]\n", [], "phases[0]: epochs must be a whole number"),
-    ("phases:\n  - epochs: 1\n    lr_scale: -1\n    freeze: [Affine]\n", [], "lr_scale must be a finite number > 0"),
+    ("phases:\n  - epochs: 0\n    freeze: [Affine]\n", [], "phases[0].epochs: expected a whole number from 1"),
+    ("phases:\n  - epochs: 1\n    lr_scale: -1\n    freeze: [Affine]\n", [], "phases[0].lr_scale: expected a finite number > 0"),
     ("freeze: [Affine]\nphases:\n  - epochs: 1\n    freeze: [Affine]\n", [], "give every rule inside a phase"),
     ("freeze: [Affine]\n", [], "has no 'phases'"),
 ])

@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from ..errors import NncToolsError, reject_unknown_keys
 from ..fileio import PathLike, atomic_output
-from ..yamlfile import read_yaml
+from ..yamlfile import names, one_of, read_yaml, whole_number
 from .cache import cache_dir
 from .cifar import CifarData, read_cifar
 from .download import fetch, is_url
@@ -73,13 +73,12 @@ def parse_recipe(data: Any, where: PathLike) -> Recipe:
     if not isinstance(data, dict):
         raise NncToolsError(where, "a recipe must be a mapping")
     reject_unknown_keys(data, RECIPE_KEYS, where)
-    source = data.get("source")
-    if source not in ("cifar10", "cifar100"):
-        raise NncToolsError(where, f"source must be cifar10 or cifar100, got {source!r}")
+    source = one_of(data.get("source"), ("cifar10", "cifar100"), where, "source")
     for key in ("classes", "superclasses"):
-        value = data.get(key)
-        if value is not None and (not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value)):
-            raise NncToolsError(where, f"{key}: expected a list of names")
+        if data.get(key) is not None and isinstance(data[key], str):
+            raise NncToolsError(where, f"{key}: expected a list of names, got {data[key]!r}")
+        if data.get(key) is not None:
+            names(data[key], where, key)
     if data.get("classes") and data.get("superclasses"):
         raise NncToolsError(where, "give classes or superclasses, not both")
     split = data.get("split", {"training": 1.0})
@@ -87,14 +86,12 @@ def parse_recipe(data: Any, where: PathLike) -> Recipe:
         isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1 for v in split.values()
     ) or sum(split.values()) > 1 + 1e-9 or not split.get("training"):
         raise NncToolsError(where, "split: expected {training: F, validation: F} with fractions in [0, 1] summing to at most 1")
-    validation = data.get("validation", "split")
-    if validation not in ("split", "test"):
-        raise NncToolsError(where, "validation: 'split' (from the training set) or 'test' (the official test set)")
+    validation = one_of(data.get("validation", "split"), ("split", "test"), where, "validation")
     if validation == "test" and split.get("validation"):
         raise NncToolsError(where, "validation: test takes the official test set; drop split.validation")
     cap = data.get("max_per_class")
-    if cap is not None and (not isinstance(cap, int) or isinstance(cap, bool) or cap < 1):
-        raise NncToolsError(where, "max_per_class: expected a positive integer")
+    if cap is not None:
+        whole_number(cap, where, "max_per_class")
     test = data.get("test", True)
     if not isinstance(test, bool):
         raise NncToolsError(where, "test: expected true or false")

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Union
 
 from ..errors import NncToolsError, reject_unknown_keys
 from ..fileio import PathLike
-from ..yamlfile import read_yaml
+from ..yamlfile import MAX_COUNT, finite_number, name, names, read_yaml, whole_number
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CONFIG_KEYS = {"network", "source_recipe", "target_recipe", "overlay", "source_epochs", "target_epochs", "batch_size", "solver",
@@ -74,31 +73,27 @@ MAX_BATCH = 1 << 16
 
 
 def _checked(key: str, value, path) -> object:
-    """A setting of the right type and range: counts are integers >= 1 (the batch at most MAX_BATCH), the learning rate a
-    finite number > 0, names are strings, ``synthetic_per_class`` maps source/target to counts."""
+    """A setting of the right type and range (the YAML reader's checks): counts are whole numbers >= 1 (the batch at most
+    MAX_BATCH), the learning rate a finite number > 0, names are strings, ``synthetic_per_class`` maps source/target to
+    counts."""
     if key in ("source_epochs", "target_epochs", "batch_size", "seeds"):
-        limit = MAX_BATCH if key == "batch_size" else 1 << 20
-        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= limit:
-            raise NncToolsError(path, f"{key}: expected a whole number from 1 to {limit:,}, got {value!r}")
-    elif key == "lr":
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-            raise NncToolsError(path, f"lr: expected a finite number > 0, got {value!r}")
-        value = float(value)
-    elif key == "synthetic_per_class":
-        if not isinstance(value, dict) or set(value) - {"source", "target"} or not all(
-                v is None or (isinstance(v, int) and not isinstance(v, bool) and v >= 1) for v in value.values()):
+        return whole_number(value, path, key, high=MAX_BATCH if key == "batch_size" else MAX_COUNT)
+    if key == "lr":
+        return finite_number(value, path, key)
+    if key == "synthetic_per_class":
+        if not isinstance(value, dict) or set(value) - {"source", "target"}:
             raise NncToolsError(path, f"synthetic_per_class: expected {{source: N, target: N}} with N >= 1, got {value!r}")
-    elif key == "arms":
-        if not isinstance(value, list) or not value or len(set(map(str, value))) != len(value) or set(value) - set(ARMS):
+        return {role: None if n is None else whole_number(n, path, f"synthetic_per_class.{role}") for role, n in value.items()}
+    if key == "arms":
+        arms = names(value, path, key, f"a list of distinct arms from {', '.join(ARMS)}")
+        if len(set(arms)) != len(arms) or isinstance(value, str) or set(arms) - set(ARMS):
             raise NncToolsError(path, f"arms: expected a list of distinct arms from {', '.join(ARMS)}, got {value!r}")
-    elif key in ("source_data", "target_data"):
+        return arms
+    if key in ("source_data", "target_data"):
         if not (isinstance(value, str) and value) and not (
                 isinstance(value, dict) and set(value) == {"training", "validation", "test"}
                 and all(isinstance(v, str) and v for v in value.values())):
             raise NncToolsError(path, f"{key}: expected a folder holding training.csv, validation.csv and test.csv, or "
                                 f"{{training: CSV, validation: CSV, test: CSV}}, got {value!r}")
-    elif not isinstance(value, str) or not value:
-        raise NncToolsError(path, f"{key}: expected a name, got {value!r}")
-    return value
-
-
+        return value
+    return name(value, path, key)

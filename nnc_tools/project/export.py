@@ -19,13 +19,14 @@ import nnabla.functions as F
 import numpy as np
 from nnabla.utils.save import create_proto
 
-from ..errors import NncToolsError
+from ..errors import NncToolsError, SettingError
 from ..fileio import PathLike
 from ..formats.naming import layer_of
 from ..formats.nnc_csv import classifier_classes, read_header_and_count
 from ..formats.nnp import Project, save_project
 from ..formats.parameters import Parameter, Parameters
 from ..formats.schema import nnabla_pb2
+from ..yamlfile import whole_number
 from .networks import get_network
 from .passes import dataset_uri, set_nnc_initializers, solver_proto
 from .weights import copy_weights
@@ -108,10 +109,9 @@ def build_project(
 ) -> Project:
     """Build ``network`` three times (training, validation, runtime) and assemble the project, parameters initialised."""
     spec = get_network(network)
-    if classes < 2:
-        raise NncToolsError(None, f"--classes must be at least 2, got {classes}")
+    whole_number(classes, None, "classes", low=2)
     if len(input_shape) != 3 or min(input_shape) < 1:
-        raise NncToolsError(None, f"--input must be C,H,W with positive sizes, got {','.join(map(str, input_shape))}")
+        raise SettingError(None, "input", f"expected C,H,W with positive sizes, got {','.join(map(str, input_shape))}")
     nn.clear_parameters()
     nn.random.seed(seed)
     np.random.seed(seed)

@@ -22,9 +22,10 @@ from ..formats.nnp_zip import CopyAhead, open_nnp
 from ..formats.schema import network_of
 from ..formats.sdcproj import Layer, SdcProject, format_multiplier, load_sdcproj
 from ..formats.solver_states import prune_text_states, pruned_state_members
-from .matching import Change, NetworkView, fractional, resolve, select_optimizers, view_of
+from .matching import Change, fractional, resolve, select_optimizers
 from .nnc_weights import WeightAssignment, assign_weights, write_references
 from .overlay import Overlay, find_overlay, load_overlay
+from .views import NetworkView, view_of
 
 # ---------------------------------------------------------------------------------------------------- NNabla projects
 

@@ -9,6 +9,7 @@ import sys
 from typing import Optional, Sequence
 
 from ..errors import NncToolsError
+from ..yamlfile import whole_number
 
 CUDA_PIP = "pip install nnabla-ext-cuda120==1.39.0"
 
@@ -38,8 +39,8 @@ def nnabla_load(files: Sequence, **kwargs):
 
 def resolve_workers(workers: Optional[int], context: str) -> int:
     """Data-parallel threads: every usable core by default on CPU; one process per device on GPU."""
-    if workers is not None and workers < 1:
-        raise NncToolsError(None, f"--workers must be at least 1, got {workers}")
+    if workers is not None:
+        whole_number(workers, None, "workers")
     if context != "cpu":
         if workers not in (None, 1):
             raise NncToolsError(None, f"--workers {workers} is for CPU training; on GPU run one process per device "

@@ -37,7 +37,9 @@ from ..formats.nnc_csv import dataset_path, read_header_and_count
 from ..formats.nnp import Project, load_project, network_text, save_project
 from ..formats.schema import network_of
 from ..project.onnx_export import write_results_onnx
+from ..project.overlay import FROZEN_BN
 from ..project.weights import copy_weights
+from ..yamlfile import one_of
 from .checkpoint import CHECKPOINT, checkpoint_settings, current_parameters, load_checkpoint, resumed_options, save_checkpoint
 from .checks import check_labels
 from .engine import make_context, quick_array_access, resolve_workers
@@ -114,8 +116,8 @@ def train(project_path: PathLike, result_dir: PathLike, options: Optional[TrainO
     if options.resume and checkpoint.exists():  # the run goes on as it was started
         options = resumed_options(options, checkpoint)
     options = replace(options, **{k: v for k, v in OPTION_DEFAULTS.items() if getattr(options, k) is None})
-    if options.frozen_bn not in ("inference", "batch"):
-        raise NncToolsError(None, f"--frozen-bn must be inference or batch, got {options.frozen_bn}")
+    one_of(options.frozen_bn, FROZEN_BN, None, "frozen_bn")
+    one_of(options.cache_frozen, ("auto", "on", "off"), None, "cache_frozen")
     context = make_context(options.context, options.device_id)
     workers = resolve_workers(options.workers, options.context)
     project = load_project(project_path)
@@ -239,8 +241,6 @@ class TrainingRun:
     def _plan_cache(self) -> Optional[PrefixPlan]:
         """The frozen prefix computed once per image, or None (``--cache-frozen``), and why."""
         choice = self.options.cache_frozen
-        if choice not in ("auto", "on", "off"):
-            raise NncToolsError(None, f"--cache-frozen must be auto, on or off, got {choice}")
         if choice == "off":
             return None
         plan = find_frozen_prefix(self.proto, self.optimizer_proto.name)
