@@ -9,7 +9,7 @@ venv:
 	@scripts/bootstrap.sh
 
 demo: venv
-	@$(PY) -m nnc_tools.demo demo-run
+	@$(PY) -m nnc_tools.cli.demo demo-run
 
 test: venv
 	$(VENV)/bin/ruff check .

@@ -21,7 +21,7 @@ LAYERS: List[Tuple[str, Tuple[str, ...]]] = [
     ("project", ()),
     ("training", ()),
     ("experiment", ()),
-    ("roof", ("arguments", "cli", "cli_training", "demo")),
+    ("cli", ()),
 ]
 TOP_LEVEL = {name for layer, names in LAYERS for name in names}
 MAX_MODULE_LINES = 400

@@ -436,7 +436,7 @@ def test_an_sdcproj_retargeted_with_weights(cli, tmp_path):
     result = cli("retarget", NNC_SAMPLES / "LeNet.sdcproj", "--weights", weights, "-o", out, "--train-csv", csv,
                  "--val-csv", csv)
     assert result.code == 0, result.err
-    assert "6 parameters take their weights from job" in result.out and "2 start from their initializer" in result.out
+    assert "6 parameters take their weights from job" in result.out and "2 left to their initializer" in result.out
     from nnc_tools.formats.sdcproj import load_sdcproj
 
     layers = {layer.name: layer.properties for layer in load_sdcproj(out).file_layers("Main")}

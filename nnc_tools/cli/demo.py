@@ -6,9 +6,9 @@ import sys
 import time
 from pathlib import Path
 
-from .cli import main as cli_main
+from . import main as cli_main
 
-CONFIG = Path(__file__).resolve().parents[1] / "experiments" / "demo.yaml"
+CONFIG = Path(__file__).resolve().parents[2] / "experiments" / "demo.yaml"
 
 
 def main(argv=None) -> int:

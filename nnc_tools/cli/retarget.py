@@ -1,0 +1,85 @@
+"""`retarget`: a trained project pointed at a new dataset, as an NNabla project or NNC's `.sdcproj`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from . import arguments
+from .printing import print_property_edits, print_weights
+
+
+def add_commands(sub, common: argparse.ArgumentParser) -> None:
+    _add_retarget(sub, common)
+
+
+def _cmd_retarget(args: argparse.Namespace) -> int:
+    from ..project.retarget import RetargetOptions, retarget
+
+    options = RetargetOptions(args.train_csv, args.val_csv, classes=args.classes, head=args.head, overlay=args.config,
+                              reset_head=args.reset_head, epochs=args.epochs, batch_size=args.batch_size, solver=args.solver,
+                              lr=args.lr, seed=args.seed, weights=args.weights)
+    result = retarget(args.source, args.output, options)
+    head = result.head
+    print(f"head {head.layer} ({head.type}): {head.why}")
+    if result.is_sdcproj:  # its lines that changed
+        return _print_sdcproj_retarget(args, result)
+    if result.reinitialised:
+        print(f"{head.classes} -> {result.classes} classes ({result.classes_from}) in {', '.join(result.networks)}; "
+              f"re-initialised {', '.join(result.reinitialised)}")
+    else:
+        print(f"{result.classes} classes ({result.classes_from}): the head is kept (--reset-head draws it anew)")
+    print(f"copied {result.copied} parameters bit for bit")
+    for name in result.dropped:
+        print(f"left out {name} (solver states; they do not fit the new head)")
+    for warning in result.warnings:
+        print(f"nnc-tl: warning: {warning}", file=sys.stderr)
+    return _print_retargeted(args, result)
+
+
+def _print_sdcproj_retarget(args: argparse.Namespace, result) -> int:
+    print(f"{result.head.classes} -> {result.classes} classes ({result.classes_from})"
+          + (f" in {', '.join(result.networks)}" if result.networks else ": the head is kept"))
+    print_property_edits(result.edits)
+    if result.weights is not None:
+        print_weights(result.weights)
+    return _print_retargeted(args, result)
+
+
+def _print_retargeted(args: argparse.Namespace, result) -> int:
+    """What both kinds of target print last: the datasets, the overlay's table, the files written."""
+    from ..project.matching import format_changes
+
+    for name, uri in result.datasets.items():
+        print(f"dataset {name}: {uri}")
+    if args.config:
+        print(format_changes(result.changes))
+    for path in result.written:
+        print(f"wrote {path}")
+    return 0
+
+
+def _add_retarget(sub, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser(
+        "retarget", parents=[common],
+        help="point a trained classifier project at a new dataset: head resized, datasets swapped, optionally frozen",
+        description="Make TARGET from the trained project SOURCE (.nnp, .nntxt/.prototxt with its .h5/.protobuf, .protobuf; "
+        "NNC's or nnabla_cli's results.nnp): the head (the last parameterised layer reaching the loss, in every network) "
+        "resized to the new class count and re-initialised, every other parameter copied bit for bit, the datasets "
+        "pointed at the new CSVs, an overlay applied as apply-freeze does.",
+    )
+    p.add_argument("source")
+    p.add_argument("-o", "--output", required=True, metavar="TARGET.{nnp,nntxt,protobuf}")
+    p.add_argument("--train-csv", required=True, metavar="CSV")
+    p.add_argument("--val-csv", required=True, metavar="CSV")
+    p.add_argument("--classes", type=arguments.classes, help="default: from --train-csv's header, else its largest label + 1")
+    p.add_argument("--head", metavar="LAYER", help="the layer to resize (default: the one the loss reaches)")
+    p.add_argument("-c", "--config", metavar="OVERLAY.yaml", help="a freeze overlay, applied as apply-freeze applies it")
+    p.add_argument("--reset-head", action="store_true", help="draw the head anew even when the class count is the same")
+    p.add_argument("--weights", metavar="PARAMS", help="parameters (.h5/.protobuf/.nnp) for a project that holds none")
+    p.add_argument("--epochs", type=arguments.count)
+    p.add_argument("--batch-size", type=arguments.batch)
+    p.add_argument("--solver", help="replace the solver (multipliers kept): Sgd, Momentum, Adam, ...")
+    p.add_argument("--lr", type=arguments.learning_rate)
+    p.add_argument("--seed", type=arguments.seed, default=0, help="the new head's initial values")
+    p.set_defaults(func=_cmd_retarget)
