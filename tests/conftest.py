@@ -270,3 +270,16 @@ def assert_trained_alike(a: Path, b: Path):
     for name in first:
         np.testing.assert_allclose(second[name].data, first[name].data, rtol=1e-5, atol=1e-6, err_msg=name)
     return first, second
+
+
+def parameters_equal(a, b) -> bool:
+    """Same names in the same order, same ``need_grad``, byte-identical arrays (dtype and shape included)."""
+    if list(a) != list(b):
+        return False
+    return all(
+        a[k].need_grad == b[k].need_grad
+        and a[k].data.dtype == b[k].data.dtype
+        and a[k].data.shape == b[k].data.shape
+        and a[k].data.tobytes() == b[k].data.tobytes()
+        for k in a
+    )

@@ -13,9 +13,8 @@ import pytest
 
 from nnc_tools import __version__
 from nnc_tools.formats.nnp import load_project
-from nnc_tools.formats.parameters import parameters_equal
 
-from .conftest import needs_samples, nnabla_saved, nnc_samples
+from .conftest import needs_samples, nnabla_saved, nnc_samples, parameters_equal
 
 
 def test_version(cli):

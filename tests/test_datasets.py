@@ -78,11 +78,11 @@ def test_synthetic_aquatic_layout_counts_and_pixels(cli, tmp_path, cache):
 
 
 def test_every_png_equals_its_source_image(tmp_path, small100):
-    from nnc_tools.data.recipes import build, plan
+    from nnc_tools.data.recipes import assign_images, build
 
     recipe = BUILTIN["cifar100-aquatic"]
     build(recipe, small100, tmp_path / "out", workers=1, progress=False)
-    names, items = plan(recipe, small100, 0)
+    names, items = assign_images(recipe, small100, 0)
     assert names == AQUATIC
     for split in ("training", "validation", "test"):
         for item in items[split]:

@@ -12,9 +12,8 @@ from nnabla.utils.load import load as nnabla_load
 
 from nnc_tools.formats import nnp
 from nnc_tools.formats.nnp import load_project, save_project
-from nnc_tools.formats.parameters import parameters_equal
 
-from .conftest import needs_samples, nnabla_saved, nnc_samples
+from .conftest import needs_samples, nnabla_saved, nnc_samples, parameters_equal
 
 
 def roundtrip(src: Path, dst: Path, **kwargs):

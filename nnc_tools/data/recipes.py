@@ -155,7 +155,7 @@ def class_list(recipe: Recipe, data: CifarData) -> List[int]:
     return list(range(len(names)))
 
 
-def plan(recipe: Recipe, data: CifarData, seed: int) -> Tuple[List[str], Dict[str, List[Item]]]:
+def assign_images(recipe: Recipe, data: CifarData, seed: int) -> Tuple[List[str], Dict[str, List[Item]]]:
     """Which source image goes where: class names in label order, and the items of each split in row order."""
     classes = class_list(recipe, data)
     names = [data.label_names[c] for c in classes]
@@ -232,7 +232,8 @@ def fingerprint(recipe: Recipe, data: CifarData, seed: int) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _ours(outdir: Path) -> List[Path]:
+def _files_a_build_writes(outdir: Path) -> List[Path]:
+    """What a build writes into OUTDIR (its manifest, split folders and CSVs), those that exist."""
     return [p for p in [outdir / MANIFEST, *(outdir / s for s in SPLITS), *(outdir / f"{s}.csv" for s in SPLITS)] if p.exists()]
 
 
@@ -240,7 +241,7 @@ def build(recipe: Recipe, data: CifarData, outdir: PathLike, seed: int = 0, work
           progress: bool = True) -> BuildResult:
     """Write the dataset; a second run with the same inputs does nothing, an interrupted one resumes."""
     outdir = Path(outdir)
-    names, items = plan(recipe, data, seed)
+    names, items = assign_images(recipe, data, seed)
     csv_splits = [s for s in SPLITS if s != "test" or recipe.test]
     csv_rows = {s: [(i.path, i.label) for i in items[s]] for s in SPLITS}
     if recipe.validation == "test":
@@ -258,10 +259,10 @@ def build(recipe: Recipe, data: CifarData, outdir: PathLike, seed: int = 0, work
             manifest = json.loads(manifest_path.read_text())
     if manifest.get("fingerprint") == digest and manifest.get("complete") and all(p.is_file() for p in csvs):
         return BuildResult(outdir, names, counts, per_class, 0, True, csvs)
-    if manifest.get("fingerprint") != digest and _ours(outdir):
+    if manifest.get("fingerprint") != digest and _files_a_build_writes(outdir):
         if not force:
             raise NncToolsError(outdir, "holds a different dataset (or one nnc-tl did not write); use --force to replace it")
-        for path in _ours(outdir):
+        for path in _files_a_build_writes(outdir):
             shutil.rmtree(path) if path.is_dir() else path.unlink()
     outdir.mkdir(parents=True, exist_ok=True)
     for split in SPLITS:  # temporary files of a run that was killed

@@ -40,6 +40,7 @@ from .stages import StageRecord, read_stage, write_stage
 
 log = logging.getLogger(__name__)
 
+
 def monitor_interval(epochs: int) -> int:
     """The training-set monitor's interval: about ten points over the run (nnabla_cli's default of 10 epochs would give a
     short run one point, at its end)."""

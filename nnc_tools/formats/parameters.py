@@ -119,16 +119,3 @@ def with_parameters(proto: nnabla_pb2.NNablaProtoBuf, params: Parameters) -> nna
         entry.data.extend(np.asarray(p.data, dtype=np.float32).ravel().tolist())
         entry.need_grad = bool(p.need_grad)
     return proto
-
-
-def parameters_equal(a: Parameters, b: Parameters) -> bool:
-    """Same names in the same order, same ``need_grad``, byte-identical arrays (dtype and shape included)."""
-    if list(a) != list(b):
-        return False
-    return all(
-        a[k].need_grad == b[k].need_grad
-        and a[k].data.dtype == b[k].data.dtype
-        and a[k].data.shape == b[k].data.shape
-        and a[k].data.tobytes() == b[k].data.tobytes()
-        for k in a
-    )

@@ -263,10 +263,6 @@ class SdcProject:
                 out.append({"section": section, "name": items.get("Optimizer_Name", section), "network": network, **items})
         return out
 
-    def set_multiplier(self, layer: Layer, short: str, value: float) -> None:
-        """Set ``<short>.LRateMultiplier`` of a layer, adding the property (and bumping NumProperty) when it lacks it."""
-        self.set_property(layer, layer.multiplier_key(short), format_multiplier(value))
-
     def set_property(self, layer: Layer, key: str, text: str) -> None:
         """Set a layer property's value, adding the property (and bumping NumProperty) when the layer lacks it."""
         index = next((k for k, v in self._property_slots(layer.section) if v == key), None)

@@ -16,7 +16,7 @@ from typing import Dict, List, Optional, Tuple
 
 from ..errors import NncToolsError
 from ..fileio import PathLike, atomic_outputs, same_file
-from ..formats.naming import PROJECT_EXTS
+from ..formats.naming import PROJECT_EXTS, SDCPROJ_EXT
 from ..formats.nnc_graph import ParameterSite, expand, parameters
 from ..formats.nnp_zip import CopyAhead, open_nnp
 from ..formats.schema import network_of
@@ -197,10 +197,10 @@ def apply_freeze(
     # runs while the overlay and the network are read and edited.
     with CopyAhead(project, target) if ext == ".nnp" and not dry_run else contextlib.nullcontext() as ahead:
         rules = load_overlay(overlay_path)
-        if weights is not None and ext != ".sdcproj":
+        if weights is not None and ext != SDCPROJ_EXT:
             raise NncToolsError(weights, "--weights points an .sdcproj at NNC weights; for an NNabla project use "
                                 "export --weights or retarget")
-        if ext == ".sdcproj":
+        if ext == SDCPROJ_EXT:
             sdc = load_sdcproj(project)
             changes = apply_to_sdcproj(sdc, rules)
             assignment = assign_weights(sdc, weights, target, job_dir) if weights is not None else None

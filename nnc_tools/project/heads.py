@@ -193,7 +193,6 @@ def _resize_following(graph: _Graph, head_function, old: int, new: int, where: P
             queue.extend(graph.readers.get(out, []))
 
 
-
 def class_count_for(given: Optional[int], train_csv: PathLike) -> Tuple[int, str]:
     """The class count to retarget to: ``--classes``, else the training CSV's (its header's names, else its largest
     label + 1); and where it came from."""

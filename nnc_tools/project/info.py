@@ -7,6 +7,7 @@ import re
 from typing import Any, Dict, List, Sequence
 
 from ..fileio import PathLike
+from ..formats.naming import SDCPROJ_EXT
 from ..formats.nnc_graph import ParameterSite, expand
 from ..formats.nnp import Project, load_project, multipliers, solver_learning_rate
 from ..formats.sdcproj import SdcProject, load_sdcproj
@@ -65,14 +66,14 @@ def describe_project(project: Project) -> Dict[str, Any]:
 
 def describe(path: PathLike, parameter_files: Sequence[PathLike] = ()) -> Dict[str, Any]:
     """Summarise any project file `nnc-tl info` accepts (NNabla projects and NNC's .sdcproj)."""
-    if str(path).lower().endswith(".sdcproj"):
+    if str(path).lower().endswith(SDCPROJ_EXT):
         return describe_sdcproj(load_sdcproj(path))
     return describe_project(load_project(path, parameter_files))
 
 
 def format_description(info: Dict[str, Any]) -> str:
     """The human-readable form of :func:`describe`."""
-    if info["format"] == ".sdcproj":
+    if info["format"] == SDCPROJ_EXT:
         return format_sdcproj_description(info)
     lines = [f"{info['file']}"]
     if info["parameter_sources"]:
@@ -125,7 +126,7 @@ def describe_sdcproj(project: SdcProject) -> Dict:
             items = project.section_items(section)
             datasets.append({"name": items.get("Name", section), "uri": items.get("URI", "")})
     optimizers = [{"name": o["name"], "network": o["network"], "solver": o.get("SolverName", "")} for o in project.optimizers()]
-    return {"file": str(project.path), "format": ".sdcproj", "networks": networks, "datasets": datasets, "optimizers": optimizers}
+    return {"file": str(project.path), "format": SDCPROJ_EXT, "networks": networks, "datasets": datasets, "optimizers": optimizers}
 
 
 def _setter(site: ParameterSite) -> str:

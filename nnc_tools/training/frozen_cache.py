@@ -8,6 +8,7 @@ The cut is the last point in function order where exactly one prefix variable is
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,9 +17,12 @@ from typing import Dict, List, Optional, Set
 import nnabla as nn
 import numpy as np
 
+from ..errors import NncToolsError
 from ..formats.functions import LOSS_FUNCTIONS, RANDOM_FUNCTIONS
 from ..formats.nnp import multipliers
 from ..formats.schema import network_of
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -60,6 +64,22 @@ def find_frozen_prefix(proto, optimizer_name: str) -> PrefixPlan:
     live = [v for v in known if any(c > best for c in consumers.get(v, []))]
     cut = next(v for v in cut_function.output if v in live) if any(v in live for v in cut_function.output) else live[0]
     return PrefixPlan(cut, [_layer(f.name) for f in net.function[: best + 1]], stopped, reason)
+
+
+def plan_prefix_cache(proto, optimizer_name: str, choice: str, project_path: Path) -> Optional[PrefixPlan]:
+    """The frozen prefix to compute once per image, or None: ``choice`` (``--cache-frozen``) is off, or auto and there
+    is none; with ``on`` and none, one line saying where the prefix stopped and why. The decision is logged."""
+    if choice == "off":
+        return None
+    plan = find_frozen_prefix(proto, optimizer_name)
+    if plan.cut is None:
+        if choice == "on":
+            raise NncToolsError(project_path, f"--cache-frozen on: no frozen prefix to cache ({plan.stopped_at}: {plan.reason})")
+        log.info(f"frozen-prefix cache: not used ({plan.stopped_at or 'first layer'}: {plan.reason})")
+        return None
+    log.info(f"frozen-prefix cache: {len(plan.layers)} functions up to {plan.layers[-1]} computed once per image "
+             f"(stopped at {plan.stopped_at or 'the end'}: {plan.reason})")
+    return plan
 
 
 def shared_cut(proto, optimizer_name: str, network_name: str, plan: PrefixPlan) -> Optional[str]:

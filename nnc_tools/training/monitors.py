@@ -12,9 +12,10 @@ import numpy as np
 
 from ..data.decoded import Dataset
 from ..formats.functions import CLASS_SCORE_LOSSES
-from .frozen_cache import FeatureCache
+from .frozen_cache import FeatureCache, detach
 from .graphs import feed, padded
 from .parallel import DataParallel
+from .records import EpochRecord
 
 log = logging.getLogger(__name__)
 
@@ -102,3 +103,37 @@ def monitor_features(monitor, dataset: Dataset, cut: str, known: Dict[str, Featu
         known[dataset.name] = computed_features(var, monitor.dataset_assign, dataset, batch_size, workers, budget,
                                                 folder / dataset.name)
     return var, known[dataset.name]
+
+
+def due_monitors(monitors: Dict, datasets: Dict[str, Dataset], train_set: Dataset, epoch: int, interval: int,
+                 epochs: int) -> Dict[str, Tuple]:
+    """The monitors due at ``epoch``, like nnabla_cli: the training-set one every ``interval`` epochs (and at the end),
+    the others every epoch; name -> (monitor, its dataset, whether it reads the training set)."""
+    due = {}
+    for name, monitor in monitors.items():
+        dataset = datasets[monitor.proto.dataset_name[0]]
+        on_training_set = dataset is train_set or name.startswith("train")
+        if not (on_training_set and epoch % interval and epoch != epochs):
+            due[name] = (monitor, dataset, on_training_set)
+    return due
+
+
+def record_monitors(due: Dict[str, Tuple], record: EpochRecord, cuts: Dict[str, Optional[str]],
+                    known: Dict[str, FeatureCache], batch_size: int, workers: int, budget: int, cache_dir: Path) -> None:
+    """Run the due monitors (through the frozen prefix's cached features where ``cuts`` has a cut for one) and put their
+    values, and the validation accuracy, into ``record``."""
+    cached = {}  # every monitor's features first: monitors may share a graph, and cutting it for one cuts it for all
+    for name, (monitor, dataset, _) in due.items():
+        if cuts.get(name) is not None:
+            cached[name] = monitor_features(monitor, dataset, cuts[name], known, batch_size, workers, budget, cache_dir)
+    for name, (monitor, dataset, on_training_set) in due.items():
+        if name in cached:
+            detach(cached[name][0])
+        value, scores = evaluate_monitor(monitor, dataset, batch_size, workers, cached.get(name))
+        if on_training_set:
+            record.train_error = value
+        else:
+            record.valid_error = value
+            if scores is not None:
+                labels = dataset.arrays[label_key(dataset)].reshape(-1)
+                record.valid_accuracy = float(np.mean(scores.argmax(axis=1) == labels))

@@ -1,31 +1,8 @@
 """Data-parallel training on CPU cores: the training graph replayed once per worker on a slice of the batch, in threads
-(NNabla's graph forward and backward release the GIL), gradients summed before the one solver update.
-
-Exactness is the point. A function is run per slice only when its result for a sample depends on that sample alone
-(convolutions, affine, pooling, activations, per-sample losses, Batch Normalization on running statistics …). Everything
-else is a *sync point*. Batch Normalization on batch statistics is a synchronised BN whose workers exchange per-channel
-sums, not activations (``sync_bn.SyncBatchNorm``): mean, variance, their gradients and the running statistics are those of the global
-batch. Dropout draws its mask for the global batch before the step (``slicing.MaskAhead``: the graph's own Dropout
-instances on ones, in forward order, so the random generator gives exactly the draws one graph takes) and each worker
-multiplies its slice by its part of the mask; this is done when every random function in the graph is such a Dropout,
-else all of them are sync points. The other sync points run once on the whole batch in the main thread with the slices
-gathered and scattered around them: random functions (one draw for the global batch, as one worker draws it) and any
-function this module does not know to be per-sample. The update therefore equals the single-graph update on the same global batch up
-to the order of float additions.
-
-The batch is cut into more slices than workers, largest first (``slicing.slice_sizes``: for 64 images on 2 workers 20, 20, 8,
-8, 4, 4), and between two sync points each worker takes the next slice when it is done with its last: the small slices
-at the end even out workers that run at different speeds (on a shared machine's cores they differ by up to a quarter,
-and not the same core each time), at the cost of a few more, smaller graphs. A slice has a cost of its own where the
-graph's Affine layers are large against its convolutions (their weights are read and their gradients written once per
-slice, whatever its size): the smallest slice is then larger, or there is no tail (``slicing.smallest_slice``). Where those
-Affine layers come after the last BN that exchanges statistics and its output is all they read of what came before
-(mini_vggnet_mark2, whole or after its frozen prefix), the batch is cut twice: with a tail for the convolutions up to
-that BN, into one slice per worker after it (``slicing.SlicePlan``); the BN's input and its output's gradient pass
-between the two as whole batches.
-
-Each slice's part of the graph between two sync points is one NNabla graph (``replicas``). This module runs the plan:
-the worker threads, the stages in turn, the sync points between them and the gradients summed at the end.
+(NNabla's graph forward and backward release the GIL), gradients summed before the one solver update, which equals the
+single-graph update up to the order of float additions. How functions are split, synchronised and sliced is told in the
+README's "Design: data parallelism"; this module runs the plan (``slicing``) on the slices' graphs (``replicas``): the
+worker threads, the stages in turn, the sync points between them and the gradients summed at the end.
 """
 
 from __future__ import annotations

@@ -99,6 +99,21 @@ class RunSummary:
         return cls(**{k: v for k, v in values.items() if k in known})
 
 
+def summarise(history: List[EpochRecord], best_epoch: int, evaluation: Optional["Evaluation"], wall: float,
+              **run: Any) -> RunSummary:
+    """A finished run's summary: what its epochs (``history``), its best epoch and its evaluation say, and ``run``, the
+    fields only the run knows (project, batch size, seed, frozen parameters …)."""
+    best = next((r for r in history if r.epoch == best_epoch), history[-1] if history else None)
+    seconds = sum(r.seconds for r in history)
+    images = sum(r.images_per_second * r.seconds for r in history)
+    return RunSummary(epochs=len(history), best_epoch=best_epoch,
+                      best_valid_error=best.valid_error if best else None,
+                      best_valid_accuracy=best.valid_accuracy if best else None,
+                      accuracy=evaluation.accuracy if evaluation else None,
+                      final_cost=history[-1].cost if history else None, wall_seconds=round(wall, 3),
+                      training_seconds=round(seconds, 3), images_per_second=round(images / max(seconds, 1e-9), 2), **run)
+
+
 def write_summary(result_dir: Path, summary: RunSummary) -> None:
     with atomic_output(result_dir / SUMMARY) as temp:
         temp.write_text(json.dumps(asdict(summary), indent=2) + "\n")

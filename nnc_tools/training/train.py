@@ -44,16 +44,17 @@ from .checkpoint import CHECKPOINT, checkpoint_settings, current_parameters, loa
 from .checks import check_labels
 from .engine import make_context, quick_array_access, resolve_workers
 from .evaluate import evaluate
-from .frozen_cache import FeatureCache, PrefixPlan, detach, find_frozen_prefix, memory_budget, shared_cut
+from .frozen_cache import FeatureCache, detach, memory_budget, plan_prefix_cache, shared_cut
 from .graphs import TrainingGraphs, epoch_seed, feed, frozen_parameters, training_proto
-from .monitors import computed_features, evaluate_monitor, image_keys, label_key, monitor_features
+from .monitors import computed_features, due_monitors, image_keys, record_monitors
 from .parallel import DataParallel
 from .phases import PhasePlan, carry_states, phase_at, plan_phases, solver_states
 from .plots import plot_learning_curve
-from .records import EpochRecord, Evaluation, RunSummary, epoch_line, write_reports, write_summary
+from .records import EpochRecord, Evaluation, RunSummary, epoch_line, summarise, write_reports, write_summary
 from .solvers import group_solvers, loader_safe
 
 log = logging.getLogger(__name__)
+
 
 @dataclass
 class TrainOptions:
@@ -106,6 +107,8 @@ def train_step(opt, solvers, batch: Dict[str, np.ndarray], iteration: int, funct
 
 
 OPTION_DEFAULTS = {"seed": 0, "frozen_bn": "inference", "cache_frozen": "auto"}
+
+
 def train(project_path: PathLike, result_dir: PathLike, options: Optional[TrainOptions] = None) -> TrainResult:
     """Train a project; see the module docstring for what is written to ``result_dir``."""
     options = options or TrainOptions()
@@ -194,7 +197,7 @@ class TrainingRun:
             log.info(f"phase {phase.index + 1} of {len(self.phases)}: epochs {phase.first} to {phase.last}")
         self._make_solvers()
         self.features, self.monitor_features = None, {}
-        self.plan = self._plan_cache()
+        self.plan = plan_prefix_cache(self.proto, self.optimizer_proto.name, self.options.cache_frozen, self.project_path)
         self.monitor_cuts = {m.name: shared_cut(self.proto, self.optimizer_proto.name, m.network_name, self.plan)
                              if self.plan else None for m in self.proto.monitor}
 
@@ -237,22 +240,6 @@ class TrainingRun:
         trained = {name for group in self.solvers for name in group.parameters}
         for name, var in self.parameters.items():
             var.need_grad = name in trained
-
-    def _plan_cache(self) -> Optional[PrefixPlan]:
-        """The frozen prefix computed once per image, or None (``--cache-frozen``), and why."""
-        choice = self.options.cache_frozen
-        if choice == "off":
-            return None
-        plan = find_frozen_prefix(self.proto, self.optimizer_proto.name)
-        if plan.cut is None:
-            if choice == "on":
-                raise NncToolsError(self.project_path, f"--cache-frozen on: no frozen prefix to cache "
-                                    f"({plan.stopped_at}: {plan.reason})")
-            log.info(f"frozen-prefix cache: not used ({plan.stopped_at or 'first layer'}: {plan.reason})")
-            return None
-        log.info(f"frozen-prefix cache: {len(plan.layers)} functions up to {plan.layers[-1]} computed once per image "
-                 f"(stopped at {plan.stopped_at or 'the end'}: {plan.reason})")
-        return plan
 
     # ------------------------------------------------------------------------------------------------------ epochs
 
@@ -318,32 +305,12 @@ class TrainingRun:
         return cost / self.iter_per_epoch
 
     def _monitor(self, info, epoch: int, record: EpochRecord) -> None:
-        """The monitors due this epoch: like nnabla_cli, the training-set one every monitor_interval epochs (and at the
-        end), the others every epoch; their values and the validation accuracy go into ``record``."""
+        """The monitors due this epoch (``monitors.due_monitors``); their values and the validation accuracy go into
+        ``record``."""
         interval = self.proto.training_config.monitor_interval or 10
-        due = {}
-        for name, monitor in info.monitors.items():
-            dataset = self.datasets[monitor.proto.dataset_name[0]]
-            on_training_set = dataset is self.train_set or name.startswith("train")
-            if not (on_training_set and epoch % interval and epoch != self.epochs):
-                due[name] = (monitor, dataset, on_training_set)
-        cached = {}  # every monitor's features first: monitors may share a graph, and cutting it for one cuts it for all
-        for name, (monitor, dataset, _) in due.items():
-            if self.monitor_cuts.get(name) is not None:
-                cached[name] = monitor_features(monitor, dataset, self.monitor_cuts[name], self.monitor_features,
-                                                self.batch_size, self.workers, self.budget,
-                                                self.result_dir / "cache" / "monitors")
-        for name, (monitor, dataset, on_training_set) in due.items():
-            if name in cached:
-                detach(cached[name][0])
-            value, scores = evaluate_monitor(monitor, dataset, self.batch_size, self.workers, cached.get(name))
-            if on_training_set:
-                record.train_error = value
-            else:
-                record.valid_error = value
-                if scores is not None:
-                    labels = dataset.arrays[label_key(dataset)].reshape(-1)
-                    record.valid_accuracy = float(np.mean(scores.argmax(axis=1) == labels))
+        due = due_monitors(info.monitors, self.datasets, self.train_set, epoch, interval, self.epochs)
+        record_monitors(due, record, self.monitor_cuts, self.monitor_features, self.batch_size, self.workers, self.budget,
+                        self.result_dir / "cache" / "monitors")
 
     def _save(self, epoch: int, record: EpochRecord) -> None:
         """``results_current.nnp``, ``results.nnp`` when the epoch is the best so far, the reports and the checkpoint."""
@@ -374,20 +341,10 @@ class TrainingRun:
         return TrainResult(self.result_dir, self.history, self.best[0], summary, self.reinitialised)
 
     def _summary(self, evaluation: Optional[Evaluation], wall: float) -> RunSummary:
-        history, best = self.history, self.best
         shapes = {k: v.shape for k, v in nn.get_parameters(grad_only=False).items()}
-        best_record = next((r for r in history if r.epoch == best[0]), history[-1] if history else None)
-        train_times = [r.seconds for r in history]
-        images = sum(r.images_per_second * r.seconds for r in history)
         frozen = [n for n in self.frozen if not is_statistic(n)]
-        return RunSummary(
-            project=str(self.project_path), epochs=len(history), best_epoch=best[0],
-            best_valid_error=best_record.valid_error if best_record else None,
-            best_valid_accuracy=best_record.valid_accuracy if best_record else None,
-            accuracy=evaluation.accuracy if evaluation else None, final_cost=history[-1].cost if history else None,
-            wall_seconds=round(wall, 3), training_seconds=round(sum(train_times), 3),
-            images_per_second=round(images / max(sum(train_times), 1e-9), 2), batch_size=self.batch_size,
-            seed=self.options.seed, frozen_parameters=frozen,
-            frozen_parameter_values=int(sum(np.prod(shapes[n]) for n in frozen if n in shapes)),
-            frozen_bn=self.options.frozen_bn, reinitialised=[list(r) for r in self.reinitialised],
-            context=self.options.context, workers=self.workers)
+        return summarise(self.history, self.best[0], evaluation, wall, project=str(self.project_path),
+                         batch_size=self.batch_size, seed=self.options.seed, frozen_parameters=frozen,
+                         frozen_parameter_values=int(sum(np.prod(shapes[n]) for n in frozen if n in shapes)),
+                         frozen_bn=self.options.frozen_bn, reinitialised=[list(r) for r in self.reinitialised],
+                         context=self.options.context, workers=self.workers)
