@@ -131,7 +131,7 @@ def test_one_training_step_equals_one_worker(tmp_path):
         opt = TrainingGraphs(network_text(loader_safe(proto)), 6, "cpu").build(1).optimizers["Optimizer"]
         params = nn.get_parameters(grad_only=False)
         solvers = group_solvers(proto.optimizer[0], params)
-        trained = {n for _, _, ps in solvers for n in ps}
+        trained = {n for group in solvers for n in group.parameters}
         for name, var in params.items():
             var.need_grad = name in trained
         loss_var = opt.loss_variables[0].variable_instance
@@ -195,7 +195,7 @@ def test_a_frozen_prefix_gets_no_backward_with_workers(tmp_path):
     graphs.build(0)
     params = nn.get_parameters(grad_only=False)
     solvers = group_solvers(proto.optimizer[0], params)
-    trained = {n for _, _, ps in solvers for n in ps}
+    trained = {n for group in solvers for n in group.parameters}
     for name, var in params.items():
         var.need_grad = name in trained
         var.grad.zero()
