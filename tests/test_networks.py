@@ -51,12 +51,16 @@ def test_builds_runs_forward_and_counts(name):
     nn.clear_parameters()
 
 
-@pytest.mark.parametrize("name", NETWORKS)
-def test_exported_project_is_nnc_shaped_and_nnabla_loads_it(tmp_path, name):
-    out = tmp_path / f"{name}.nnp"
-    export_network(name, out, classes=5, input_shape=(3, 16, 16), batch_size=8, epochs=3, solver="Adam", lr=0.002)
-    project = load_project(out)
-    proto = project.proto
+@pytest.fixture(scope="module", params=NETWORKS)
+def exported(request, tmp_path_factory):
+    """Each zoo network exported once (5 classes, 3x16x16, batch 8, 3 epochs, Adam 0.002): its path and protobuf."""
+    out = tmp_path_factory.mktemp("exported") / f"{request.param}.nnp"
+    export_network(request.param, out, classes=5, input_shape=(3, 16, 16), batch_size=8, epochs=3, solver="Adam", lr=0.002)
+    return out, load_project(out).proto
+
+
+def test_exported_networks_and_functions_are_named_the_nnc_way(exported):
+    _, proto = exported
     assert [n.name for n in proto.network] == ["Main", "MainValidation", "MainRuntime"]
     for net in proto.network:
         params = {v.name for v in net.variable if v.type == "Parameter"}
@@ -65,6 +69,10 @@ def test_exported_project_is_nnc_shaped_and_nnabla_loads_it(tmp_path, name):
             if owned:
                 assert f.name == layer_of(owned[0])
             assert re.fullmatch(r"[A-Za-z0-9]+(_\d+)?", f.name), f.name
+
+
+def test_exported_validation_and_runtime_networks_run_as_inference(exported):
+    _, proto = exported
     main, valid, runtime = proto.network
     assert not any(f.type == "Dropout" for f in valid.function)
     assert not any(f.type == "Dropout" for f in runtime.function)
@@ -72,12 +80,24 @@ def test_exported_project_is_nnc_shaped_and_nnabla_loads_it(tmp_path, name):
     for f in valid.function:
         if f.type == "BatchNormalization":
             assert f.batch_normalization_param.batch_stat is False
+
+
+def test_exported_optimizer_has_nnc_multipliers_and_the_solver_asked_for(exported):
+    _, proto = exported
     m = multipliers(proto.optimizer[0])
     assert all(v == (0.0 if n.endswith(("/bn/mean", "/bn/var")) else 1.0) for n, v in m.items())
     assert proto.optimizer[0].solver.type == "Adam" and proto.optimizer[0].solver.adam_param.alpha == pytest.approx(0.002)
+
+
+def test_exported_datasets_monitors_and_executor_are_nncs(exported):
+    _, proto = exported
     assert [d.name for d in proto.dataset] == ["Training", "Validation"] and not proto.dataset[0].no_image_normalization
     assert [mo.name for mo in proto.monitor] == ["train_error", "valid_error"]
     assert proto.executor[0].output_variable[0].data_name == "y'"
+
+
+def test_nnabla_loads_the_exported_project(exported):
+    out, _ = exported
     info = nnabla_load([str(out)], prepare_data_iterator=False)
     assert set(info.networks) == {"Main", "MainValidation", "MainRuntime"}
     assert info.training_config.max_epoch == 3

@@ -86,28 +86,34 @@ def test_frozen_bn_runs_on_running_statistics_unless_batch(tmp_path):
     assert before["BatchNormalization/bn/beta"].data.tobytes() == moved["BatchNormalization/bn/beta"].data.tobytes()
 
 
-def test_frozen_prefix_gets_no_backward(tmp_path):
-    from nnc_tools.training.graphs import TrainingGraphs, training_proto
-    from nnc_tools.training.solvers import group_solvers
-    from nnc_tools.training.train import train_step
+def test_frozen_prefix_gets_no_backward(tmp_path, monkeypatch):
+    """The run itself (one worker, no feature cache, so the frozen prefix is in the graph): every backward of the
+    training steps stops at the first trained layer; the frozen Convolution, its BN and ReLU are never run backward."""
+    import nnc_tools.training.train as train_module
 
-    project_path = frozen_tiny_project(tmp_path)
-    project = load_project(project_path)
-    nn.clear_parameters()
-    for name, p in project.parameters.items():
-        nn.parameter.get_parameter_or_create(name, p.data.shape).d = p.data
-    from nnc_tools.formats.nnp import network_text
-
-    info = TrainingGraphs(network_text(training_proto(project, TrainOptions())), 4, "cpu").build(1)
-    solvers = group_solvers(project.proto.optimizer[0], nn.get_parameters(grad_only=False))
-    trained = {n for group in solvers for n in group.parameters}
-    for name, var in nn.get_parameters(grad_only=False).items():
-        var.need_grad = name in trained
     called = []
-    batch = {"x": np.random.rand(4, 1, 8, 8).astype(np.float32), "y": np.array([[0], [1], [2], [0]])}
-    train_step(info.optimizers["Optimizer"], solvers, batch, 0, function_pre_hook=lambda f: called.append(f.info.type_name))
+    step = train_module.train_step
+
+    def recording_step(*args, **kwargs):  # the run's own step, with a hook that records each backward function
+        return step(*args, **{**kwargs, "function_pre_hook": lambda f: called.append(f.info.type_name)})
+
+    monkeypatch.setattr(train_module, "train_step", recording_step)
+    train(frozen_tiny_project(tmp_path), tmp_path / "r", TrainOptions(epochs=1, workers=1, cache_frozen="off", progress=False))
     assert "Affine" in called
     assert "Convolution" not in called and "BatchNormalization" not in called and "ReLU" not in called
+
+
+def test_the_backward_check_sees_a_trained_prefix(tmp_path, monkeypatch):
+    """The same observation on the project before it was frozen: the Convolution is run backward, so the check above
+    can fail."""
+    import nnc_tools.training.train as train_module
+
+    called = []
+    step = train_module.train_step
+    monkeypatch.setattr(train_module, "train_step", lambda *a, **k: step(
+        *a, **{**k, "function_pre_hook": lambda f: called.append(f.info.type_name)}))
+    train(tiny_project(tmp_path), tmp_path / "r", TrainOptions(epochs=1, workers=1, cache_frozen="off", progress=False))
+    assert "Convolution" in called
 
 
 # ------------------------------------------------------------------------------------------ exact multipliers, every solver
