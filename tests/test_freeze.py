@@ -14,7 +14,7 @@ from nnc_tools.formats.nnp import load_project, multipliers, network_text
 from nnc_tools.project.freeze import apply_freeze, apply_to_proto
 from nnc_tools.project.overlay import parse_overlay
 
-from .conftest import nnabla_saved
+from .conftest import nnabla_saved, tiny_project
 
 PROJECT = """
 network {
@@ -215,7 +215,7 @@ def test_nnp_in_place_and_text_sidecar_left_alone(tmp_path):
 def test_overlay_rules_parse_in_document_order(tmp_path):
     text = "lr_multiplier: {A: 2}\nfreeze: [B]\nrules:\n  - match: C\n    multiplier: 1\n"
     overlay = parse_overlay(yaml.safe_load(text), tmp_path / "o.yaml")
-    assert [(r.pattern, r.multiplier) for r in overlay.rules] == [("A", 2.0), ("B", 0.0), ("C", 1.0)]
+    assert [(r.target, r.multiplier) for r in overlay.rules] == [("A", 2.0), ("B", 0.0), ("C", 1.0)]
 
 
 def test_apply_to_proto_reports_old_and_new(project):
@@ -256,3 +256,27 @@ def write_overlay(folder: Path, text: str) -> Path:
     path = folder / "o.yaml"
     path.write_text(text)
     return path
+
+
+def test_a_new_rule_kind_is_one_class_in_the_table(tmp_path, monkeypatch):
+    """The table drives parsing, key checks, selection and messages: a made-up kind (``after: LAYER`` sets every
+    parameter after LAYER) registered in RULE_KINDS works in an overlay with nothing else changed."""
+    from nnc_tools.project import rules
+
+    class AfterRule(rules.NamedRule):  # no fields of its own: NamedRule's target and multiplier
+        KEY = "after"
+        KEYS = frozenset({"after", "params", "multiplier"})
+
+        def select(self, view, chosen):
+            limit = rules.position_of(self.target, view)
+            return {} if limit is None else {s.parameter: self.multiplier for s in view.slots if s.position > limit}
+
+    monkeypatch.setitem(rules.RULE_KINDS, "after", AfterRule)
+    project = tiny_project(tmp_path)
+    (tmp_path / "o.yaml").write_text("rules:\n  - after: Convolution\n    multiplier: 0.5\n")
+    apply_freeze(project, tmp_path / "o.yaml")
+    m = multipliers(load_project(project).proto.optimizer[0])
+    assert m["Affine/affine/W"] == 0.5 and m["Convolution/conv/W"] == 1
+    (tmp_path / "o.yaml").write_text("rules:\n  - after: Nowhere\n    multiplier: 0.5\n")
+    with pytest.raises(NncToolsError, match="rules\\[0\\]: after 'Nowhere' matches nothing"):
+        apply_freeze(project, tmp_path / "o.yaml")

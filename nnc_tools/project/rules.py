@@ -68,52 +68,48 @@ class Rule:
 
 
 @dataclass
-class MatchRule(Rule):
-    """``match: GLOB`` (with ``multiplier``): every parameter whose layer (or, with a '/', whose full name) matches."""
+class NamedRule(Rule):
+    """A kind whose key names a layer or parameter (``KEY: NAME``) and which sets ``multiplier``."""
 
-    pattern: str = ""
+    target: str = ""
     multiplier: float = 0.0
-    KEYS: ClassVar[FrozenSet[str]] = frozenset({"match", "params", "multiplier"})
+    KEY: ClassVar[str] = ""
 
     @classmethod
-    def parse(cls, item: dict, path: Path, where: str) -> "MatchRule":
-        return cls(_params(item, path, where), where, name(item["match"], path, where, "a layer or parameter name"),
+    def parse(cls, item: dict, path: Path, where: str) -> "NamedRule":
+        return cls(_params(item, path, where), where, name(item[cls.KEY], path, where, "a layer or parameter name"),
                    parse_multiplier(_required(item, "multiplier", path, where), path, f"{where}.multiplier"))
 
-    def select(self, view: NetworkView, chosen: Dict[str, float]) -> Dict[str, float]:
-        return {s.parameter: self.multiplier for s in view.slots if self.keeps(s) and glob_matches(self.pattern, s)}
-
     def describe(self) -> str:
-        return f"match '{self.pattern}'"
+        return f"{self.KEY} '{self.target}'"
 
     def wanted(self) -> str:
-        return self.pattern
+        return self.target
 
 
 @dataclass
-class UpToRule(Rule):
-    """``up_to: LAYER`` (with ``multiplier``): every parameter of every layer up to and including LAYER, in network order."""
+class MatchRule(NamedRule):
+    """``match: GLOB`` (with ``multiplier``): every parameter whose layer (or, with a '/', whose full name) matches."""
 
-    layer: str = ""
-    multiplier: float = 0.0
-    KEYS: ClassVar[FrozenSet[str]] = frozenset({"up_to", "params", "multiplier"})
-
-    @classmethod
-    def parse(cls, item: dict, path: Path, where: str) -> "UpToRule":
-        return cls(_params(item, path, where), where, name(item["up_to"], path, where, "a layer or parameter name"),
-                   parse_multiplier(_required(item, "multiplier", path, where), path, f"{where}.multiplier"))
+    KEY: ClassVar[str] = "match"
+    KEYS: ClassVar[FrozenSet[str]] = frozenset({"match", "params", "multiplier"})
 
     def select(self, view: NetworkView, chosen: Dict[str, float]) -> Dict[str, float]:
-        limit = position_of(self.layer, view)
+        return {s.parameter: self.multiplier for s in view.slots if self.keeps(s) and glob_matches(self.target, s)}
+
+
+@dataclass
+class UpToRule(NamedRule):
+    """``up_to: LAYER`` (with ``multiplier``): every parameter of every layer up to and including LAYER, in network order."""
+
+    KEY: ClassVar[str] = "up_to"
+    KEYS: ClassVar[FrozenSet[str]] = frozenset({"up_to", "params", "multiplier"})
+
+    def select(self, view: NetworkView, chosen: Dict[str, float]) -> Dict[str, float]:
+        limit = position_of(self.target, view)
         if limit is None:
             return {}
         return {s.parameter: self.multiplier for s in view.slots if self.keeps(s) and s.position <= limit}
-
-    def describe(self) -> str:
-        return f"up_to '{self.layer}'"
-
-    def wanted(self) -> str:
-        return self.layer
 
     def candidates(self, view: NetworkView) -> List[str]:
         return super().candidates(view) + list(view.positions)
