@@ -14,7 +14,7 @@ from nnc_tools.formats.nnc_graph import expand, parameters
 from nnc_tools.formats.nnp import load_project, save_project
 from nnc_tools.formats.sdcproj import load_sdcproj
 
-from .conftest import NNC_SAMPLES, needs_samples
+from .conftest import NNC_SAMPLES, assert_refused, needs_samples
 
 
 def source_weights(tmp_path, name):
@@ -88,3 +88,37 @@ def test_weights_of_another_network_and_weights_on_an_nnp_are_refused(cli, tmp_p
     assert result.code == 2 and "shares no parameter name" in result.err and not (tmp_path / "w.sdcproj").exists()
     result = cli("apply-freeze", other, "-c", tmp_path / "o.yaml", "--weights", lonely)
     assert result.code == 2 and "--weights points an .sdcproj at NNC weights" in result.err
+
+
+@needs_samples
+def test_a_frozen_repeat_layer_without_weights_is_refused_not_left_random(cli, tmp_path):
+    """A trained results.nnp names a Repeat block's parameters as NNabla's loader made them (``Convolution[0]/conv/W`` …),
+    the .sdcproj as NNC's converter does (``Convolution{RepeatStart}/conv/W``): a reference cannot give each repetition
+    its own weights, so an overlay that freezes the block is refused, naming both forms, and nothing is written; the
+    explicit flag writes it and lists the block as left to its initializer."""
+    from nnc_tools.formats.nnp import load_project
+
+    weights = source_weights(tmp_path, "binary_semantic_segmentation")
+    assert "Convolution[0]/conv/W" in load_project(weights).parameters  # the loader's names, as after training
+    overlay = tmp_path / "o.yaml"
+    overlay.write_text("freeze: ['Convolution*']\n")
+    out = tmp_path / "out.sdcproj"
+    args = ("apply-freeze", NNC_SAMPLES / "binary_semantic_segmentation.sdcproj", "-c", overlay, "-o", out, "--weights", weights)
+    refused = cli(*args)
+    assert_refused(refused, "from.nnp", "parameters the project freezes", "Convolution{RepeatStart}/conv/W",
+                   "Convolution[0]/conv/W", "--allow-frozen-initial")
+    assert not out.exists() and not out.with_suffix(".weights").exists()
+    allowed = cli(*args, "--allow-frozen-initial")
+    assert allowed.code == 0, allowed.err
+    assert out.exists() and "Convolution{RepeatStart}/conv/W" in allowed.out  # listed among those left
+
+
+@needs_samples
+def test_weights_for_every_frozen_parameter_are_written(cli, tmp_path):
+    """The same overlay on a project without Repeat blocks: every frozen parameter has its weights, nothing refused."""
+    weights = source_weights(tmp_path, "LeNet")
+    overlay = tmp_path / "o.yaml"
+    overlay.write_text("freeze: ['Convolution*']\n")
+    result = cli("apply-freeze", NNC_SAMPLES / "LeNet.sdcproj", "-c", overlay, "-o", tmp_path / "out.sdcproj", "--weights", weights)
+    assert result.code == 0, result.err
+    assert "0 left to their initializer" in result.out

@@ -444,3 +444,25 @@ def test_an_sdcproj_retargeted_with_weights(cli, tmp_path):
     assert layers["Convolution"]["W.File"].endswith("/Convolution~conv~W")
     job = layers["Convolution"]["W.File"].split("/")[0]
     assert (tmp_path / "lenet3.weights" / job / "results.nnp").read_bytes() == weights.read_bytes()
+
+
+def test_a_frozen_layer_without_values_is_refused_and_left_ones_are_named(cli, tmp_path):
+    """A project whose Convolution has no stored values, retargeted with an overlay that freezes it, would train a
+    frozen random layer: refused in one line naming it, nothing written; allowed explicitly, the output names every
+    parameter left to its initializer (not only how many)."""
+    from nnc_tools.formats.nnp import Project, load_project, save_project
+
+    project = load_project(tiny_project(tmp_path))
+    params = project.parameters
+    del params["Convolution/conv/W"]
+    source = tmp_path / "partial.nnp"
+    save_project(Project(project.proto, params), source)
+    overlay = tmp_path / "o.yaml"
+    overlay.write_text("freeze: [Convolution]\n")
+    args = ("retarget", source, "-o", tmp_path / "t.nnp", "--train-csv", tmp_path / "training.csv",
+            "--val-csv", tmp_path / "validation.csv", "-c", overlay)
+    assert_refused(cli(*args), "partial.nnp", "parameters the project freezes", "Convolution/conv/W", "--allow-frozen-initial")
+    assert not (tmp_path / "t.nnp").exists()
+    allowed = cli(*args, "--allow-frozen-initial")
+    assert allowed.code == 0, allowed.err
+    assert "1 parameters have no values and start from their initializer: Convolution/conv/W" in allowed.out

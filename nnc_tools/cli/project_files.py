@@ -38,7 +38,7 @@ def _cmd_apply_freeze(args: argparse.Namespace) -> int:
     from ..project.matching import format_changes
 
     result = apply_freeze(args.project, args.config, args.output, dry_run=args.dry_run, weights=args.weights,
-                          job_dir=args.job_dir)
+                          job_dir=args.job_dir, allow_frozen_initial=args.allow_frozen_initial)
     print(f"overlay {result.overlay} on {result.project}")
     print(format_changes(result.changes))
     if result.weights is not None:
@@ -94,4 +94,6 @@ def _add_apply_freeze(sub, common: argparse.ArgumentParser) -> None:
                    "parameter FROM.nnp has gets a W.File/b.File/... reference NNC's runner loads")
     p.add_argument("--job-dir", metavar="DIR", help="with --weights: copy FROM.nnp to DIR/results.nnp (DIR's name is the "
                    "job id; default <output stem>.weights/nnctl_<hash>, unless FROM.nnp is in NNC's results already)")
+    p.add_argument("--allow-frozen-initial", action="store_true", help="with --weights: write the project even when a "
+                   "parameter it freezes gets no weights (it then trains frozen at its random initial value)")
     p.set_defaults(func=_cmd_apply_freeze)

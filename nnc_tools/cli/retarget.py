@@ -18,7 +18,8 @@ def _cmd_retarget(args: argparse.Namespace) -> int:
 
     options = RetargetOptions(args.train_csv, args.val_csv, classes=args.classes, head=args.head, overlay=args.config,
                               reset_head=args.reset_head, epochs=args.epochs, batch_size=args.batch_size, solver=args.solver,
-                              lr=args.lr, seed=args.seed, weights=args.weights)
+                              lr=args.lr, seed=args.seed, weights=args.weights,
+                              allow_frozen_initial=args.allow_frozen_initial)
     result = retarget(args.source, args.output, options)
     head = result.head
     print(f"head {head.layer} ({head.type}): {head.why}")
@@ -30,6 +31,9 @@ def _cmd_retarget(args: argparse.Namespace) -> int:
     else:
         print(f"{result.classes} classes ({result.classes_from}): the head is kept (--reset-head draws it anew)")
     print(f"copied {result.copied} parameters bit for bit")
+    if result.left:
+        print(f"{len(result.left)} parameters have no values and start from their initializer: "
+              f"{', '.join(result.left[:8])}{', ...' if len(result.left) > 8 else ''}")
     for name in result.dropped:
         print(f"left out {name} (solver states; they do not fit the new head)")
     for warning in result.warnings:
@@ -82,4 +86,6 @@ def _add_retarget(sub, common: argparse.ArgumentParser) -> None:
     p.add_argument("--solver", help="replace the solver (multipliers kept): Sgd, Momentum, Adam, ...")
     p.add_argument("--lr", type=arguments.learning_rate)
     p.add_argument("--seed", type=arguments.seed, default=0, help="the new head's initial values")
+    p.add_argument("--allow-frozen-initial", action="store_true", help="write TARGET even when a parameter it freezes "
+                   "has no values (it then trains frozen at its random initial value)")
     p.set_defaults(func=_cmd_retarget)

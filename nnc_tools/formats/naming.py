@@ -17,3 +17,17 @@ def layer_of(parameter: str) -> str:
 def is_statistic(name: str) -> bool:
     """Batch Normalization's running mean and variance: parameters no solver trains."""
     return name.endswith(("/bn/mean", "/bn/var"))
+
+
+def repeat_expansions(name: str, names) -> list:
+    """The names NNabla's loader gives a parameter inside a Repeat block, as found in ``names``: NNC's converter writes
+    ``Convolution_2{RepeatStart_3}/conv/W`` (one per layer), the loader creates one per repetition with each ``{…}``
+    replaced by ``[i]`` (``Convolution_2[0]/conv/W``, ``Convolution_2[1]/conv/W`` …), and every ``results.nnp`` a trained
+    run saves holds those."""
+    import re
+
+    if "{" not in name:
+        return []
+    parts = re.split(r"\{[^}]*\}", name)
+    pattern = re.compile(r"\[\d+\]".join(re.escape(p) for p in parts) + r"\Z")
+    return sorted(n for n in names if pattern.match(n))

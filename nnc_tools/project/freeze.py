@@ -23,7 +23,7 @@ from ..formats.schema import network_of
 from ..formats.sdcproj import Layer, SdcProject, format_multiplier, load_sdcproj
 from ..formats.solver_states import prune_text_states, pruned_state_members
 from .matching import Change, fractional, resolve, select_optimizers
-from .nnc_weights import WeightAssignment, assign_weights, write_references
+from .nnc_weights import WeightAssignment, assign_weights, refuse_frozen_without_weights, write_references
 from .overlay import Overlay, find_overlay, load_overlay
 from .views import NetworkView, view_of
 
@@ -178,12 +178,13 @@ class FreezeResult:
 
 def apply_freeze(
     project: PathLike, overlay: Optional[PathLike] = None, output: Optional[PathLike] = None, dry_run: bool = False,
-    weights: Optional[PathLike] = None, job_dir: Optional[PathLike] = None,
+    weights: Optional[PathLike] = None, job_dir: Optional[PathLike] = None, allow_frozen_initial: bool = False,
 ) -> FreezeResult:
     """Apply an overlay to a project file (.nnp/.nntxt/.prototxt/.protobuf/.sdcproj), in place unless ``output`` is given.
 
     The whole overlay is checked against the project before anything is written. An ``.nnp`` gets only its network
-    text rewritten; an ``.sdcproj`` only its ``*.LRateMultiplier`` property lines.
+    text rewritten; an ``.sdcproj`` only its ``*.LRateMultiplier`` property lines (and, with ``weights``, its ``*.File``
+    references; a frozen parameter the weights do not give is refused unless ``allow_frozen_initial``).
     """
     project = Path(project)
     overlay_path = Path(overlay) if overlay is not None else find_overlay(project)
@@ -204,6 +205,8 @@ def apply_freeze(
             sdc = load_sdcproj(project)
             changes = apply_to_sdcproj(sdc, rules)
             assignment = assign_weights(sdc, weights, target, job_dir) if weights is not None else None
+            if assignment is not None and not allow_frozen_initial:
+                refuse_frozen_without_weights(sdc, assignment, weights)
             references = write_references(sdc, assignment) if assignment is not None else []
             save = functools.partial(write_sdcproj, target, sdc, assignment)
         elif ext in PROJECT_EXTS:

@@ -17,6 +17,7 @@ from typing import Dict, List, Optional, Tuple
 
 from ..errors import NncToolsError
 from ..fileio import PathLike, file_digest
+from ..formats.naming import is_statistic, repeat_expansions
 from ..formats.nnc_graph import ParameterSite, expand
 from ..formats.sdcproj import MULTIPLIER_SUFFIX, Layer, SdcProject
 
@@ -31,6 +32,8 @@ class WeightAssignment:
     assigned: List[Tuple[str, str]] = field(default_factory=list)  # (parameter, File value)
     left: List[str] = field(default_factory=list)  # parameters FROM.nnp has no values for: left to their initializer
     sites: List[ParameterSite] = field(default_factory=list)
+    # left parameters inside a Repeat block that FROM.nnp holds only under the loader's names (``Conv[0]/conv/W`` …)
+    expanded: Dict[str, List[str]] = field(default_factory=dict)
 
 
 def _file_keys(site: ParameterSite) -> List[Tuple[Layer, str]]:
@@ -64,6 +67,9 @@ def assign_weights(sdc: SdcProject, weights: PathLike, output: PathLike, job_dir
             assignment.assigned.append((name, f"{job_id}/{name.replace('/', '~')}"))
         else:
             assignment.left.append(name)
+            forms = repeat_expansions(name, source)
+            if forms:
+                assignment.expanded[name] = forms
     if not assignment.assigned:
         raise NncToolsError(weights, f"shares no parameter name with {sdc.path.name}: weights of another network? "
                             f"(it has {', '.join(list(source)[:3])}; the project wants {', '.join(assignment.left[:3])})")
@@ -93,3 +99,23 @@ def write_references(sdc: SdcProject, assignment: WeightAssignment) -> List[Tupl
                 sdc.set_property(layer, key, chosen[site.name])
             edits[(layer.section, key)] = (f"{layer.network}:{layer.name} {key}", old, chosen[site.name])
     return list(edits.values())
+
+
+def refuse_frozen_without_weights(sdc: SdcProject, assignment: WeightAssignment, weights: PathLike) -> None:
+    """A parameter the project trains at multiplier 0 (Batch Normalization's statistics aside) that FROM.nnp gives no
+    weights would stay at its random initial value for the whole run: one line naming them, unless the caller allows
+    it. A Repeat block's parameters that FROM.nnp holds only as the loader's per-repetition names are said so: an NNC
+    weight reference names one parameter and cannot give each repetition its own."""
+    left = set(assignment.left)
+    frozen = list(dict.fromkeys(s.name for network in sdc.network_names() for f in expand(sdc, network)
+                                for s in f.parameters if s.name in left and not is_statistic(s.name) and s.multiplier() == 0))
+    if not frozen:
+        return
+    shown = ", ".join(frozen[:3]) + (", ..." if len(frozen) > 3 else "")
+    repeat = [n for n in frozen if n in assignment.expanded]
+    why = (f"; {Path(weights).name} holds {repeat[0]} only as {', '.join(assignment.expanded[repeat[0]][:2])}"
+           f"{' ...' if len(assignment.expanded[repeat[0]]) > 2 else ''} (NNabla's loader names each repetition of a "
+           "Repeat block), and an NNC weight reference names one parameter" if repeat else "")
+    raise NncToolsError(weights, f"gives no weights to {len(frozen)} parameters the project freezes ({shown}): they would "
+                        f"train frozen at their random initial values{why}; pass --allow-frozen-initial to write it "
+                        "anyway")

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from pathlib import Path
+from typing import List
 
 from ..errors import NncToolsError
 from ..fileio import PathLike
-from ..formats.naming import PROJECT_EXTS, SDCPROJ_EXT
-from ..formats.nnp import Project, load_project, save_project
+from ..formats.naming import PROJECT_EXTS, SDCPROJ_EXT, is_statistic, repeat_expansions
+from ..formats.nnp import Project, load_project, multipliers, save_project
 from .freeze import apply_to_proto
 from .heads import class_count_for, find_head, output_count_for, resize_head
 from .matching import fractional
@@ -58,15 +59,34 @@ def retarget(source: PathLike, target: PathLike, options: RetargetOptions) -> Re
     check_input_image(proto, Path(options.train_csv), source)
     set_solver(proto, options.solver, options.lr)
     changes = apply_to_proto(proto, load_overlay(options.overlay), target) if options.overlay else []
+    left = _left_to_initializer(proto, params)
+    if not options.allow_frozen_initial:
+        _refuse_frozen_left(proto, left, options.weights or source)
     dropped = [m.name for m in project.nnp_members if m.name.lower().endswith(".optimizer")]
     for optimizer in proto.optimizer:
         optimizer.solver.states.clear()
     out = Project(proto, params)  # a new file: network, parameters; solver states left out
     result = RetargetResult(target, head, classes, classes_from, networks, datasets, changes, reinitialised=reinitialised,
-                            copied=len(params) - len(reinitialised), dropped=dropped)
+                            copied=len(params) - len(reinitialised), dropped=dropped, left=left)
     result.written = save_project(out, target, inputs=[source] + ([options.weights] if options.weights else []))
     odd = fractional(changes)
     if odd:
         result.warnings.append(f"{len(odd)} multipliers other than 0 or 1: NNC and nnabla_cli train every non-zero "
                                "multiplier at the full rate; nnc-tl train applies them exactly")
     return result
+
+
+def _left_to_initializer(proto, params) -> List[str]:
+    """Parameters the networks declare that the project (and ``--weights``) give no values, under the project's name
+    or, inside a Repeat block, the loader's per-repetition names: training draws them."""
+    declared = dict.fromkeys(v.name for n in proto.network for v in n.variable if v.type == "Parameter")
+    return [name for name in declared if name not in params and not repeat_expansions(name, params)]
+
+
+def _refuse_frozen_left(proto, left: List[str], where: Path) -> None:
+    """A parameter an optimizer freezes (multiplier 0; BN statistics aside) with no values would train frozen at random."""
+    frozen = [n for n in left if not is_statistic(n) and any(multipliers(o).get(n, 1.0) == 0 for o in proto.optimizer)]
+    if frozen:
+        shown = ", ".join(frozen[:3]) + (", ..." if len(frozen) > 3 else "")
+        raise NncToolsError(where, f"gives no values to {len(frozen)} parameters the project freezes ({shown}): they would "
+                            "train frozen at their random initial values; pass --allow-frozen-initial to write it anyway")

@@ -30,6 +30,7 @@ class RetargetOptions:
     weights: Optional[PathLike] = None  # parameters from another file (a text project's, or to override the project's)
     scratch: bool = False  # every parameter drawn anew: the same network from scratch
     monitor_interval: Optional[int] = None  # the training-set monitor's, in epochs
+    allow_frozen_initial: bool = False  # write it even when a frozen parameter gets no weights (stays random)
 
 
 @dataclass
@@ -48,6 +49,7 @@ class RetargetResult:
     warnings: List[str] = field(default_factory=list)
     reinitialised: List[str] = field(default_factory=list)  # NNabla target: parameters drawn anew
     copied: int = 0  # NNabla target: parameters copied bit for bit
+    left: List[str] = field(default_factory=list)  # NNabla target: parameters with no values (their initializer draws them)
     dropped: List[str] = field(default_factory=list)  # NNabla target: solver-state members left out
     edits: List[Tuple[str, str, str]] = field(default_factory=list)  # .sdcproj target: (layer property, old, new)
     weights: Optional[WeightAssignment] = None  # .sdcproj target with --weights: which parameters NNC loads from where

@@ -17,7 +17,7 @@ from ..formats.nnc_csv import check_first_image, read_header_and_count
 from ..formats.sdcproj import Layer, SdcProject, load_sdcproj
 from .freeze import apply_to_sdcproj, write_sdcproj
 from .heads import HEAD_TYPES, Head, class_count_for, output_count_for
-from .nnc_weights import assign_weights, write_references
+from .nnc_weights import assign_weights, refuse_frozen_without_weights, write_references
 from .overlay import load_overlay
 from .retarget_result import RetargetResult
 
@@ -58,6 +58,8 @@ def retarget_sdcproj(source: Path, target: Path, options) -> RetargetResult:
             edits.append((f"[Config] {key}", sdc.get("Config", key), str(value)))
             sdc.set("Config", key, str(value))
     changes = apply_to_sdcproj(sdc, load_overlay(options.overlay)) if options.overlay else []
+    if assignment is not None and not options.allow_frozen_initial:
+        refuse_frozen_without_weights(sdc, assignment, options.weights)
     if target.exists() and target.resolve() == source.resolve():
         raise NncToolsError(target, "is the source project; write the retargeted project to another file")
     outputs = write_sdcproj(target, sdc, assignment)
