@@ -466,3 +466,40 @@ def test_a_frozen_layer_without_values_is_refused_and_left_ones_are_named(cli, t
     allowed = cli(*args, "--allow-frozen-initial")
     assert allowed.code == 0, allowed.err
     assert "1 parameters have no values and start from their initializer: Convolution/conv/W" in allowed.out
+
+
+def _renamed_csv(tmp_path, names):
+    """training.csv's rows under a header naming other classes (as CIFAR-10's airplane… against aquatic's beaver…)."""
+    rows = (tmp_path / "training.csv").read_text().splitlines()
+    out = tmp_path / "renamed.csv"
+    out.write_text("\n".join(["x:image,y:label;" + ";".join(names)] + rows[1:]) + "\n")
+    return out
+
+
+def test_same_count_other_class_names_draw_the_head_anew(cli, tmp_path):
+    """The source was trained on c0, c1, c2; the new CSV names beaver, dolphin, otter: the count matches, but the head's
+    weights score the old classes, so it is re-initialised and the output says why. Same names keep it."""
+    source = tiny_project(tmp_path)
+    renamed = _renamed_csv(tmp_path, ["beaver", "dolphin", "otter"])
+    result = cli("retarget", source, "-o", tmp_path / "t.nnp", "--train-csv", renamed, "--val-csv", tmp_path / "validation.csv")
+    assert result.code == 0, result.err
+    assert "the source was trained on c0, c1, c2" in result.out and "beaver, dolphin, otter" in result.out
+    assert "re-initialised Affine/affine/W, Affine/affine/b" in result.out
+    before, after = params_of(source), params_of(tmp_path / "t.nnp")
+    assert before["Affine/affine/W"].data.tobytes() != after["Affine/affine/W"].data.tobytes()
+    kept = cli("retarget", source, "-o", tmp_path / "k.nnp", "--train-csv", tmp_path / "training.csv",
+               "--val-csv", tmp_path / "validation.csv")
+    assert "the head is kept" in kept.out
+    assert params_of(tmp_path / "k.nnp")["Affine/affine/W"].data.tobytes() == before["Affine/affine/W"].data.tobytes()
+
+
+def test_evaluate_refuses_a_csv_naming_other_classes(cli, tmp_path):
+    """A trained project scored on a CSV whose header names other classes (or the same in another order): one line,
+    not a table labelled with the wrong names; the project's own classes evaluate."""
+    source = tiny_project(tmp_path)
+    assert cli("train", source, "-o", tmp_path / "r", "--epochs", "1", "--workers", "1").code == 0
+    for names in (["beaver", "dolphin", "otter"], ["c1", "c0", "c2"]):
+        renamed = _renamed_csv(tmp_path, names)
+        assert_refused(cli("evaluate", tmp_path / "r" / "results.nnp", "--dataset", renamed), "renamed.csv",
+                       f"its header names the classes {', '.join(names)}", "was trained on c0, c1, c2")
+    assert cli("evaluate", tmp_path / "r" / "results.nnp", "--dataset", tmp_path / "validation.csv").code == 0

@@ -23,6 +23,10 @@ def _cmd_retarget(args: argparse.Namespace) -> int:
     result = retarget(args.source, args.output, options)
     head = result.head
     print(f"head {head.layer} ({head.type}): {head.why}")
+    if result.renamed:
+        old, new = (", ".join(names[:4]) + (", ..." if len(names) > 4 else "") for names in result.renamed)
+        print(f"{result.classes} classes as before, but other ones: the source was trained on {old}; {args.train_csv} "
+              f"names {new}. The head scored the old classes, so it is drawn anew")
     if result.is_sdcproj:  # its lines that changed
         return _print_sdcproj_retarget(args, result)
     if result.reinitialised:
@@ -69,8 +73,10 @@ def _add_retarget(sub, common: argparse.ArgumentParser) -> None:
         help="point a trained classifier project at a new dataset: head resized, datasets swapped, optionally frozen",
         description="Make TARGET from the trained project SOURCE (.nnp, .nntxt/.prototxt with its .h5/.protobuf, .protobuf; "
         "NNC's or nnabla_cli's results.nnp): the head (the last parameterised layer reaching the loss, in every network) "
-        "resized to the new class count and re-initialised, every other parameter copied bit for bit, the datasets "
-        "pointed at the new CSVs, an overlay applied as apply-freeze does.",
+        "resized to the new class count and re-initialised (also at the same count when the source's training CSV "
+        "names other classes than --train-csv), every other parameter copied bit for bit, the datasets pointed at the "
+        "new CSVs, an overlay applied as apply-freeze does; a parameter the overlay freezes must have values. From an "
+        ".sdcproj (NNC's own project) the result is an .sdcproj with only the lines that must change.",
     )
     p.add_argument("source")
     p.add_argument("-o", "--output", required=True, metavar="TARGET.{nnp,nntxt,protobuf}")

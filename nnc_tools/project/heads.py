@@ -7,13 +7,14 @@ from __future__ import annotations
 import difflib
 from collections import defaultdict
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from ..errors import NncToolsError
 from ..fileio import PathLike
 from ..formats.functions import CLASSIFIER_LOSSES, LOSS_FUNCTIONS, PER_OUTPUT_LOSSES, SCORE_READERS
 from ..formats.naming import layer_of
-from ..formats.nnc_csv import classifier_classes
+from ..formats.nnc_csv import classifier_classes, dataset_path, label_names, read_header_and_count
 from ..formats.schema import nnabla_pb2
 
 # Layers whose output count can be changed: Affine (the last axis of W) and Convolution (W's first axis, the maps).
@@ -214,3 +215,22 @@ def output_count_for(head: Head, classes: int, csv: PathLike) -> int:
     outputs = f"{head.classes} output{'s' * (head.classes != 1)}"
     raise NncToolsError(csv, f"{classes} classes, but {head.layer} feeds a {head.loss} (a 0/1 label for each of its "
                         f"{outputs}), which class indices do not fit: retarget a Softmax classifier, or keep the labels binary")
+
+
+def training_class_names(uri: str, project_path: PathLike) -> List[str]:
+    """The class names the header of a project's training CSV gives (``y:label;airplane;…``), its URI resolved as the
+    project's; none when the CSV is not there (a results.nnp moved away from its data) or names no classes."""
+    try:
+        path = dataset_path(uri, Path(project_path).resolve().parent)
+        return label_names(read_header_and_count(path)[0]) if path.is_file() else []
+    except NncToolsError:
+        return []
+
+
+def renamed_classes(before: List[str], csv: PathLike, classes: int) -> Optional[Tuple[List[str], List[str]]]:
+    """(old names, new names) when the project was trained on other classes than the new training CSV names, at the
+    same count: its head's weights score the old ones, so it must be drawn anew. None when either side names none."""
+    after = label_names(read_header_and_count(csv)[0])
+    if before and after and len(before) == len(after) == classes and before != after:
+        return before, after
+    return None

@@ -16,7 +16,7 @@ from ..fileio import PathLike
 from ..formats.naming import PROJECT_EXTS, SDCPROJ_EXT, is_statistic, repeat_expansions
 from ..formats.nnp import Project, load_project, multipliers, save_project
 from .freeze import apply_to_proto
-from .heads import class_count_for, find_head, output_count_for, resize_head
+from .heads import class_count_for, find_head, output_count_for, renamed_classes, resize_head, training_class_names
 from .matching import fractional
 from .overlay import load_overlay
 from .passes import check_input_image, point_datasets, reinitialise, set_solver
@@ -48,8 +48,11 @@ def retarget(source: PathLike, target: PathLike, options: RetargetOptions) -> Re
         raise NncToolsError(source, "holds no trained parameters" if not params else f"has no values for {', '.join(missing)}"
                             " (pass the parameter file with --weights)")
     classes = output_count_for(head, classes, options.train_csv)
+    training = next((d.uri for d in proto.dataset if d.name in proto.optimizer[0].dataset_name), "")
+    renamed = renamed_classes(training_class_names(training, source), options.train_csv, head.classes) \
+        if classes == head.classes else None
     networks, reinitialised = [], []
-    if classes != head.classes or options.reset_head:
+    if classes != head.classes or options.reset_head or renamed:
         networks = resize_head(proto, head, classes, source)
         reinitialised = reinitialise(proto, params, options.seed, head.parameters)
     if options.scratch:
@@ -67,7 +70,7 @@ def retarget(source: PathLike, target: PathLike, options: RetargetOptions) -> Re
         optimizer.solver.states.clear()
     out = Project(proto, params)  # a new file: network, parameters; solver states left out
     result = RetargetResult(target, head, classes, classes_from, networks, datasets, changes, reinitialised=reinitialised,
-                            copied=len(params) - len(reinitialised), dropped=dropped, left=left)
+                            copied=len(params) - len(reinitialised), dropped=dropped, left=left, renamed=renamed)
     result.written = save_project(out, target, inputs=[source] + ([options.weights] if options.weights else []))
     odd = fractional(changes)
     if odd:

@@ -53,6 +53,7 @@ class RetargetResult:
     dropped: List[str] = field(default_factory=list)  # NNabla target: solver-state members left out
     edits: List[Tuple[str, str, str]] = field(default_factory=list)  # .sdcproj target: (layer property, old, new)
     weights: Optional[WeightAssignment] = None  # .sdcproj target with --weights: which parameters NNC loads from where
+    renamed: Optional[Tuple[List[str], List[str]]] = None  # same count, other class names: (old, new), the head drawn anew
 
     @property
     def is_sdcproj(self) -> bool:

@@ -16,7 +16,7 @@ from ..formats.functions import CLASSIFIER_LOSSES, LOSS_FUNCTIONS, SCORE_READERS
 from ..formats.nnc_csv import check_first_image, read_header_and_count
 from ..formats.sdcproj import Layer, SdcProject, load_sdcproj
 from .freeze import apply_to_sdcproj, write_sdcproj
-from .heads import HEAD_TYPES, Head, class_count_for, output_count_for
+from .heads import HEAD_TYPES, Head, class_count_for, output_count_for, renamed_classes, training_class_names
 from .nnc_weights import assign_weights, refuse_frozen_without_weights, write_references
 from .overlay import load_overlay
 from .retarget_result import RetargetResult
@@ -37,7 +37,12 @@ def retarget_sdcproj(source: Path, target: Path, options) -> RetargetResult:
     assignment = assign_weights(sdc, options.weights, target, None) if options.weights is not None else None
     edits = write_references(sdc, assignment) if assignment is not None else []
     networks = []
-    if classes != head.classes or options.reset_head:
+    training = {o.get("Optimizer_DatasetName") for o in sdc.optimizers()}
+    uri = next((sdc.get(f"Dataset_{i}", "URI") or "" for i in range(int(sdc.get("Dataset", "Num") or 0))
+                if (sdc.get(f"Dataset_{i}", "Name") or f"Dataset_{i}") in training), "")
+    renamed = renamed_classes(training_class_names(uri, source), options.train_csv, head.classes) \
+        if classes == head.classes else None
+    if classes != head.classes or options.reset_head or renamed:
         for network in sdc.network_names():
             for layer in sdc.file_layers(network):
                 if layer.type == head_layer.type and layer.parameter("W") == head.weight:
@@ -64,7 +69,7 @@ def retarget_sdcproj(source: Path, target: Path, options) -> RetargetResult:
         raise NncToolsError(target, "is the source project; write the retargeted project to another file")
     outputs = write_sdcproj(target, sdc, assignment)
     return RetargetResult(target, head, classes, classes_from, networks, datasets, changes, outputs, edits=edits,
-                          weights=assignment)
+                          weights=assignment, renamed=renamed)
 
 
 def _merged(edits: List[Tuple[str, str, str]]) -> List[Tuple[str, str, str]]:

@@ -7,7 +7,7 @@ import csv
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import nnabla as nn
 import numpy as np
@@ -15,12 +15,14 @@ import numpy as np
 from ..data.decoded import load_dataset
 from ..errors import NncToolsError, about
 from ..fileio import PathLike, atomic_output
+from ..formats.nnc_csv import label_names, read_header_and_count
 from ..formats.nnp import load_project
 from ..formats.schema import network_of
+from ..project.heads import training_class_names
 from .checks import check_columns, check_header_classes
 from .engine import nnabla_load
 from .plots import plot_confusion_matrix
-from .records import Evaluation, write_evaluation
+from .records import SUMMARY, Evaluation, read_summary, write_evaluation
 
 
 def predict(project: PathLike, dataset, batch_size: int = 64, executor: Optional[str] = None) -> np.ndarray:
@@ -73,6 +75,29 @@ def _check_executor_columns(proto, dataset, project: Path) -> None:
         raise about(project, e) from None
 
 
+def trained_class_names(proto, project: Path) -> List[str]:
+    """The classes the project was trained on, from its training CSV's header: its dataset URI resolved as the
+    project's, or, for a ``results.nnp`` in an ``nnc-tl train`` result folder, as the project that run trained."""
+    training = [d.uri for d in proto.dataset if not proto.optimizer or d.name in proto.optimizer[0].dataset_name]
+    if not training:
+        return []
+    names = training_class_names(training[0], project)
+    if not names and (project.parent / SUMMARY).is_file():
+        names = training_class_names(training[0], read_summary(project.parent).project)
+    return names
+
+
+def _check_class_names(proto, project: Path, csv_path: Path) -> None:
+    """A CSV whose header names other classes than the project was trained on (in another order too) is refused: each
+    row would be scored against another class's output."""
+    trained = trained_class_names(proto, project)
+    given = label_names(read_header_and_count(csv_path)[0])
+    if trained and given and trained != given:
+        shown = [", ".join(n[:4]) + (", ..." if len(n) > 4 else "") for n in (given, trained)]
+        raise NncToolsError(csv_path, f"its header names the classes {shown[0]}; {project.name} was trained on "
+                            f"{shown[1]}: a dataset for another network?")
+
+
 def evaluate(project: PathLike, csv_path: PathLike, outdir: Optional[PathLike] = None, batch_size: int = 64,
              cache: Optional[PathLike] = None) -> Evaluation:
     """Accuracy and per-class table; with ``outdir``: ``confusion_matrix.csv``/``.png`` and ``evaluation.json`` there.
@@ -93,6 +118,7 @@ def evaluate(project: PathLike, csv_path: PathLike, outdir: Optional[PathLike] =
 def _evaluate(project: Path, csv_path: Path, outdir: Optional[Path], batch_size: int,
               cache: Optional[PathLike]) -> Evaluation:
     proto = load_project(project).proto
+    _check_class_names(proto, project, csv_path)
     normalize = not proto.executor[0].no_image_normalization if proto.executor else True
     dataset = load_dataset(csv_path, Path(cache), name="evaluate", normalize=normalize)
     if "y" not in dataset.arrays:
