@@ -110,3 +110,59 @@ def test_export_onnx_refusals(cli, tmp_path, case, message):
     out = tmp_path / ("m.txt" if case == "not onnx" else "m.onnx")
     result = cli("export-onnx", project, "-o", out)
     assert result.code == 2 and message in result.err and not out.exists(), result.err
+
+
+def _raw_pixel_project(folder):
+    """tiny_project whose datasets and executor say no_image_normalization: true (raw 0-255 pixels, as NNC's
+    resnet-110_cifar100 and every NNC ImageNet model)."""
+    from nnc_tools.formats.nnp import load_project, save_project
+
+    source = tiny_project(folder)
+    loaded = load_project(source)
+    for d in loaded.proto.dataset:
+        d.no_image_normalization = True
+    for e in loaded.proto.executor:
+        e.no_image_normalization = True
+    save_project(loaded, folder / "raw.nnp")
+    return folder / "raw.nnp"
+
+
+@pytest.mark.parametrize("raw", [False, True], ids=["divided-by-255", "raw-0-255"])
+def test_onnx_states_its_input_scale_and_agrees_with_evaluate(cli, tmp_path, raw):
+    """The model's metadata says how to feed it; fed so, onnxruntime gives evaluate's confusion matrix on the
+    validation set, one image at a time (the batch is dynamic); export-onnx says the convention too."""
+    import json
+
+    import onnx
+
+    project = _raw_pixel_project(tmp_path) if raw else tiny_project(tmp_path)
+    assert cli("train", project, "-o", tmp_path / "r", "--epochs", "2", "--workers", "1").code == 0
+    result = tmp_path / "r" / "results.nnp"
+    done = cli("export-onnx", result, "-o", tmp_path / "m.onnx")
+    assert done.code == 0, done.err
+    assert ("raw pixel values 0-255" if raw else "pixel values divided by 255") in done.out and "any batch size" in done.out
+    meta = {p.key: p.value for p in onnx.load(str(tmp_path / "m.onnx")).metadata_props}
+    assert meta["input_scale"] == ("0-255" if raw else "0-1 (pixels / 255)") and meta["input_shape"] == "N,1,8,8"
+    assert json.loads(meta["class_names"]) == ["c0", "c1", "c2"]
+    evaluated = cli("evaluate", result, "--dataset", tmp_path / "validation.csv", "-o", tmp_path / "e")
+    assert evaluated.code == 0, evaluated.err
+    expected = json.loads((tmp_path / "e" / "evaluation.json").read_text())["confusion_matrix"]
+    dataset = load_dataset(tmp_path / "validation.csv", tmp_path / "cache", name="v", normalize=False)
+    scale = 1.0 if meta["input_scale"] == "0-255" else 1 / 255
+    matrix = np.zeros((3, 3), dtype=int)
+    for i in range(dataset.size):  # one image at a time
+        image = dataset.batch(np.array([i]))["x"].astype(np.float32) * scale
+        matrix[int(dataset.arrays["y"].reshape(-1)[i]), int(onnx_scores(tmp_path / "m.onnx", image).argmax())] += 1
+    assert matrix.tolist() == expected
+    assert (tmp_path / "r" / "results.onnx").is_file()  # train's own, with the same metadata
+    assert {p.key: p.value for p in onnx.load(str(tmp_path / "r" / "results.onnx")).metadata_props}["input_scale"] == \
+        meta["input_scale"]
+
+
+def test_a_project_without_parameters_is_not_exported_with_random_weights(cli, tmp_path):
+    project = tiny_project(tmp_path)
+    assert cli("convert", project, tmp_path / "def.nntxt").code == 0
+    (tmp_path / "def.h5").unlink()  # the definition alone
+    result = cli("export-onnx", tmp_path / "def.nntxt", "-o", tmp_path / "m.onnx")
+    assert result.code == 2 and "holds no values for" in result.err and "random" in result.err, result.err
+    assert not (tmp_path / "m.onnx").exists()

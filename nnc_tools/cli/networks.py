@@ -40,9 +40,17 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_export_onnx(args: argparse.Namespace) -> int:
-    from ..project.onnx_export import export_onnx
+    from pathlib import Path
 
-    print(f"wrote {export_onnx(args.project, args.output, batch_size=args.batch_size, executor=args.executor)}")
+    from ..formats.nnp import load_project
+    from ..project.onnx_export import export_onnx
+    from ..training.evaluate import trained_class_names
+
+    names = trained_class_names(load_project(args.project).proto, Path(args.project))
+    result = export_onnx(args.project, args.output, batch_size=args.batch_size, executor=args.executor, class_names=names)
+    print(result.describe())
+    print(f"classes: {', '.join(result.class_names)}" if result.class_names else "classes: not named by the project's data")
+    print(f"wrote {result.path} (the same in its metadata_props)")
     return 0
 
 
@@ -79,6 +87,6 @@ def _add_export_onnx(sub, common: argparse.ArgumentParser) -> None:
                        "parameters. Needs: pip install '.[onnx]' && pip install --no-deps nnabla-converter==1.39.0")
     p.add_argument("project")
     p.add_argument("-o", "--output", required=True, metavar="MODEL.onnx")
-    p.add_argument("--batch-size", type=arguments.batch, help="the model's batch size (default: the network's)")
+    p.add_argument("--batch-size", type=arguments.batch, help="fix the model's batch size (default: any batch, one image too)")
     p.add_argument("--executor", metavar="NAME", help="default: the project's first executor")
     p.set_defaults(func=_cmd_export_onnx)

@@ -88,11 +88,11 @@ def trained_class_names(proto, project: Path) -> List[str]:
 
 
 def _check_class_names(proto, project: Path, csv_path: Path) -> None:
-    """A CSV whose header names other classes than the project was trained on (in another order too) is refused: each
-    row would be scored against another class's output."""
+    """A CSV whose header names other classes than the project was trained on, as many (in another order too), is
+    refused: each row would be scored against another class's output."""
     trained = trained_class_names(proto, project)
     given = label_names(read_header_and_count(csv_path)[0])
-    if trained and given and trained != given:
+    if trained and given and len(trained) == len(given) and trained != given:  # another count: check_header_classes
         shown = [", ".join(n[:4]) + (", ..." if len(n) > 4 else "") for n in (given, trained)]
         raise NncToolsError(csv_path, f"its header names the classes {shown[0]}; {project.name} was trained on "
                             f"{shown[1]}: a dataset for another network?")

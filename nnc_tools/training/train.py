@@ -336,7 +336,7 @@ class TrainingRun:
         evaluation = evaluate(self.result_dir / "results.nnp", val_csv, self.result_dir,
                               batch_size=self.batch_size) if val_csv else None
         summary = self._summary(evaluation, wall)
-        summary.onnx = write_results_onnx(self.result_dir)
+        summary.onnx = write_results_onnx(self.result_dir, self.train_set.classes)
         write_summary(self.result_dir, summary)
         return TrainResult(self.result_dir, self.history, self.best[0], summary, self.reinitialised)
 
