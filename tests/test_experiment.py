@@ -168,7 +168,7 @@ def test_the_report_states_its_evidence_and_the_paired_differences(tmp_path):
     assert "validation accuracy 45.0 % at its lowest validation loss (epoch 2), 48.3 % on its 100 test images" in md
     assert "**Test set:** 40 images" in md and "one image is 2.5 points" in md
     assert "| from scratch | 3 | 30.0 % ± 5.0 % | 1.800 ± 0.000 | 3 ± 0 | 30.0 % ± 0.0 % | 50.0 % ± 0.0 % |" in md
-    assert "| transfer (frozen low layers) | 1 | 60.0 % | 24 / 40 | 1.200 (epoch 2) | 70.0 % | 70.0 % (epoch 2) |" in md
+    assert "| transfer (frozen layers) | 1 | 60.0 % | 24 / 40 | 1.200 (epoch 2) | 70.0 % | 70.0 % (epoch 2) |" in md
     half = t.ppf(0.975, 2) * 5.0 / 3 ** 0.5  # differences 20, 25, 15 points: mean 20, sd 5
     assert f"| +20.0 points | {20 - half:+.1f} points to {20 + half:+.1f} points (excludes 0) |" in md
     assert "s0: +20.0 points, s1: +25.0 points, s2: +15.0 points" in md
@@ -228,6 +228,8 @@ def test_transfer_experiment_from_the_users_own_project(tmp_path, monkeypatch, m
     assert s["Convolution/conv/W"].data.tobytes() != source["Convolution/conv/W"].data.tobytes()
     md = (run / "report.md").read_text()
     assert f"your own project `{mine}`" in md and "| from scratch | 1 |" in md
+    assert "**Frozen:** transfer (frozen layers): 12 parameters of 6 layers (Convolution, BatchNormalization" in md
+    assert "(`o.yaml`)" in md and not (run / "derived-transfer.yaml").exists()  # the user's own overlay, as given
     # the source file changed: both arms run again (it is in their settings)
     before = json.loads((run / "scratch-s0" / "stage.json").read_text())["settings"]["source"]
     export_network("resnet20", mine, classes=4, input_shape=(3, 32, 32), batch_size=8, seed=1)
@@ -314,3 +316,30 @@ def test_arms_are_checked(tmp_path):
     bad.write_text("arms: [scratch, fine-tune]\n")
     with pytest.raises(NncToolsError, match="fine-tune needs 'fine_tune: PHASES.yaml'"):
         run_transfer(tmp_path / "run", load_config(bad), synthetic=True)
+
+
+@pytest.mark.slow
+def test_a_zoo_overlay_is_not_applied_to_the_users_own_network(tmp_path, monkeypatch):
+    """--source-project with a config naming the zoo's mini_vggnet_mark2 overlay (up_to Convolution_6): it would freeze
+    six unrelated convolutions of the user's ResNet. The run states its own rule instead (every parameterised layer but
+    the last frozen), keeps it as derived-transfer.yaml, and the report says which layers, how many, and from where."""
+    from nnc_tools.formats.naming import is_statistic
+    from nnc_tools.formats.nnp import load_project, multipliers
+    from nnc_tools.project.export import export_network
+
+    monkeypatch.setenv("NNC_TL_CACHE", str(tmp_path / "cache"))
+    mine = tmp_path / "mine.nnp"
+    export_network("resnet20", mine, classes=4, input_shape=(3, 32, 32), batch_size=8)
+    config_file = tmp_path / "zoo.yaml"
+    config_file.write_text("overlay: networks/mini_vggnet_mark2.freeze-conv1-6.yaml\narms: [scratch, transfer]\n"
+                           "target_epochs: 1\nbatch_size: 8\nseeds: 1\nsynthetic_per_class: {target: 5}\n")
+    run = tmp_path / "run"
+    run_transfer(run, load_config(config_file), synthetic=True, source_project=mine)
+    assert "all_but_last: 1" in (run / "derived-transfer.yaml").read_text()
+    m = multipliers(load_project(run / "transfer-s0" / "project.nnp").proto.optimizer[0])
+    trained = sorted(n for n, v in m.items() if v != 0 and not is_statistic(n))
+    assert trained == ["Affine/affine/W", "Affine/affine/b"]  # the head alone; Convolution_7 … are frozen too
+    frozen = [n for n, v in m.items() if v == 0 and not is_statistic(n)]
+    md = (run / "report.md").read_text()
+    assert f"**Frozen:** transfer (frozen layers): {len(frozen)} parameters of" in md
+    assert "(`derived-transfer.yaml`, derived for your network)" in md

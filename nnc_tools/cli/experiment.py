@@ -12,12 +12,15 @@ def add_commands(sub, common: argparse.ArgumentParser) -> None:
 
 
 def _cmd_experiment(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from ..experiment.config import load_config
     from ..experiment.report import headline
     from ..experiment.transfer import run_transfer
 
+    own = {key: str(Path(value).resolve()) for key, value in (("overlay", args.overlay), ("fine_tune", args.fine_tune)) if value}
     config = load_config(args.config, seeds=args.seeds, source_epochs=args.source_epochs, target_epochs=args.target_epochs,
-                         batch_size=args.batch_size, network=args.network)
+                         batch_size=args.batch_size, network=args.network, **own)
     report = run_transfer(args.output, config, synthetic=args.synthetic, cifar10=args.cifar10, cifar100=args.cifar100,
                           source_weights=args.source_weights, source_project=args.source_project, verify=not args.no_verify)
     print(headline(args.output))
@@ -37,6 +40,10 @@ def _add_experiment(sub, common: argparse.ArgumentParser) -> None:
     p.add_argument("--source-weights", metavar="FROM.nnp", help="skip source pretraining and take these weights")
     p.add_argument("--source-project", metavar="FROM.nnp", help="your own trained project as the source: no pretraining, "
                    "both arms are it retargeted (scratch re-initialised)")
+    p.add_argument("--overlay", metavar="OVERLAY.yaml", help="the transfer arm's freeze overlay (with --source-project: "
+                   "written for your network; default there: every parameterised layer but the last frozen)")
+    p.add_argument("--fine-tune", metavar="PHASES.yaml", help="the fine-tune arm's phases (with --source-project default: "
+                   "the head alone for a fifth of the epochs, then every layer at a tenth of the rate)")
     p.add_argument("--seeds", type=arguments.count, help="repeat both target runs with this many seeds (mean ± std)")
     p.add_argument("--source-epochs", type=arguments.count)
     p.add_argument("--target-epochs", type=arguments.count)

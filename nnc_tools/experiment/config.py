@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Union
+from typing import Dict, FrozenSet, List, Optional, Union
 
 from ..errors import NncToolsError, reject_unknown_keys
 from ..fileio import PathLike
@@ -37,6 +37,8 @@ class ExperimentConfig:
     arms: List[str] = field(default_factory=lambda: ["scratch", "transfer"])
     fine_tune: Optional[str] = None
     base: Path = Path(".")  # where relative paths in the config are resolved
+    given: FrozenSet[str] = frozenset()  # the settings the config file names
+    flags: FrozenSet[str] = frozenset()  # the settings flags gave
 
     def path(self, value: str) -> Path:
         """A path from the config: relative to the config's folder, else to this checkout (networks/, datasets/)."""
@@ -62,9 +64,11 @@ def load_config(path: Optional[PathLike], **overrides) -> ExperimentConfig:
         for key, value in data.items():
             setattr(config, key, _checked(key, value, path))
         config.base = path.resolve().parent
+        config.given = frozenset(data)
     for key, value in overrides.items():
         if value is not None:
             setattr(config, key, _checked(key, value, path))
+    config.flags = frozenset(k for k, v in overrides.items() if v is not None)
     return config
 
 

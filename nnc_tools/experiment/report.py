@@ -15,9 +15,10 @@ from typing import Dict, List, Optional
 import yaml
 
 from ..fileio import PathLike, atomic_output
+from ..formats.naming import layer_of
 from ..training.plots import plot_learning_curves
 from .config import ExperimentConfig
-from .results import ARMS, Run, arm_rows, difference_rows, percent, seed_rows, source_run, target_runs
+from .results import ARMS, BASELINE, Run, arm_rows, difference_rows, percent, seed_rows, source_run, target_runs
 from .stages import StageRecord, finished_stages, read_stage
 
 # The seed experiment's own figures, as its author published them (another setup: real CIFAR, NNC, one CPU-only machine).
@@ -85,6 +86,24 @@ def _source_line(config: Dict, source: Optional[Run], run_dir: Path) -> str:
             f"validation loss (epoch {epoch}){test}.")
 
 
+def _frozen_line(config: Dict, runs: Dict[str, List[Run]]) -> str:
+    """Which layers each arm froze (its last phase, from its run's own summary) and from which overlay."""
+    derived = config.get("derived") or {}
+    source = {"transfer": derived.get("transfer") or config.get("overlay"),
+              "fine-tune": derived.get("fine-tune") or config.get("fine_tune")}
+    parts = []
+    for kind, label in ARMS:
+        if kind not in runs or kind == BASELINE:
+            continue
+        frozen = runs[kind][0].summary.frozen_parameters
+        layers = list(dict.fromkeys(layer_of(p) for p in frozen))
+        shown = ", ".join(layers[:6]) + (f" … {layers[-1]}" if len(layers) > 6 else "")
+        what = f"{len(frozen)} parameters of {len(layers)} layers ({shown})" if frozen else "no parameter"
+        given = f" (`{Path(source[kind]).name}`{', derived for your network' if kind in derived else ''})" if source[kind] else ""
+        parts.append(f"{label}: {what}{' in its last phase' if kind == 'fine-tune' else ''}{given}")
+    return "**Frozen:** " + "; ".join(parts) + "." if parts else ""
+
+
 def evidence(run_dir: Path, runs: Dict[str, List[Run]]) -> List[str]:
     """What the figures rest on, one bullet each."""
     config = _json(run_dir / "config.json")
@@ -97,6 +116,7 @@ def evidence(run_dir: Path, runs: Dict[str, List[Run]]) -> List[str]:
         f"**Target:** {'your CSVs' if target.user_data else config.get('target_recipe')} "
         f"({len(target.classes)} classes; {_sizes(target)}).",
         _source_line(config, source_run(run_dir), run_dir),
+        *[line for line in [_frozen_line(config, runs)] if line],
         f"**Seeds:** {len(seeds)} ({', '.join(map(str, seeds))}). A seed sets every arm's initial parameters, data order and "
         "dropout; the datasets were made once and are the same for every seed.",
         f"**Test set:** {test} images, the same for every run; each run is evaluated with the parameters of its epoch of "

@@ -12,7 +12,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from ..training.records import TRAINING_LOG, EpochRecord, RunSummary, read_evaluation, read_training_log
 from .stages import STAGE, read_stage
 
-ARMS = (("scratch", "from scratch"), ("transfer", "transfer (frozen low layers)"), ("fine-tune", "fine-tune (phases)"))
+ARMS = (("scratch", "from scratch"), ("transfer", "transfer (frozen layers)"), ("fine-tune", "fine-tune (phases)"))
 BASELINE = "scratch"
 
 

@@ -33,7 +33,7 @@ from ..training.checkpoint import CHECKPOINT
 from ..training.evaluate import evaluate
 from ..training.records import read_summary
 from ..training.train import TrainOptions, train
-from .config import ExperimentConfig
+from .config import REPO_ROOT, ExperimentConfig
 from .datasets import class_count_of, csv_of, user_csvs, user_data_record, user_data_settings
 from .report import write_report
 from .stages import StageRecord, read_stage, write_stage
@@ -102,17 +102,25 @@ def run_transfer(run_dir: PathLike, config: ExperimentConfig, *, synthetic: bool
     and both arms are that network retargeted to the target classes, scratch with every parameter drawn anew."""
     run_dir = Path(run_dir)
     archives = {"cifar10": cifar10, "cifar100": cifar100}
-    overlay = config.path(config.overlay)
-    if not overlay.is_file():
-        raise NncToolsError(overlay, "freeze overlay not found")
     if source_project is None and config.source_project:
         source_project = config.path(config.source_project)
     given = _given_source(source_weights, source_project)
-    phases = _fine_tune_phases(config)
+    derived = _derived_overlays(config, source_project is not None)
+    overlay = None if "transfer" in derived else config.path(config.overlay)
+    if overlay is not None and not overlay.is_file():
+        raise NncToolsError(overlay, "freeze overlay not found")
+    phases = None if "fine-tune" in derived else _fine_tune_phases(config)
     _check_archives(run_dir, config, synthetic, archives, verify, with_source=given is None)
     run_dir.mkdir(parents=True, exist_ok=True)
+    for kind, text in derived.items():  # overlays stated by rule for the user's own network, kept with the run
+        with atomic_output(run_dir / DERIVED[kind]) as temp:
+            temp.write_text(text, encoding="utf-8")
+    overlay = overlay or run_dir / DERIVED["transfer"]
+    phases = phases or (run_dir / DERIVED["fine-tune"] if "fine-tune" in derived else None)
     with atomic_output(run_dir / "config.json") as temp:
         temp.write_text(json.dumps({**asdict(config), "base": str(config.base), "synthetic": synthetic,
+                                    "given": sorted(config.given), "flags": sorted(config.flags),
+                                    "derived": {kind: DERIVED[kind] for kind in derived},
                                     "source_weights": None if source_weights is None else str(source_weights),
                                     "source_project": None if source_project is None else str(source_project)}, indent=2) + "\n")
 
@@ -143,6 +151,48 @@ def run_transfer(run_dir: PathLike, config: ExperimentConfig, *, synthetic: bool
             _target_stage(run_dir / f"{kind}-s{seed}", config, data["target"], settings, make,
                           phases if kind == "fine-tune" else None)
     return write_report(run_dir, config)
+
+
+# The overlays a run states for the user's own network (``--source-project``) when none was given for it: the transfer
+# arm freezes every parameterised layer but the last (the head); the fine-tune arm trains the head alone for a fifth of
+# the target epochs, then every layer at a tenth of the rate.
+DERIVED = {"transfer": "derived-transfer.yaml", "fine-tune": "derived-fine-tune.yaml"}
+DERIVED_TRANSFER = "# derived by nnc-tl for --source-project: every parameterised layer but the last frozen\n" \
+                   "rules:\n  - all_but_last: 1\n    multiplier: 0\n"
+
+
+def _derived_overlays(config: ExperimentConfig, own_source: bool) -> Dict[str, str]:
+    """Arm -> the overlay text derived for it: with the user's own project as the source, the zoo's overlays (this
+    checkout's ``networks/``, the default and what the reference configs name) name another network's layers; one the
+    user gives (a flag, or a file of theirs the config names) is taken as written for this source."""
+    if not own_source:
+        return {}
+    derived = {}
+    for kind, key in (("transfer", "overlay"), ("fine-tune", "fine_tune")):
+        value = getattr(config, key)
+        given = key in config.flags or (key in config.given and value and not _in_the_zoo(config.path(value)))
+        if kind not in config.arms or given:
+            continue
+        if kind == "transfer":
+            derived[kind] = DERIVED_TRANSFER
+            continue
+        if config.target_epochs < 2:
+            raise NncToolsError(config.base, "the fine-tune arm's derived phases need at least 2 target epochs (or give "
+                                "fine_tune: PHASES.yaml for your network)")
+        head = max(1, config.target_epochs // 5)
+        derived[kind] = ("# derived by nnc-tl for --source-project: the head alone, then every layer at a tenth of the rate\n"
+                         f"phases:\n  - epochs: {head}\n    rules:\n      - all_but_last: 1\n        multiplier: 0\n"
+                         f"  - epochs: {config.target_epochs - head}\n    lr_scale: 0.1\n    rules:\n"
+                         "      - all_but_last: 0\n        multiplier: 1\n")
+    for kind in derived:
+        log.info(f"[experiment] {kind}: the config's {'overlay' if kind == 'transfer' else 'phases'} name "
+                 f"{config.network}'s layers, not your project's; using {DERIVED[kind]} (see the report)")
+    return derived
+
+
+def _in_the_zoo(path: Path) -> bool:
+    zoo = REPO_ROOT / "networks"
+    return path.resolve().parent == zoo.resolve()
 
 
 def _fine_tune_phases(config: ExperimentConfig) -> Optional[Path]:

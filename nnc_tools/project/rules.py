@@ -1,8 +1,8 @@
 """The kinds of overlay rule, one class each, in a table keyed by the YAML key that names the kind (``RULE_KINDS``):
-``match`` (a glob on layer or parameter names), ``up_to`` (every parameter up to a layer, in network order) and
-``decay`` (layer-wise decay back from a layer). Each kind reads itself from YAML (``parse``), picks the parameters it
-sets in a network and their multipliers (``select``) and names itself in messages (``describe``). A new kind is one
-class here and one row in the table."""
+``match`` (a glob on layer or parameter names), ``up_to`` (every parameter up to a layer, in network order), ``decay``
+(layer-wise decay back from a layer) and ``all_but_last`` (every parameterised layer but the last N). Each kind reads
+itself from YAML (``parse``), picks the parameters it sets in a network and their multipliers (``select``) and names
+itself in messages (``describe``). A new kind is one class here and one row in the table."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from typing import Any, ClassVar, Dict, FrozenSet, List, Optional, Tuple, Type
 from ..errors import NncToolsError, reject_unknown_keys
 from ..formats.naming import is_statistic
 from ..formats.schema import FLOAT32_TINY, as_float32
-from ..yamlfile import finite_number, name, names
+from ..yamlfile import finite_number, name, names, whole_number
 from .views import NetworkView, Slot, glob_matches, position_of
 
 
@@ -164,6 +164,38 @@ class DecayRule(Rule):
         return self.start
 
 
+@dataclass
+class AllButLastRule(Rule):
+    """``all_but_last: N`` (with ``multiplier``): every parameter of every parameterised layer but the last N in network
+    order (``all_but_last: 1, multiplier: 0`` freezes everything but the head); Batch Normalization's running statistics
+    are left alone. A rule stated without naming a layer, so one overlay fits any network."""
+
+    count: int = 1
+    multiplier: float = 0.0
+    KEYS: ClassVar[FrozenSet[str]] = frozenset({"all_but_last", "params", "multiplier"})
+
+    @classmethod
+    def parse(cls, item: dict, path: Path, where: str) -> "AllButLastRule":
+        return cls(_params(item, path, where), where, whole_number(item["all_but_last"], path, f"{where}.all_but_last", low=0),
+                   parse_multiplier(_required(item, "multiplier", path, where), path, f"{where}.multiplier"))
+
+    def select(self, view: NetworkView, chosen: Dict[str, float]) -> Dict[str, float]:
+        first = {}
+        for slot in view.slots:
+            if not is_statistic(slot.parameter):
+                first[slot.layer] = min(first.get(slot.layer, slot.position), slot.position)
+        layers = sorted(first, key=first.get)
+        kept = set(layers[len(layers) - self.count:]) if self.count else set()
+        return {s.parameter: self.multiplier for s in view.slots if self.keeps(s) and not is_statistic(s.parameter)
+                and s.layer in first and s.layer not in kept and len(layers) > self.count}
+
+    def describe(self) -> str:
+        return f"all_but_last {self.count}"
+
+    def wanted(self) -> str:
+        return ""
+
+
 def _required(item: dict, key: str, path: Path, where: str) -> Any:
     if key not in item:
         raise NncToolsError(path, f"{where}: '{key}' is missing")
@@ -171,7 +203,8 @@ def _required(item: dict, key: str, path: Path, where: str) -> Any:
 
 
 # The kinds, by the YAML key that names each: a rule has exactly one of these keys.
-RULE_KINDS: Dict[str, Type[Rule]] = {"match": MatchRule, "up_to": UpToRule, "decay": DecayRule}
+RULE_KINDS: Dict[str, Type[Rule]] = {"match": MatchRule, "up_to": UpToRule, "decay": DecayRule,
+                                     "all_but_last": AllButLastRule}
 
 
 def parse_rule(item: Any, path: Path, where: str) -> Rule:
