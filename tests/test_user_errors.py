@@ -179,3 +179,82 @@ def test_outputs_that_cannot_be_written(cli, tmp_path):
         assert_refused(result, why)
         assert snapshot(tmp_path) == before, args
         assert not [p for p in tmp_path.rglob(".*.tmp")], args
+
+
+# --------------------------------------------------------------------------- values that would reach a file wrong (29.5)
+
+
+def _wrong_shape_weights(tmp_path):
+    """tiny_project as a text project (its parameters beside it) and an .h5 whose Affine weight has another shape."""
+    import nnabla as nn
+
+    from nnc_tools.formats.nnp import load_project
+
+    from .conftest import tiny_project
+
+    source = tiny_project(tmp_path)
+    nn.clear_parameters()
+    for name, p in load_project(source).parameters.items():
+        shape = (p.data.shape[0] + 1,) + p.data.shape[1:] if name == "Affine/affine/W" else p.data.shape
+        nn.parameter.get_parameter_or_create(name, shape).d = 0.5
+    nn.save_parameters(str(tmp_path / "wrong.h5"))
+    nn.clear_parameters()
+    return source
+
+
+def test_parameters_of_the_wrong_shape_are_refused(cli, tmp_path):
+    source = _wrong_shape_weights(tmp_path)
+    before = snapshot(tmp_path)
+    for args in (["convert", source, tmp_path / "c.nnp", "--params", tmp_path / "wrong.h5"],
+                 ["retarget", source, "-o", tmp_path / "t.nnp", "--train-csv", tmp_path / "training.csv",
+                  "--val-csv", tmp_path / "validation.csv", "--weights", tmp_path / "wrong.h5"]):
+        assert_refused(cli(*args), "wrong.h5", "Affine/affine/W is", "p.nnp declares", "another network")
+    assert snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize("job", ["bad\nname", "a/..", ".."])
+def test_a_job_dir_nnc_cannot_read_is_refused(cli, tmp_path, job):
+    from .conftest import NNC_SAMPLES
+
+    if not (NNC_SAMPLES / "LeNet.sdcproj").is_file():
+        pytest.skip("NNC's LeNet.sdcproj (../shared/nnc-samples) is absent")
+    weights = tmp_path / "w.nnp"
+    assert cli("convert", NNC_SAMPLES / "LeNet.prototxt", weights).code == 0
+    overlay = tmp_path / "o.yaml"
+    overlay.write_text("freeze: [Convolution]\n")
+    result = cli("apply-freeze", NNC_SAMPLES / "LeNet.sdcproj", "-c", overlay, "-o", tmp_path / "o.sdcproj",
+                 "--weights", weights, "--job-dir", tmp_path / job)
+    assert_refused(result, "no folder name NNC can take as a job id")
+    assert not (tmp_path / "o.sdcproj").exists()
+
+
+def test_a_learning_rate_a_float32_cannot_hold_is_refused_before_training(cli, tmp_path):
+    from .conftest import tiny_project
+
+    project = tiny_project(tmp_path)
+    phases = tmp_path / "p.yaml"
+    phases.write_text("phases:\n  - epochs: 1\n    lr_scale: 1.0e+300\n    freeze: [Convolution]\n  - epochs: 1\n"
+                      "    freeze: [Affine]\n")
+    result = cli("train", project, "-o", tmp_path / "r", "--phases", phases)
+    assert_refused(result, "phases[0].lr_scale 1e+300 makes the learning rate", "a float32 cannot hold")
+    assert not (tmp_path / "r").exists()
+
+
+def test_training_that_diverges_stops_with_one_line(cli, tmp_path):
+    """A learning rate of 1e30: the loss turns inf/NaN within an epoch; the run says so instead of saving NaN weights."""
+    from nnc_tools.formats.nnp import load_project, save_project
+
+    from .conftest import tiny_project
+
+    loaded = load_project(tiny_project(tmp_path))
+    loaded.proto.optimizer[0].solver.momentum_param.lr = 1e30
+    save_project(loaded, tmp_path / "hot.nnp")
+    result = cli("train", tmp_path / "hot.nnp", "-o", tmp_path / "r", "--workers", "1", "-q")
+    assert_refused(result, "hot.nnp", "training diverged")
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_network_count_that_is_no_number_is_refused(cli, tmp_path):
+    project = tmp_path / "three.sdcproj"
+    project.write_text("[Engine]\nSDeepEngineType=NNabla\n[Global]\nNumNetwork=three\nNetwork_0=Main\n")
+    assert_refused(cli("info", project), "three.sdcproj", "NumNetwork='three' is not a count of networks")

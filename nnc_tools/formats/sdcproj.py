@@ -211,7 +211,9 @@ class SdcProject:
         count = self.get("Global", "NumNetwork")
         if count is None:
             return [SINGLE_NETWORK]
-        return [self.get("Global", f"Network_{i}") or f"Network_{i}" for i in range(_count(count))]
+        if not count.strip().isdigit():  # read as 0 it would make a project without networks, which every rule misses
+            raise NncToolsError(self.path, f"[Global] NumNetwork={count!r} is not a count of networks")
+        return [self.get("Global", f"Network_{i}") or f"Network_{i}" for i in range(int(count))]
 
     def _prefix(self, network: str) -> str:
         return "" if self.get("Global", "NumNetwork") is None else f"{network}_"

@@ -11,6 +11,7 @@ copied to ``<output stem>.weights/<job id>/results.nnp`` (or ``--job-dir``), to 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
@@ -22,6 +23,8 @@ from ..formats.nnc_graph import ParameterSite, expand
 from ..formats.sdcproj import MULTIPLIER_SUFFIX, Layer, SdcProject
 
 FILE_SUFFIX = ".File"
+# A job id as NNC's runner reads it from a reference (``<job id>/<parameter>``) and finds its folder in the results.
+JOB_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 
 
 @dataclass
@@ -56,8 +59,9 @@ def assign_weights(sdc: SdcProject, weights: PathLike, output: PathLike, job_dir
         digest = file_digest(weights)[:12]
         results, copy_from = Path(output).with_suffix(".weights") / f"nnctl_{digest}" / "results.nnp", weights
     job_id = results.parent.name
-    if not job_id or "/" in job_id or " " in job_id:
-        raise NncToolsError(results.parent, "is no folder name NNC can take as a job id")
+    if not JOB_ID.fullmatch(job_id) or job_id in (".", "..") or (job_dir is not None and ".." in Path(job_dir).parts):
+        raise NncToolsError(results.parent, f"{job_id!r} is no folder name NNC can take as a job id (letters, digits, "
+                            "'_', '-', '.'; it is written into every *.File reference)")
     assignment = WeightAssignment(job_id, results, copy_from)
     # every layer of every network that holds a parameter, with the Unit layers calling it there: NNC's converter
     # refuses a project where layers sharing a parameter (in one network or across them) reference different files

@@ -16,6 +16,7 @@ from ..project.freeze import apply_to_proto
 from ..project.overlay import load_overlay
 from .frozen_cache import find_frozen_prefix
 from .graphs import training_proto
+from .solvers import storable_rate
 
 
 @dataclass
@@ -51,7 +52,8 @@ def plan_phases(project, options, project_path: Path) -> List[PhasePlan]:
                 param = getattr(optimizer.solver, which) if which else None
                 field = learning_rate_field(param) if param is not None else None
                 if field is not None:
-                    setattr(param, field, getattr(param, field) * phase.lr_scale)
+                    setattr(param, field, storable_rate(getattr(param, field) * phase.lr_scale, options.phases,
+                                                        f"phases[{k}].lr_scale {phase.lr_scale:g}"))
         if options.cache_frozen == "on":  # a phase without a prefix to cache fails here, not when it is reached
             prefix = find_frozen_prefix(trained, trained.optimizer[0].name)
             if prefix.cut is None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import math
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Dict, List
@@ -10,7 +11,7 @@ from typing import Dict, List
 import nnabla as nn
 
 from ..errors import NncToolsError
-from ..formats.schema import learning_rate_field, nnabla_pb2
+from ..formats.schema import FLOAT32_TINY, as_float32, learning_rate_field, nnabla_pb2
 
 
 @dataclass
@@ -42,11 +43,20 @@ def group_solvers(proto_optimizer, parameters: Dict[str, nn.Variable]) -> List[S
             raise NncToolsError(None, f"optimizer {proto_optimizer.name} has no solver parameters")
         param = getattr(scaled.solver, which)
         key = learning_rate_field(param)
-        setattr(param, key, getattr(param, key) * m)
+        setattr(param, key, storable_rate(getattr(param, key) * m, None, f"multiplier {m:g} of optimizer {proto_optimizer.name}"))
         created = create_solver(scaled)
         created.solver.set_parameters(params)
         out.append(SolverGroup(m, created, params))
     return out
+
+
+def storable_rate(rate: float, where, what: str) -> float:
+    """A learning rate the solver (a float32 field) holds as it is: not infinite, not rounded to 0 (a frozen layer)."""
+    stored = as_float32(rate) if math.isfinite(rate) and abs(rate) < 3.4e38 else math.inf
+    if not math.isfinite(stored) or (rate > 0 and stored < FLOAT32_TINY):
+        raise NncToolsError(where, f"{what} makes the learning rate {rate:g}, which a float32 cannot hold: it would train "
+                            "to inf/NaN or not at all")
+    return rate
 
 
 def create_solver(optimizer_proto):

@@ -301,8 +301,20 @@ class TrainingRun:
             idx = np.take(order, np.arange(i * batch, (i + 1) * batch), mode="wrap")
             if cut is not None:
                 cut.d = self.features.values[idx]
-            cost += train_step(opt, self.solvers, self.train_set.batch(idx, skip), iteration, skip=skip, parallel=parallel)
+            loss = train_step(opt, self.solvers, self.train_set.batch(idx, skip), iteration, skip=skip, parallel=parallel)
+            if not math.isfinite(loss):
+                self._diverged(epoch, f"iteration {i + 1}: the loss is {loss}")
+            cost += loss
+        for group in self.solvers:
+            for name, variable in group.parameters.items():
+                if not np.isfinite(variable.d).all():
+                    self._diverged(epoch, f"{name} holds non-finite values")
         return cost / self.iter_per_epoch
+
+    def _diverged(self, epoch: int, what: str) -> None:
+        """Training that produced inf/NaN stops with one line: nothing it saves from here on would mean anything."""
+        raise NncToolsError(self.project_path, f"epoch {epoch}, {what}: training diverged (a learning rate, lr_scale or "
+                            "multiplier too large?); stopped")
 
     def _monitor(self, info, epoch: int, record: EpochRecord) -> None:
         """The monitors due this epoch (``monitors.due_monitors``); their values and the validation accuracy go into
