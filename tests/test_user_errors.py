@@ -258,3 +258,74 @@ def test_a_network_count_that_is_no_number_is_refused(cli, tmp_path):
     project = tmp_path / "three.sdcproj"
     project.write_text("[Engine]\nSDeepEngineType=NNabla\n[Global]\nNumNetwork=three\nNetwork_0=Main\n")
     assert_refused(cli("info", project), "three.sdcproj", "NumNetwork='three' is not a count of networks")
+
+
+# --------------------------------------------------------------------------------------- one truth per input (29.6)
+
+
+def _project_and_csvs(tmp_path):
+    from .conftest import tiny_project
+
+    return tiny_project(tmp_path), tmp_path / "training.csv", tmp_path / "validation.csv"
+
+
+def _retarget(cli, tmp_path, source, train_csv, val_csv, *flags):
+    return cli("retarget", source, "-o", tmp_path / "t.nnp", "--train-csv", train_csv, "--val-csv", val_csv, *flags)
+
+
+def test_retarget_refuses_what_train_would_refuse(cli, tmp_path):
+    """--classes against the header, splits naming other classes, a header without rows, a column the network reads
+    missing: retarget says so in one line, as train would, and writes nothing."""
+    source, train_csv, val_csv = _project_and_csvs(tmp_path)
+    rows = train_csv.read_text().splitlines()
+    cases = {
+        "other_names.csv": ("\n".join(["x:image,y:label;a;b;c"] + rows[1:]), "splits of two different datasets"),
+        "header_only.csv": (rows[0], "dataset CSV has no rows"),
+        "no_image.csv": ("\n".join(["z:image,y:label;c0;c1;c2"] + rows[1:]), "has no column x, which the network reads"),
+    }
+    for name, (text, message) in cases.items():
+        (tmp_path / name).write_text(text + "\n")
+        assert_refused(_retarget(cli, tmp_path, source, train_csv, tmp_path / name), name, message)
+    assert_refused(_retarget(cli, tmp_path, source, train_csv, val_csv, "--classes", "5"),
+                   "training.csv", "its header names 3 classes, --classes says 5")
+    assert not (tmp_path / "t.nnp").exists()
+
+
+def test_retarget_takes_weights_from_an_nnp_as_its_help_says(cli, tmp_path):
+    source, train_csv, val_csv = _project_and_csvs(tmp_path)
+    result = _retarget(cli, tmp_path, source, train_csv, val_csv, "--weights", source)
+    assert result.code == 0, result.err
+
+
+def test_train_checks_the_headers_before_decoding_a_row(cli, tmp_path, monkeypatch):
+    """A CSV naming 5 classes for a 3-class network is refused from its header: no image is decoded first (a million
+    rows would take minutes before the first line)."""
+    import nnc_tools.training.train as train_module
+
+    source, train_csv, _ = _project_and_csvs(tmp_path)
+    rows = train_csv.read_text().splitlines()
+    train_csv.write_text("\n".join(["x:image,y:label;a;b;c;d;e"] + rows[1:]) + "\n")
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("a dataset was decoded before the header was checked")
+
+    monkeypatch.setattr(train_module, "load_dataset", no_decoding)
+    assert_refused(cli("train", source, "-o", tmp_path / "r"), "training.csv", "its header names 5 classes", "scores 3")
+
+
+def test_settings_that_would_be_ignored_are_refused(cli, tmp_path):
+    source, _, _ = _project_and_csvs(tmp_path)
+    overlay = tmp_path / "o.yaml"
+    overlay.write_text("freeze: [Convolution]\n")
+    assert_refused(cli("apply-freeze", source, "-c", overlay, "--job-dir", tmp_path / "job"), "--job-dir goes with --weights")
+    config = tmp_path / "c.yaml"
+    for folder in ("s", "t"):
+        for split in ("training", "validation", "test"):
+            (tmp_path / folder).mkdir(exist_ok=True)
+            (tmp_path / folder / f"{split}.csv").write_text((tmp_path / "training.csv").read_text())
+    config.write_text("source_data: s\ntarget_data: t\n")
+    assert_refused(cli("experiment", "transfer", "-c", config, "-o", tmp_path / "run", "--synthetic"),
+                   "--synthetic: every dataset this run uses is your own CSVs")
+    assert_refused(cli("experiment", "transfer", "-c", config, "-o", tmp_path / "run", "--source-project", source),
+                   "source_data: not used when the source is given")
+    assert not (tmp_path / "run").exists()

@@ -105,6 +105,7 @@ def run_transfer(run_dir: PathLike, config: ExperimentConfig, *, synthetic: bool
     if source_project is None and config.source_project:
         source_project = config.path(config.source_project)
     given = _given_source(source_weights, source_project)
+    _check_unused_settings(config, synthetic, given is not None)
     derived = _derived_overlays(config, source_project is not None)
     overlay = None if "transfer" in derived else config.path(config.overlay)
     if overlay is not None and not overlay.is_file():
@@ -188,6 +189,18 @@ def _derived_overlays(config: ExperimentConfig, own_source: bool) -> Dict[str, s
         log.info(f"[experiment] {kind}: the config's {'overlay' if kind == 'transfer' else 'phases'} name "
                  f"{config.network}'s layers, not your project's; using {DERIVED[kind]} (see the report)")
     return derived
+
+
+def _check_unused_settings(config: ExperimentConfig, synthetic: bool, source_given: bool) -> None:
+    """Settings that would be silently ignored are refused: they mean the user expects something else."""
+    if source_given and config.source_data is not None:
+        raise NncToolsError(config.base, "source_data: not used when the source is given (--source-weights or "
+                            "--source-project: no pretraining); remove it, or drop the source flag")
+    own = [role for role in ("source", "target") if getattr(config, f"{role}_data") is not None]
+    needed = ["target"] + ([] if source_given else ["source"])
+    if synthetic and set(needed) <= set(own):
+        raise NncToolsError(None, f"--synthetic: every dataset this run uses is your own CSVs ({', '.join(own)}_data in "
+                            "the config); there is nothing to generate")
 
 
 def _in_the_zoo(path: Path) -> bool:

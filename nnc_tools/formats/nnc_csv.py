@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import os
 from pathlib import Path
-from typing import List, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 from ..errors import NncToolsError
 from ..fileio import PathLike
@@ -70,6 +70,37 @@ def classifier_classes(path: PathLike) -> Tuple[int, str]:
     if counted < 2:
         raise NncToolsError(path, f"has {counted} class ({where}); a classifier needs at least 2")
     return counted, where
+
+
+def class_count_for(given: Optional[int], train_csv: PathLike) -> Tuple[int, str]:
+    """The class count a classifier is made for: ``--classes``, else the training CSV's (``classifier_classes``), and
+    where it came from. A ``--classes`` the CSV's header contradicts is refused: training would refuse it later."""
+    counted, where = classifier_classes(train_csv)
+    if given is None:
+        return counted, f"from {train_csv}: {where}"
+    if where == "the names in its header" and counted != given:
+        raise NncToolsError(train_csv, f"its header names {counted} classes, --classes says {given}")
+    return given, "--classes"
+
+
+def check_split_csvs(train_csv: PathLike, val_csv: PathLike, columns: Sequence[str] = ()) -> None:
+    """The training and validation CSVs a project is pointed at, from their headers alone (a million rows take a
+    second): each has rows and the columns the network reads, and both name the same classes where both name them."""
+    names = []
+    for csv_path in (train_csv, val_csv):
+        header, rows = read_header_and_count(csv_path)
+        if rows == 0:
+            raise NncToolsError(csv_path, "dataset CSV has no rows")
+        present = {cell.partition(":")[0].split("__")[0] for cell in header}
+        missing = [c for c in columns if c not in present]
+        if missing:
+            raise NncToolsError(csv_path, f"has no column {missing[0]}, which the network reads (its header: "
+                                f"{','.join(header)[:120]})")
+        names.append(label_names(header))
+    if names[0] and names[1] and names[0] != names[1]:
+        shown = [", ".join(n[:4]) + (", ..." if len(n) > 4 else "") for n in names]
+        raise NncToolsError(val_csv, f"its header names the classes {shown[1]}; {Path(train_csv).name} names {shown[0]}: "
+                            "splits of two different datasets?")
 
 
 def dataset_path(uri: str, base: Path) -> Path:

@@ -85,7 +85,8 @@ class Project:
 
 
 def load_project(path: PathLike, parameter_files: Sequence[PathLike] = ()) -> Project:
-    """Read a project file; ``parameter_files`` (``.h5``/``.protobuf``) add parameters.
+    """Read a project file; ``parameter_files`` (``.h5``/``.protobuf``, or another project such as a ``results.nnp``)
+    add parameters.
 
     A text project with no parameter file given takes ``<stem>.h5`` or ``<stem>.protobuf`` beside it when present.
     """
@@ -112,8 +113,9 @@ def _load_project(path: Path, parameter_files: Sequence[PathLike]) -> Project:
             parameter_files = [p for p in (path.with_suffix(".h5"), path.with_suffix(".protobuf")) if p.is_file()][:1]
     if parameter_files:
         extra = OrderedDict(project.parameters)
-        for parameter_file in parameter_files:
-            loaded = load_parameters(parameter_file)
+        for parameter_file in parameter_files:  # a parameter file, or any project: its parameters
+            is_project = Path(parameter_file).suffix.lower() in PROJECT_EXTS and Path(parameter_file).suffix.lower() != ".protobuf"
+            loaded = load_project(parameter_file).parameters if is_project else load_parameters(parameter_file)
             check_parameter_shapes(project.proto, loaded, parameter_file, path)
             extra.update(loaded)
             project.parameter_sources.append(str(parameter_file))

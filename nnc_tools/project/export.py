@@ -22,7 +22,7 @@ from nnabla.utils.save import create_proto
 from ..errors import NncToolsError, SettingError
 from ..fileio import PathLike
 from ..formats.naming import layer_of
-from ..formats.nnc_csv import classifier_classes, read_header_and_count
+from ..formats.nnc_csv import class_count_for, read_header_and_count
 from ..formats.nnp import Project, save_project
 from ..formats.parameters import Parameter, Parameters
 from ..formats.schema import nnabla_pb2
@@ -197,16 +197,10 @@ def _add_executor(proto: nnabla_pb2.NNablaProtoBuf, params: Parameters) -> None:
 
 
 def _classes(given: Optional[int], train_csv: Optional[PathLike]) -> Tuple[int, str]:
-    """The class count: ``--classes``, else the training CSV's (its header's names, else its largest label + 1), else 10.
-    A ``--classes`` the CSV's header contradicts is refused (training would refuse it later)."""
+    """The class count: ``class_count_for`` the training CSV, else ``--classes``, else 10."""
     if train_csv is None:
         return (10, "the default") if given is None else (given, "--classes")
-    counted, where = classifier_classes(train_csv)
-    if given is None:
-        return counted, f"from {train_csv}: {where}"
-    if where == "the names in its header" and counted != given:
-        raise NncToolsError(train_csv, f"its header names {counted} classes, --classes says {given}")
-    return given, "--classes"
+    return class_count_for(given, train_csv)
 
 
 def export_network(

@@ -198,6 +198,8 @@ def apply_freeze(
     # runs while the overlay and the network are read and edited.
     with CopyAhead(project, target) if ext == ".nnp" and not dry_run else contextlib.nullcontext() as ahead:
         rules = load_overlay(overlay_path)
+        if job_dir is not None and weights is None:
+            raise NncToolsError(None, "--job-dir goes with --weights (it names where FROM.nnp is copied for NNC)")
         if weights is not None and ext != SDCPROJ_EXT:
             raise NncToolsError(weights, "--weights points an .sdcproj at NNC weights; for an NNabla project use "
                                 "export --weights or retarget")

@@ -14,7 +14,7 @@ from ..errors import NncToolsError
 from ..fileio import PathLike
 from ..formats.functions import CLASSIFIER_LOSSES, LOSS_FUNCTIONS, PER_OUTPUT_LOSSES, SCORE_READERS
 from ..formats.naming import layer_of
-from ..formats.nnc_csv import classifier_classes, dataset_path, label_names, read_header_and_count
+from ..formats.nnc_csv import dataset_path, label_names, read_header_and_count
 from ..formats.schema import nnabla_pb2
 
 # Layers whose output count can be changed: Affine (the last axis of W) and Convolution (W's first axis, the maps).
@@ -192,15 +192,6 @@ def _resize_following(graph: _Graph, head_function, old: int, new: int, where: P
                 raise NncToolsError(where, f"network {graph.network.name}: {_short(f.name)} ({f.type}) turns the head's {old} "
                                     f"outputs into shape {list(dims)}: cannot follow the classes past it")
             queue.extend(graph.readers.get(out, []))
-
-
-def class_count_for(given: Optional[int], train_csv: PathLike) -> Tuple[int, str]:
-    """The class count to retarget to: ``--classes``, else the training CSV's (its header's names, else its largest
-    label + 1); and where it came from."""
-    if given is not None:
-        return given, "--classes"
-    counted, where = classifier_classes(train_csv)
-    return counted, f"from {train_csv}: {where}"
 
 
 def output_count_for(head: Head, classes: int, csv: PathLike) -> int:

@@ -14,9 +14,10 @@ from typing import List
 from ..errors import NncToolsError
 from ..fileio import PathLike
 from ..formats.naming import PROJECT_EXTS, SDCPROJ_EXT, is_statistic, repeat_expansions
+from ..formats.nnc_csv import check_split_csvs, class_count_for
 from ..formats.nnp import Project, load_project, multipliers, save_project
 from .freeze import apply_to_proto
-from .heads import class_count_for, find_head, output_count_for, renamed_classes, resize_head, training_class_names
+from .heads import find_head, output_count_for, renamed_classes, resize_head, training_class_names
 from .matching import fractional
 from .overlay import load_overlay
 from .passes import check_input_image, point_datasets, reinitialise, set_solver
@@ -41,6 +42,7 @@ def retarget(source: PathLike, target: PathLike, options: RetargetOptions) -> Re
     if not proto.optimizer:
         raise NncToolsError(source, "has no optimizer: not a training project")
     classes, classes_from = class_count_for(options.classes, options.train_csv)
+    check_split_csvs(options.train_csv, options.val_csv, [dv.data_name for dv in proto.optimizer[0].data_variable])
     head = find_head(proto, source, options.head)
     params = OrderedDict(project.parameters)
     missing = [p for p in head.parameters if p not in params]

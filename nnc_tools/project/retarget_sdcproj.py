@@ -13,10 +13,10 @@ from typing import Dict, List, Optional, Tuple
 
 from ..errors import NncToolsError
 from ..formats.functions import CLASSIFIER_LOSSES, LOSS_FUNCTIONS, SCORE_READERS
-from ..formats.nnc_csv import check_first_image, read_header_and_count
+from ..formats.nnc_csv import check_first_image, check_split_csvs, class_count_for, read_header_and_count
 from ..formats.sdcproj import Layer, SdcProject, load_sdcproj
 from .freeze import apply_to_sdcproj, write_sdcproj
-from .heads import HEAD_TYPES, Head, class_count_for, output_count_for, renamed_classes, training_class_names
+from .heads import HEAD_TYPES, Head, output_count_for, renamed_classes, training_class_names
 from .nnc_weights import assign_weights, refuse_frozen_without_weights, write_references
 from .overlay import load_overlay
 from .retarget_result import RetargetResult
@@ -30,6 +30,7 @@ def retarget_sdcproj(source: Path, target: Path, options) -> RetargetResult:
     """``source`` (.sdcproj) retargeted into ``target`` (.sdcproj); see the module docstring."""
     sdc = load_sdcproj(source)
     classes, classes_from = class_count_for(options.classes, options.train_csv)
+    check_split_csvs(options.train_csv, options.val_csv)
     head, head_layer = _find(sdc, options.head)
     classes = output_count_for(head, classes, options.train_csv)
     # --weights: NNC's "Open in EDIT Tab with Weight" first (every parameter FROM.nnp has), then the head's references

@@ -5,6 +5,7 @@ number of classes than the network scores trains silently on the wrong head)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Dict, Iterable
 
 import numpy as np
@@ -12,30 +13,59 @@ import numpy as np
 from ..data.decoded import Dataset
 from ..errors import NncToolsError
 from ..formats.functions import CLASS_SCORE_LOSSES
+from ..formats.nnc_csv import label_names, read_header_and_count
 from ..formats.schema import network_of
 
 
-def check_labels(proto, optimizer_proto, monitors: Iterable, datasets: Dict[str, Dataset]) -> None:
-    """Every dataset the optimizer or a monitor reads: its labels are whole numbers from 0 to the class count of the
-    loss that reads them (the loss input's last axis); one line naming the CSV, the label and the network otherwise."""
+def _readers(proto, optimizer_proto, monitors: Iterable):
+    """(network, dataset names, {variable: column}) of the optimizer and each monitor."""
     readers = [(optimizer_proto.network_name, optimizer_proto.dataset_name, optimizer_proto.data_variable)]
     readers += [(m.network_name, m.dataset_name, m.data_variable) for m in monitors]
     for network_name, dataset_names, data_variables in readers:
         network = network_of(proto, network_name)
-        if network is None:
-            continue
-        shapes = {v.name: list(v.shape.dim) for v in network.variable}
-        data_of = {dv.variable_name: dv.data_name for dv in data_variables}
+        if network is not None:
+            yield network, list(dataset_names), {dv.variable_name: dv.data_name for dv in data_variables}
+
+
+def _score_classes(network) -> Dict[str, int]:
+    """Label column variable -> the class count of the classifier loss that reads it (its score input's last axis)."""
+    shapes = {v.name: list(v.shape.dim) for v in network.variable}
+    return {f.input[1]: shapes.get(f.input[0], [0])[-1] for f in network.function
+            if f.type in CLASS_SCORE_LOSSES and len(f.input) >= 2}
+
+
+def check_headers(proto, optimizer_proto, monitors: Iterable, uris: Dict[str, Path]) -> None:
+    """What the CSVs' headers alone tell, before any image is decoded (a million rows take a second): each has the
+    columns its network reads, and names as many classes as the loss reading its labels scores."""
+    for network, dataset_names, data_of in _readers(proto, optimizer_proto, monitors):
+        classes = _score_classes(network)
         for name in dataset_names:
-            if name in datasets:
-                check_columns(datasets[name], data_of, shapes, network_name)
-        for f in network.function:
-            if f.type not in CLASS_SCORE_LOSSES or len(f.input) < 2 or f.input[1] not in data_of:
+            if name not in uris:
                 continue
-            classes = shapes.get(f.input[0], [0])[-1]
-            for name in dataset_names:
-                if name in datasets and classes > 0:
-                    _check(datasets[name], data_of[f.input[1]], classes, f"{network_name}'s {f.name.rsplit('/', 1)[-1]}")
+            header, _ = read_header_and_count(uris[name])
+            present = {cell.partition(":")[0].split("__")[0] for cell in header}
+            for variable, data_name in data_of.items():
+                if data_name not in present:
+                    raise NncToolsError(None, f"{network.name}'s {variable} reads '{data_name}', which {uris[name]} has no "
+                                        f"column for (its columns: {', '.join(sorted(present)) or 'none'})")
+            names = label_names(header)
+            for variable, count in classes.items():
+                if variable in data_of:
+                    check_header_classes(uris[name], names, count, f"{network.name}'s loss",
+                                         f" (export the network with --classes {len(names)})")
+
+
+def check_labels(proto, optimizer_proto, monitors: Iterable, datasets: Dict[str, Dataset]) -> None:
+    """Every dataset the optimizer or a monitor reads: its columns fit the variables that read them, and its labels are
+    whole numbers from 0 to the class count of the loss that reads them (the loss input's last axis); one line naming
+    the CSV, the label and the network otherwise."""
+    for network, dataset_names, data_of in _readers(proto, optimizer_proto, monitors):
+        shapes = {v.name: list(v.shape.dim) for v in network.variable}
+        for name in (n for n in dataset_names if n in datasets):
+            check_columns(datasets[name], data_of, shapes, network.name)
+            for variable, classes in _score_classes(network).items():
+                if variable in data_of and classes > 0:
+                    _check(datasets[name], data_of[variable], classes, f"{network.name}'s loss")
 
 
 def _check(dataset: Dataset, key: str, classes: int, where: str) -> None:
@@ -49,13 +79,13 @@ def _check(dataset: Dataset, key: str, classes: int, where: str) -> None:
         row = int(np.flatnonzero(~whole)[0]) + 1
         raise NncToolsError(dataset.uri, f"label {bad:g} in row {row} is not one of the {classes} classes of {where} "
                             f"(0 to {classes - 1}): a dataset for another network?")
-    check_header_classes(dataset, classes, where, f" (export the network with --classes {len(dataset.classes)})")
+    check_header_classes(dataset.uri, dataset.classes, classes, where, f" (export the network with --classes {len(dataset.classes)})")
 
 
-def check_header_classes(dataset: Dataset, classes: int, where: str, hint: str = "") -> None:
+def check_header_classes(uri, names, classes: int, where: str, hint: str = "") -> None:
     """The class names in a CSV's header (when it names them) are as many as the network scores."""
-    if dataset.classes and classes and len(dataset.classes) != classes:
-        raise NncToolsError(dataset.uri, f"its header names {len(dataset.classes)} classes, {where} scores {classes}: "
+    if names and classes and len(names) != classes:
+        raise NncToolsError(uri, f"its header names {len(names)} classes, {where} scores {classes}: "
                             f"a dataset for another network?{hint}")
 
 

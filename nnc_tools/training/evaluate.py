@@ -119,6 +119,7 @@ def _evaluate(project: Path, csv_path: Path, outdir: Optional[Path], batch_size:
               cache: Optional[PathLike]) -> Evaluation:
     proto = load_project(project).proto
     _check_class_names(proto, project, csv_path)
+    check_header_classes(csv_path, label_names(read_header_and_count(csv_path)[0]), executor_classes(proto), project.name)
     normalize = not proto.executor[0].no_image_normalization if proto.executor else True
     dataset = load_dataset(csv_path, Path(cache), name="evaluate", normalize=normalize)
     if "y" not in dataset.arrays:
@@ -128,7 +129,6 @@ def _evaluate(project: Path, csv_path: Path, outdir: Optional[Path], batch_size:
     if bad.any():  # a -1 would count as the last class
         raise NncToolsError(csv_path, f"label {raw[bad][0]:g} in row {int(np.flatnonzero(bad)[0]) + 1} is not a class index")
     labels = raw.astype(np.int64)
-    check_header_classes(dataset, executor_classes(proto), project.name)
     _check_executor_columns(proto, dataset, project)
     nn.clear_parameters()
     scores = predict(project, dataset, batch_size)

@@ -41,7 +41,7 @@ from ..project.overlay import FROZEN_BN
 from ..project.weights import copy_weights
 from ..yamlfile import one_of
 from .checkpoint import CHECKPOINT, checkpoint_settings, current_parameters, load_checkpoint, resumed_options, save_checkpoint
-from .checks import check_labels
+from .checks import check_headers, check_labels
 from .engine import make_context, quick_array_access, resolve_workers
 from .evaluate import evaluate
 from .frozen_cache import FeatureCache, detach, memory_budget, plan_prefix_cache, shared_cut
@@ -135,6 +135,10 @@ def train(project_path: PathLike, result_dir: PathLike, options: Optional[TrainO
     uris = {d.name: dataset_path(d.uri, base) for d in proto.dataset}
     for d in proto.dataset:
         read_header_and_count(uris[d.name])  # a missing or unreadable CSV fails before anything is written
+    try:
+        check_headers(proto, optimizer_proto, proto.monitor, uris)  # before a million rows are decoded
+    except NncToolsError as e:
+        raise about(project_path, e) from None
     created = not result_dir.exists()
     result_dir.mkdir(parents=True, exist_ok=True)
     try:
