@@ -89,7 +89,7 @@ def _labelled(path: Path, label: str, image: bytes = None, size=(8, 8), mode="L"
         _png(size, mode)(folder / "0.png")
     else:
         (folder / "0.png").write_bytes(image)
-    path.write_text(f"x:image,y:label;a;b;c\n{folder.name}/0.png,{label}\n{folder.name}/0.png,{label}\n")
+    path.write_text(f"x:image,y:label;c0;c1;c2\n{folder.name}/0.png,{label}\n{folder.name}/0.png,{label}\n")  # tiny_project's
 
 
 TINY_NNTXT = 'network {\n  name: "Main"\n  batch_size: 1\n}\n'
@@ -190,7 +190,7 @@ CASES = [
     ("info a folder", "info {folder_nnp}", "refused {folder_nnp}"),
     ("info missing file", "info {missing_nnp}", "refused {missing_nnp}"),
     ("info name over the limit", "info {long_name}", "refused"),
-    ("info sdcproj bad count", "info {sdc_bad_count}", "works"),
+    ("info sdcproj bad count", "info {sdc_bad_count}", "refused {sdc_bad_count}"),
     ("info sdcproj no sections", "info {sdc_no_sections}", "refused {sdc_no_sections}"),
     ("info sdcproj huge counts", "info {sdc_huge_count}", "refused {sdc_huge_count}"),
     ("info sdcproj crlf", "info {sdc_crlf} --json", "works"),
@@ -225,7 +225,7 @@ CASES = [
     ("freeze missing overlay", "apply-freeze {p} -c {missing_nnp}.yaml", "refused missing.nnp.yaml"),
     ("freeze garbage project", "apply-freeze {garbage_nnp} -c {ov_glob_all}", "refused {garbage_nnp}"),
     ("freeze output other ext", "apply-freeze {p} -c {ov_glob_all} -o {out}.nntxt", "refused .nntxt"),
-    ("freeze sdcproj bad count", "apply-freeze {sdc_bad_count} -c {ov_glob_all}", "refused {ov_glob_all}"),
+    ("freeze sdcproj bad count", "apply-freeze {sdc_bad_count} -c {ov_glob_all}", "refused {sdc_bad_count}"),
     ("freeze unicode overlay name", "apply-freeze {p} -c {ov_unicode} -o {out}.nnp", "works"),
     ("freeze everything", "apply-freeze {p} -c {ov_glob_all} -o {out}.nnp", "works"),
     ("freeze bom overlay", "apply-freeze {p} -c {ov_bom} --dry-run", "works"),
@@ -317,7 +317,7 @@ CASES = [
      "refused {ov_no_such_layer}"),
     ("retarget classes one", "retarget {p} -o {out}.nnp --train-csv {csv} --val-csv {val} --classes 1", "refused --classes"),
     ("retarget onto the source", "retarget {p} -o {p} --train-csv {csv} --val-csv {val}", "refused {p}"),
-    ("retarget to 5 classes", "retarget {p} -o {out}.nnp --train-csv {csv} --val-csv {val} --classes 5", "works"),
+    ("retarget to 5 classes", "retarget {p} -o {out}.nnp --train-csv {csv} --val-csv {val} --classes 5", "refused {csv}"),
     # experiment
     ("experiment bad config", "experiment transfer -c {config_bad} -o {out} --synthetic", "refused {config_bad}"),
     ("experiment config a list", "experiment transfer -c {config_list} -o {out} --synthetic", "refused {config_list}"),
@@ -375,7 +375,8 @@ REASONS = {
     'freeze missing overlay': 'no such overlay file',
     'freeze garbage project': 'not a readable .nnp',
     'freeze output other ext': "output must have the input's extension '.nnp'",
-    'freeze sdcproj bad count': "freeze[0]: match '*' matches nothing in",
+    'freeze sdcproj bad count': "[Global] NumNetwork='lots' is not a count of networks",
+    'info sdcproj bad count': "[Global] NumNetwork='lots' is not a count of networks",
     'freeze without overlay': 'no overlay given',
     'export unknown network': "unknown network 'resnet2000'",
     'export to txt': 'export writes .nnp or .nntxt',
@@ -445,6 +446,7 @@ REASONS = {
     'retarget bad overlay': "freeze[0]: match 'Affine_99' matches nothing in",
     'retarget classes one': 'nnc-tl retarget: error: argument --classes: expected a class count',
     'retarget onto the source': 'is an input of this command',
+    'retarget to 5 classes': 'its header names 3 classes, --classes says 5',
     'experiment bad config': 'seeds: expected a whole number from 1 to 1,048,576, got 0',
     'experiment config a list': 'an experiment config must be a mapping',
     'experiment unknown key': "unknown key 'netwrok'",

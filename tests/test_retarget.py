@@ -468,10 +468,10 @@ def test_a_frozen_layer_without_values_is_refused_and_left_ones_are_named(cli, t
     assert "1 parameters have no values and start from their initializer: Convolution/conv/W" in allowed.out
 
 
-def _renamed_csv(tmp_path, names):
-    """training.csv's rows under a header naming other classes (as CIFAR-10's airplane… against aquatic's beaver…)."""
-    rows = (tmp_path / "training.csv").read_text().splitlines()
-    out = tmp_path / "renamed.csv"
+def _renamed_csv(tmp_path, names, split="training"):
+    """A split's rows under a header naming other classes (as CIFAR-10's airplane… against aquatic's beaver…)."""
+    rows = (tmp_path / f"{split}.csv").read_text().splitlines()
+    out = tmp_path / ("renamed.csv" if split == "training" else f"renamed_{split}.csv")
     out.write_text("\n".join(["x:image,y:label;" + ";".join(names)] + rows[1:]) + "\n")
     return out
 
@@ -481,7 +481,8 @@ def test_same_count_other_class_names_draw_the_head_anew(cli, tmp_path):
     weights score the old classes, so it is re-initialised and the output says why. Same names keep it."""
     source = tiny_project(tmp_path)
     renamed = _renamed_csv(tmp_path, ["beaver", "dolphin", "otter"])
-    result = cli("retarget", source, "-o", tmp_path / "t.nnp", "--train-csv", renamed, "--val-csv", tmp_path / "validation.csv")
+    renamed_val = _renamed_csv(tmp_path, ["beaver", "dolphin", "otter"], "validation")
+    result = cli("retarget", source, "-o", tmp_path / "t.nnp", "--train-csv", renamed, "--val-csv", renamed_val)
     assert result.code == 0, result.err
     assert "the source was trained on c0, c1, c2" in result.out and "beaver, dolphin, otter" in result.out
     assert "re-initialised Affine/affine/W, Affine/affine/b" in result.out

@@ -427,7 +427,9 @@ def test_labels_are_checked_against_the_networks_classes(cli, tmp_path, classes)
     """A 3-class network on a CSV with labels up to 4 is refused before training (NNabla would crash with a double
     free); a CSV whose header names 2 classes is refused too (it trained silently on a 3-class head)."""
     project = tiny_project(tmp_path)
-    write_image_csv(tmp_path, 24, classes=classes, name="training")
+    csv = write_image_csv(tmp_path, 24, classes=classes, name="training")
+    if classes == 5:  # a header naming no classes: the labels themselves must be checked
+        csv.write_text("\n".join(["x:image,y:label"] + csv.read_text().splitlines()[1:]) + "\n")
     result = cli("train", project, "-o", tmp_path / "r", "--epochs", "1", "--workers", "1")
     assert result.code == 2 and len(result.err.strip().splitlines()) == 1, result.err
     assert "training.csv" in result.err and not (tmp_path / "r").exists()

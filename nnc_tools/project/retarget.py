@@ -42,7 +42,6 @@ def retarget(source: PathLike, target: PathLike, options: RetargetOptions) -> Re
     if not proto.optimizer:
         raise NncToolsError(source, "has no optimizer: not a training project")
     classes, classes_from = class_count_for(options.classes, options.train_csv)
-    check_split_csvs(options.train_csv, options.val_csv, [dv.data_name for dv in proto.optimizer[0].data_variable])
     head = find_head(proto, source, options.head)
     params = OrderedDict(project.parameters)
     missing = [p for p in head.parameters if p not in params]
@@ -59,6 +58,7 @@ def retarget(source: PathLike, target: PathLike, options: RetargetOptions) -> Re
         reinitialised = reinitialise(proto, params, options.seed, head.parameters)
     if options.scratch:
         reinitialised = reinitialise(proto, params, options.seed)
+    check_split_csvs(options.train_csv, options.val_csv, [dv.data_name for dv in proto.optimizer[0].data_variable])
     datasets = point_datasets(proto, target, options.train_csv, options.val_csv, batch_size=options.batch_size,
                               epochs=options.epochs, monitor_interval=options.monitor_interval)
     check_input_image(proto, Path(options.train_csv), source)
