@@ -183,3 +183,13 @@ def test_bytes_in_no_encoding_stay_as_they_are_and_json_stays_valid(cli, tmp_pat
     out = tmp_path / "out.sdcproj"
     assert cli("apply-freeze", path, "-c", tmp_path / "o.yaml", "-o", out).code == 0
     assert b"Property_0_Value=Affine_\x81" in out.read_bytes()
+
+
+@needs_samples
+@pytest.mark.parametrize("encoding, expected", [("cp932", "oConv2/affine/W"), ("utf-8", "Conv2/affine/W")])
+def test_non_ascii_names_lose_their_bytes_as_nncs_converter_drops_them(tmp_path, encoding, expected):
+    """NNC's converter drops a layer name's non-ASCII bytes byte by byte in the file's encoding: 'バConv2' in cp932 is
+    0x83 'o' 'Conv2', whose ASCII trail byte stays ('oConv2'); in UTF-8 all three bytes of 'バ' go ('Conv2')."""
+    path = _japanese_lenet(tmp_path, "バConv2".encode(encoding))
+    names = set(parameters(expand(load_sdcproj(path), load_sdcproj(path).network_names()[0])))
+    assert f"{expected}" in names and "Affine_2/affine/W" not in names

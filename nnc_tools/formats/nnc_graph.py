@@ -81,7 +81,8 @@ def expand(sdc: SdcProject, network: str) -> List[Function]:
 
     ordered = network_order(graph.nodes, graph.links, given)
     functions = {node.id: Function(_function_name(node.call, node.layer), node.layer,
-                                   _sites(node.layer, node.call, node.repeat, node.fed_pins), not is_variable_layer(node))
+                                   _sites(node.layer, node.call, node.repeat, node.fed_pins, sdc.encoding),
+                                   not is_variable_layer(node))
                  for node in ordered}
     position = {node.id: i for i, node in enumerate(ordered)}
     readers: Dict[str, List[str]] = {}
@@ -162,7 +163,7 @@ class _Graph:
             raise NncToolsError(self.sdc.path, f"Unit layer {unit.name} calls network '{target}' inside itself "
                                 f"({' -> '.join(stack + (target,))})")
         scope = unit.properties.get("ParameterScope", "*Name")
-        scope = _ascii(unit.name if scope == "*Name" else scope)
+        scope = _ascii(unit.name if scope == "*Name" else scope, self.sdc.encoding)
         if scope and repeat:
             scope += _repeat_suffix(call, repeat)
         return _Call(call.units + (unit,), call.scopes + ((scope,) if scope else ())), target
@@ -211,12 +212,13 @@ def _repeat_suffix(call: _Call, repeat: str) -> str:
     return "{" + "/".join([u.name for u in call.units] + [repeat]) + "}"
 
 
-def _sites(layer: Layer, call: _Call, repeat: Optional[str], fed_pins=frozenset()) -> List[ParameterSite]:
+def _sites(layer: Layer, call: _Call, repeat: Optional[str], fed_pins=frozenset(),
+           encoding: str = "utf-8") -> List[ParameterSite]:
     """The layer's parameters: converted names and the properties that may decide each multiplier."""
     type_scope, catalogue = LAYER_PARAMETERS.get(layer.type, ("", ()))
     replaced = {catalogue[pin - 1] for pin in fed_pins if 0 < pin <= len(catalogue)}
     own = layer.name if layer.type in VARIABLE_PARAMETERS else layer.scope
-    scope = _ascii(own) + (_repeat_suffix(call, repeat) if repeat and layer.type != REPEAT_START else "")
+    scope = _ascii(own, encoding) + (_repeat_suffix(call, repeat) if repeat and layer.type != REPEAT_START else "")
     sites = []
     for short in (p for p in layer.parameter_names() if p not in replaced):
         name = "/".join(part for part in (*call.scopes, scope, type_scope, short) if part)
@@ -229,6 +231,9 @@ def _sites(layer: Layer, call: _Call, repeat: Optional[str], fed_pins=frozenset(
     return sites
 
 
-def _ascii(text: str) -> str:
-    """NNC drops a name's non-ASCII characters from parameter names (byte by byte)."""
-    return "".join(c for c in text if ord(c) < 128)
+def _ascii(text: str, encoding: str = "utf-8") -> str:
+    """NNC drops a name's non-ASCII bytes from parameter names, byte by byte in the file's encoding: in UTF-8 every byte
+    of a non-ASCII character goes, in cp932 (Shift_JIS) a two-byte character's trail byte stays when it is ASCII
+    (``oConv2`` where UTF-8 gives ``Conv2``)."""
+    raw = text.encode(encoding, "surrogateescape")
+    return bytes(b for b in raw if b < 128).decode("ascii")
