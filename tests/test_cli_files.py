@@ -14,7 +14,7 @@ import pytest
 from nnc_tools import __version__
 from nnc_tools.formats.nnp import load_project
 
-from .conftest import needs_samples, nnabla_saved, nnc_samples, parameters_equal
+from .conftest import needs_samples, nnabla_saved, nnc_samples, parameters_equal, tiny_project
 
 
 def test_version(cli):
@@ -174,3 +174,18 @@ def test_no_stray_temp_files_after_errors(cli, bad_dir, tmp_path):
     for name in BAD:
         cli("convert", bad_dir / name, tmp_path / "x.nntxt")
     assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("args", [["info", "{p}", "--json"], ["info", "{p}"], ["apply-freeze", "{p}", "-c", "{o}", "--dry-run"]])
+def test_a_reader_that_goes_away_is_no_error(tmp_path, args):
+    """`nnc-tl info … | head -1`: the reader closes the pipe before nnc-tl writes; no traceback, exit 0, nothing changed."""
+    project = tiny_project(tmp_path)
+    overlay = tmp_path / "o.yaml"
+    overlay.write_text("freeze: [Convolution]\n")
+    before = project.read_bytes()
+    command = [sys.executable, "-m", "nnc_tools.cli"] + [a.format(p=project, o=overlay) for a in args]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path)
+    proc.stdout.close()  # before a byte is read: every write of nnc-tl meets a closed pipe
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 0 and "Traceback" not in err and "BrokenPipe" not in err, err
+    assert project.read_bytes() == before

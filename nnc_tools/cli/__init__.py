@@ -72,6 +72,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     except NncToolsError as e:
         print("nnc-tl: error: " + " ".join(_as_the_user_said_it(e, args).split()), file=sys.stderr)
         return 2
+    except BrokenPipeError:  # the reader went away (`| head -1`): what it did not read is not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes stdout
+        return 0
     except OSError as e:
         if e.filename is None:
             raise
@@ -81,8 +84,6 @@ def main(argv: Optional[List[str]] = None) -> int:
     except KeyboardInterrupt:
         print("nnc-tl: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:
-        return 0
     finally:
         logger = logging.getLogger("nnc_tools")
         logger.removeHandler(handler)
