@@ -565,3 +565,16 @@ def test_a_loss_reduced_to_a_scalar_is_monitored_as_nnabla_cli_does(cli, tmp_pat
     assert result.code == 0, result.err
     report = yaml.safe_load((tmp_path / "r" / "monitoring_report.yml").read_text())
     assert 0 < report[0]["valid_error"] < 10
+
+
+def test_resuming_a_finished_run_keeps_its_wall_time(tmp_path):
+    """--resume on a finished run trains nothing; its summary still says how long the run took, not 0 s (a resumed
+    experiment reported "wall time 0 s")."""
+    from nnc_tools.training.records import read_summary
+
+    project = tiny_project(tmp_path, epochs=1)
+    first = train(project, tmp_path / "r", TrainOptions(progress=False, workers=1))
+    again = train(project, tmp_path / "r", TrainOptions(progress=False, resume=True))
+    assert first.summary.wall_seconds > 0
+    assert again.summary.wall_seconds >= 0.5 * first.summary.wall_seconds  # (it was 0.0: only the resumed part)
+    assert read_summary(tmp_path / "r").wall_seconds == again.summary.wall_seconds

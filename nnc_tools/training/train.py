@@ -175,12 +175,14 @@ class TrainingRun:
         self._set_up_parameters()
         self._load_datasets()
         resuming = self.options.resume and self.checkpoint.exists()
-        done = checkpoint_settings(self.checkpoint)["trained_epochs"] if resuming else 0
-        self._enter(phase_at(self.phases, max(done, 1)))  # the checkpoint's states fit the solvers of its own phase
+        saved = checkpoint_settings(self.checkpoint) if resuming else {}
+        self._enter(phase_at(self.phases, max(saved.get("trained_epochs", 0), 1)))  # the checkpoint's phase's solvers
         start_epoch = 0
         if resuming:
             start_epoch, self.history, self.best = load_checkpoint(self.checkpoint, self.solvers)
-        started = time.perf_counter()
+        # the run's wall time goes on from what its earlier sessions took (a resumed finished run is not "0 s")
+        self.wall_before = float(saved.get("wall_seconds", 0.0))
+        self.started = started = time.perf_counter()
         for epoch in range(start_epoch + 1, self.epochs + 1):
             phase = phase_at(self.phases, epoch)
             if phase is not self.phase:
@@ -188,7 +190,7 @@ class TrainingRun:
                 self._enter(phase)
                 carry_states(states, self.solvers)
             self._epoch(epoch, first=epoch == start_epoch + 1 or epoch == phase.first)
-        return self._finish(time.perf_counter() - started)
+        return self._finish(self.wall_before + time.perf_counter() - started)
 
     def _enter(self, phase: PhasePlan) -> None:
         """A phase's project: its graphs (where they differ), solvers, frozen-prefix cache and the monitors' cuts."""
@@ -341,7 +343,7 @@ class TrainingRun:
                         {"epochs": self.epochs, "batch_size": self.batch_size, "seed": self.options.seed,
                          "phases": file_digest(self.options.phases) if self.options.phases is not None else None,
                          "frozen_bn": self.options.frozen_bn, "cache_frozen": self.options.cache_frozen,
-                         "workers": self.workers})
+                         "workers": self.workers, "wall_seconds": self.wall_before + time.perf_counter() - self.started})
 
     # ------------------------------------------------------------------------------------------------------ the end
 
