@@ -329,3 +329,19 @@ def test_settings_that_would_be_ignored_are_refused(cli, tmp_path):
     assert_refused(cli("experiment", "transfer", "-c", config, "-o", tmp_path / "run", "--source-project", source),
                    "source_data: not used when the source is given")
     assert not (tmp_path / "run").exists()
+
+
+def test_a_project_without_datasets_is_refused_before_anything_is_written(cli, tmp_path):
+    """NNC's converter writes no datasets into a prototxt (nin.prototxt): train says how to point it at CSVs instead
+    of an IndexError that left network.nntxt behind."""
+    from nnc_tools.formats.nnp import load_project, save_project
+
+    from .conftest import tiny_project
+
+    loaded = load_project(tiny_project(tmp_path))
+    del loaded.proto.dataset[:]
+    del loaded.proto.optimizer[0].dataset_name[:]
+    save_project(loaded, tmp_path / "nodata.nntxt")
+    assert_refused(cli("train", tmp_path / "nodata.nntxt", "-o", tmp_path / "r"), "nodata.nntxt",
+                   "its optimizer Optimizer reads no dataset", "nnc-tl retarget")
+    assert not (tmp_path / "r").exists()
