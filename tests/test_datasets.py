@@ -298,6 +298,8 @@ def hostile_archives(tmp_path: Path):
     yield "negative label", doctored_batch(tmp_path, "f", b"labels", lambda v: [x - 1 for x in v]), "outside"
     yield "float pixels", doctored_batch(tmp_path, "g", b"data", lambda v: v.astype(np.float64)), "expected uint8 pixels"
     yield "string labels", doctored_batch(tmp_path, "h", b"labels", lambda v: [str(x) for x in v]), "expected integer labels"
+    yield "one channel in one batch", doctored_batch(tmp_path, "i", b"data", lambda v: np.ascontiguousarray(v[:, :1024])), \
+        "CIFAR rows are 3072 pixels"
 
 
 def doctored_batch(tmp_path: Path, name: str, key: bytes, change) -> Path:

@@ -211,7 +211,12 @@ def _array(d: dict, key: bytes, where: str, kind: str = "") -> np.ndarray:
 
 
 def _python_split(batches: List[dict], label_key: bytes, where: str, coarse: bool) -> CifarSplit:
-    images = np.concatenate([_array(b, b"data", where, "u1") for b in batches])
+    arrays = [_array(b, b"data", where, "u1") for b in batches]
+    for array in arrays:  # each batch alone: one of another shape would fail the concatenation with a traceback
+        if array.ndim != 2 or array.shape[1] != 3072:
+            raise NncToolsError(where, f"a batch's data is {'x'.join(map(str, array.shape))}; CIFAR rows are 3072 pixels "
+                                "(3 channels of 32x32)")
+    images = np.concatenate(arrays)
     labels = np.concatenate([_array(b, label_key, where, "i") for b in batches]).astype(np.int64)
     if images.ndim != 2 or images.shape[1] != 3072 or len(images) != len(labels):
         raise NncToolsError(where, f"unexpected data shape {images.shape} for {len(labels)} labels")
