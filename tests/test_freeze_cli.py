@@ -12,7 +12,7 @@ import pytest
 
 from nnc_tools.formats.nnp import load_project, multipliers
 
-from .conftest import nnabla_saved, single, tiny_contents, write_image_csv
+from .conftest import NNC_SAMPLES, needs_samples, nnabla_saved, single, tiny_contents, write_image_csv
 
 
 @pytest.fixture
@@ -178,3 +178,18 @@ def test_big_nnp_is_streamed_not_loaded(tmp_path):
     with zipfile.ZipFile(big) as a, zipfile.ZipFile(tmp_path / "out.nnp") as b:
         assert a.getinfo("parameter.h5").CRC == b.getinfo("parameter.h5").CRC
     assert multipliers(load_project(tmp_path / "out.nnp").proto.optimizer[0])["Affine_10/affine/W"] == 0
+
+
+@needs_samples
+def test_a_name_that_stands_for_several_layers_is_said(cli, tmp_path):
+    """NIN has Convolution_3 in three Units and at its top level: a bare name sets all four, and apply-freeze (its dry
+    run too) says so with the qualified names that pick one; a qualified name is not ambiguous."""
+    overlay = tmp_path / "o.yaml"
+    overlay.write_text("freeze: [Convolution_3]\n")
+    result = cli("apply-freeze", NNC_SAMPLES / "nin.sdcproj", "-c", overlay, "--dry-run")
+    assert result.code == 0, result.err
+    assert "'Convolution_3' names 4 layers (MPC/Convolution_3, MPC_2/Convolution_3, MPC_3/Convolution_3" in result.err
+    assert "pick one by its qualified name ('MPC/Convolution_3')" in result.err
+    overlay.write_text("freeze: [MPC_2/Convolution_3]\n")
+    result = cli("apply-freeze", NNC_SAMPLES / "nin.sdcproj", "-c", overlay, "--dry-run")
+    assert result.code == 0 and "names 4 layers" not in result.err and "2 frozen in all" in result.out, (result.out, result.err)

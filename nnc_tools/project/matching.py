@@ -4,6 +4,7 @@ optimizers an overlay names, and the table of changes it makes."""
 from __future__ import annotations
 
 import difflib
+import logging
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence
 
@@ -13,6 +14,8 @@ from ..formats.schema import as_float32
 from .overlay import Overlay
 from .rules import Rule
 from .views import NetworkView
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -55,7 +58,24 @@ def resolve(overlay: Overlay, views: Dict[str, NetworkView], project_path: PathL
     for rule, was_used in zip(overlay.rules, used):
         if not was_used:
             raise NncToolsError(overlay.path, _no_match_message(rule, views, project_path))
+    for rule in overlay.rules:
+        layers = ambiguous_layers(rule, views)
+        if layers:
+            sets = "all of them" if rule.KEY == "match" else "the parameters up to the first"
+            log.warning(f"warning: {rule.where}: '{rule.target}' names {len(layers)} layers ({', '.join(layers[:6])}"
+                        f"{', ...' if len(layers) > 6 else ''}); the rule sets {sets} — pick one by its qualified name "
+                        f"('{layers[0]}') or its parameters' names ('{layers[-1]}/*/*')")
     return result
+
+
+def ambiguous_layers(rule: Rule, views: Dict[str, NetworkView]) -> List[str]:
+    """The layers a rule's plain name (no wildcard, no '/') stands for when it stands for more than one (NIN's
+    ``Convolution_3`` in three Units and at the top level); none otherwise."""
+    target = getattr(rule, "target", "")
+    if not target or "/" in target or any(c in target for c in "*?["):
+        return []
+    found = dict.fromkeys(s.layer for view in views.values() for s in view.slots if target in s.names)
+    return list(found) if len(found) > 1 else []
 
 
 def _no_match_message(rule: Rule, views: Dict[str, NetworkView], project_path: PathLike) -> str:
