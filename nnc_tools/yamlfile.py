@@ -77,11 +77,16 @@ def finite_number(value: Any, where: Where, setting: str, above: float = 0.0, or
     """A finite number greater than ``above`` (or equal to it, with ``or_equal``), and at most ``at_most`` when given."""
     low = f"{'>=' if or_equal else '>'} {above:g}"
     bound = low if at_most is None else f"{low} and <= {at_most:g}"
-    ok = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value) and \
-        (value >= above if or_equal else value > above) and (at_most is None or value <= at_most)
+    try:  # a 400-digit integer is a YAML int no float holds
+        number = float(value) if not isinstance(value, bool) and isinstance(value, (int, float)) else None
+    except OverflowError:
+        number = None
+    ok = number is not None and math.isfinite(number) and (number >= above if or_equal else number > above) and \
+        (at_most is None or number <= at_most)
     if not ok:
-        raise SettingError(where, setting, f"expected a finite number {bound}, got {value!r}")
-    return float(value)
+        shown = repr(value) if len(repr(value)) < 40 else f"{repr(value)[:20]}... ({len(repr(value))} digits)"
+        raise SettingError(where, setting, f"expected a finite number {bound}, got {shown}")
+    return number
 
 
 def one_of(value: Any, allowed: Collection[str], where: Where, setting: str) -> str:

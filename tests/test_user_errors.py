@@ -345,3 +345,20 @@ def test_a_project_without_datasets_is_refused_before_anything_is_written(cli, t
     assert_refused(cli("train", tmp_path / "nodata.nntxt", "-o", tmp_path / "r"), "nodata.nntxt",
                    "its optimizer Optimizer reads no dataset", "nnc-tl retarget")
     assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("text", ["rules:\n  - decay: 1" + "0" * 400 + "\n    from: Affine\n",
+                                  "lr_multiplier: {Affine: 1" + "0" * 400 + "}\n"])
+def test_a_number_no_float_holds_is_one_line(cli, tmp_path, text):
+    project = nnabla_saved(tmp_path / "p.nnp")
+    (tmp_path / "o.yaml").write_text(text)
+    assert_refused(cli("apply-freeze", project, "-c", tmp_path / "o.yaml"), "o.yaml", "expected a finite number", "(401 digits)")
+
+
+def test_a_label_no_classifier_has_is_one_line(cli, tmp_path):
+    source, train_csv, val_csv = _project_and_csvs(tmp_path)
+    rows = train_csv.read_text().splitlines()
+    huge = tmp_path / "huge.csv"
+    huge.write_text("\n".join(["x:image,y:label", rows[1].rsplit(",", 1)[0] + ",12345678901234567890"] + rows[2:]) + "\n")
+    assert_refused(_retarget(cli, tmp_path, source, huge, val_csv), "huge.csv", "label 12345678901234567890 is past the")
+    assert not (tmp_path / "t.nnp").exists()

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import csv
+import math
 import os
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
 from ..errors import NncToolsError
 from ..fileio import PathLike
+
+MAX_CLASSES = 1 << 20  # the most classes a label may ask for (as --classes allows)
 
 
 def read_header_and_count(path: PathLike) -> Tuple[List[str], int]:
@@ -56,8 +59,11 @@ def class_count(path: PathLike, column: str = "y") -> Tuple[int, str]:
                 value = float(row[where])
             except (IndexError, ValueError):
                 raise NncToolsError(path, f"row {number}: label {row[where] if where < len(row) else ''!r} is not a number") from None
-            if not (value >= 0 and value == int(value)):
+            if not (math.isfinite(value) and value >= 0 and value == int(value)):
                 raise NncToolsError(path, f"row {number}: label {row[where]!r} is not a class index")
+            if value >= MAX_CLASSES:
+                raise NncToolsError(path, f"row {number}: label {row[where]} is past the {MAX_CLASSES:,} classes a classifier "
+                                    "may have: not a class index")
             top = max(top, int(value))
     if top < 0:
         raise NncToolsError(path, "has no rows to count the classes from")
