@@ -504,3 +504,16 @@ def test_evaluate_refuses_a_csv_naming_other_classes(cli, tmp_path):
         assert_refused(cli("evaluate", tmp_path / "r" / "results.nnp", "--dataset", renamed), "renamed.csv",
                        f"its header names the classes {', '.join(names)}", "was trained on c0, c1, c2")
     assert cli("evaluate", tmp_path / "r" / "results.nnp", "--dataset", tmp_path / "validation.csv").code == 0
+
+
+def test_a_trained_result_knows_its_classes_where_it_lies(cli, tmp_path):
+    """The issue's case: a results.nnp from nnc-tl train (its folder is not the project's), retargeted to a CSV naming
+    other classes at the same count: the head is drawn anew (its datasets resolve from the result folder)."""
+    source = tiny_project(tmp_path)
+    assert cli("train", source, "-o", tmp_path / "r", "--epochs", "1", "--workers", "1").code == 0
+    renamed = _renamed_csv(tmp_path, ["beaver", "dolphin", "otter"])
+    renamed_val = _renamed_csv(tmp_path, ["beaver", "dolphin", "otter"], "validation")
+    result = cli("retarget", tmp_path / "r" / "results.nnp", "-o", tmp_path / "t.nnp", "--train-csv", renamed,
+                 "--val-csv", renamed_val)
+    assert result.code == 0, result.err
+    assert "the source was trained on c0, c1, c2" in result.out and "re-initialised Affine/affine/W" in result.out

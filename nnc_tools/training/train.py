@@ -38,6 +38,7 @@ from ..formats.nnp import Project, load_project, network_text, save_project
 from ..formats.schema import network_of
 from ..project.onnx_export import write_results_onnx
 from ..project.overlay import FROZEN_BN
+from ..project.passes import dataset_uri
 from ..project.weights import copy_weights
 from ..yamlfile import one_of
 from .checkpoint import CHECKPOINT, checkpoint_settings, current_parameters, load_checkpoint, resumed_options, save_checkpoint
@@ -181,6 +182,9 @@ class TrainingRun:
         self.best: Tuple[int, float] = (0, math.inf)
         self.reinitialised: List[Tuple[str, str]] = []
         self.phases = phases or [PhasePlan(0, 1, max(self.epochs, 1), project.proto, proto)]  # one, unless --phases
+        for phase in self.phases:  # what results.nnp says of its data resolves from the result folder, where it lies
+            for d in phase.saved.dataset:
+                d.uri = dataset_uri(uris[d.name], result_dir / "results.nnp")
         self.phase: Optional[PhasePlan] = None
 
     def run(self) -> TrainResult:
