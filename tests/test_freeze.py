@@ -280,3 +280,18 @@ def test_a_new_rule_kind_is_one_class_in_the_table(tmp_path, monkeypatch):
     (tmp_path / "o.yaml").write_text("rules:\n  - after: Nowhere\n    multiplier: 0.5\n")
     with pytest.raises(NncToolsError, match="rules\\[0\\]: after 'Nowhere' matches nothing"):
         apply_freeze(project, tmp_path / "o.yaml")
+
+
+def test_a_glob_leaves_bn_statistics_out_of_the_solver_unless_named(tmp_path):
+    """``match: '*'`` at 1 trains every weight but not Batch Normalization's running mean and variance (a solver would
+    decay them); ``params: [mean]`` or a full parameter name selects them."""
+    project = tiny_project(tmp_path)
+    overlay = tmp_path / "o.yaml"
+    cases = [("lr_multiplier: {'*': 1}\n", 0.0, 0.0), ("rules:\n  - match: '*'\n    params: [mean]\n    multiplier: 1\n", 1.0, 0.0),
+             ("lr_multiplier: {'BatchNormalization/bn/var': 1}\n", 0.0, 1.0)]
+    for text, mean, var in cases:
+        overlay.write_text(text)
+        apply_freeze(project, overlay, tmp_path / "out.nnp")
+        m = multipliers(load_project(tmp_path / "out.nnp").proto.optimizer[0])
+        assert (m.get("BatchNormalization/bn/mean", 0.0), m.get("BatchNormalization/bn/var", 0.0)) == (mean, var), text
+        assert m["Convolution/conv/W"] == 1

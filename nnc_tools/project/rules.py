@@ -6,6 +6,7 @@ itself in messages (``describe``). A new kind is one class here and one row in t
 
 from __future__ import annotations
 
+import fnmatch
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,7 +49,12 @@ class Rule:
     KEYS: ClassVar[FrozenSet[str]] = frozenset()
 
     def keeps(self, slot: Slot) -> bool:
-        return self.params is None or slot.short in self.params
+        """The ``params`` filter; Batch Normalization's running statistics only when ``params`` names them: they are not
+        trained by a solver, and a rule such as ``match: '*'`` at 1 would put them into one (weight decay would then
+        shrink them)."""
+        if self.params is None:
+            return not is_statistic(slot.parameter)
+        return slot.short in self.params
 
     def select(self, view: NetworkView, chosen: Dict[str, float]) -> Dict[str, float]:
         """The multiplier of every parameter of ``view`` the rule sets, given what the rules before it ``chosen``."""
@@ -95,7 +101,9 @@ class MatchRule(NamedRule):
     KEYS: ClassVar[FrozenSet[str]] = frozenset({"match", "params", "multiplier"})
 
     def select(self, view: NetworkView, chosen: Dict[str, float]) -> Dict[str, float]:
-        return {s.parameter: self.multiplier for s in view.slots if self.keeps(s) and glob_matches(self.target, s)}
+        named = "/" in self.target and self.params is None  # a full parameter name: what it names, statistics too
+        return {s.parameter: self.multiplier for s in view.slots if glob_matches(self.target, s) and (
+            self.keeps(s) or (named and fnmatch.fnmatchcase(s.parameter, self.target)))}
 
 
 @dataclass
