@@ -578,3 +578,34 @@ def test_resuming_a_finished_run_keeps_its_wall_time(tmp_path):
     assert first.summary.wall_seconds > 0
     assert again.summary.wall_seconds >= 0.5 * first.summary.wall_seconds  # (it was 0.0: only the resumed part)
     assert read_summary(tmp_path / "r").wall_seconds == again.summary.wall_seconds
+
+
+def test_nnabla_cli_habits_a_result_folder_and_solver_overrides(cli, tmp_path):
+    """What nnabla_cli users type: a result folder where a project is expected (train goes on from its results.nnp,
+    evaluate scores it); --solver/--lr override the project's and results.nnp says what trained; --resume keeps them."""
+    project = tiny_project(tmp_path)
+    assert cli("train", project, "-o", tmp_path / "r", "--epochs", "1", "--workers", "1").code == 0
+    again = cli("train", tmp_path / "r", "-o", tmp_path / "r2", "--epochs", "1", "--workers", "1", "--solver", "Adam",
+                "--lr", "0.003")
+    assert again.code == 0, again.err
+    solver = load_project(tmp_path / "r2" / "results.nnp").proto.optimizer[0].solver
+    assert solver.type == "Adam" and solver.adam_param.alpha == pytest.approx(0.003)
+    assert cli("evaluate", tmp_path / "r2", "--dataset", tmp_path / "validation.csv").code == 0
+    resumed = cli("train", tmp_path / "r", "-o", tmp_path / "r2", "--resume", "--lr", "0.1")
+    assert resumed.code == 2 and "--lr 0.1 contradicts the run's own --lr 0.003" in resumed.err, resumed.err
+    assert "is a folder without results.nnp" in cli("train", tmp_path / "training", "-o", tmp_path / "r3").err
+
+
+def test_progress_for_those_without_a_progress_bar(tmp_path):
+    """progress.txt as nnabla_cli writes it (NNC's console reads it: one line while training, empty at the end), and on a
+    console that is no terminal a periodic line with img/s and the epoch's ETA."""
+    from nnc_tools.training.records import PROGRESS, ProgressReport
+
+    project = tiny_project(tmp_path)
+    train(project, tmp_path / "r", TrainOptions(progress=False, epochs=1, workers=1))
+    assert (tmp_path / "r" / PROGRESS).read_text() == ""
+    lines = []
+    report = ProgressReport(tmp_path, lines.append, every=0.0)
+    report.update(1, 3, 5, 20, 0.25, 40, time.monotonic() - 2.0)
+    assert (tmp_path / PROGRESS).read_text() == "Training : cost=0.250000 (25.00%)"
+    assert lines and lines[0].startswith("epoch 1/3: 5/20 iterations, ") and "img/s, the epoch ends in about" in lines[0]

@@ -44,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _as_the_user_said_it(error: NncToolsError, args: argparse.Namespace) -> str:
     """The error's line; a setting the command took as a flag is named as that flag (``frozen_bn`` -> ``--frozen-bn``)."""
     if isinstance(error, SettingError) and error.path is None and hasattr(args, error.setting):
-        return "--" + error.setting.replace("_", "-") + str(error)[len(error.setting):]
+        return "--" + error.setting.replace("_", "-") + str(error)[len(error.setting):] + f" (see nnc-tl {args.command} --help)"
     return str(error)
 
 

@@ -18,7 +18,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     options = TrainOptions(epochs=args.epochs, batch_size=args.batch_size, context=args.context, device_id=args.device_id,
                            weights=args.weights, resume=args.resume, seed=args.seed, frozen_bn=args.frozen_bn,
                            cache_frozen=args.cache_frozen, cache_budget=args.cache_budget, workers=args.workers,
-                           phases=args.phases)
+                           phases=args.phases, solver=args.solver, lr=args.lr)
     result = train(args.project, args.output, options)
     s = result.summary
     for name, why in result.reinitialised:
@@ -49,13 +49,15 @@ def _add_train(sub, common: argparse.ArgumentParser) -> None:
         "trains that parameter at lr x m (0: frozen); a Batch Normalization with beta and gamma frozen runs on its running "
         "statistics unless --frozen-bn batch.",
     )
-    p.add_argument("project")
+    p.add_argument("project", help="a project file, or a training run's result folder (its results.nnp)")
     p.add_argument("-o", "--output", required=True, metavar="RESULT_DIR")
     p.add_argument("--weights", metavar="FROM.nnp", help="start from these parameters where name and shape match")
     p.add_argument("--context", default="cpu", choices=["cpu", "cudnn"])
     p.add_argument("--device-id", type=arguments.device, default=0)
     p.add_argument("--epochs", type=arguments.count, help="override the project's max_epoch")
     p.add_argument("--batch-size", type=arguments.batch, help="override the project's batch size")
+    p.add_argument("--solver", help="replace the project's solver (multipliers kept): Sgd, Momentum, Adam, ...")
+    p.add_argument("--lr", type=arguments.learning_rate, help="the learning rate (of --solver, or of the project's solver)")
     p.add_argument("--phases", metavar="OVERLAY.yaml", help="train in phases: an overlay with 'phases', each with its "
                    "epochs, rules and lr_scale, applied to the project as given (e.g. the head alone, then all at 0.1)")
     p.add_argument("--resume", action="store_true", help="continue the run in RESULT_DIR from its last checkpoint, with "
@@ -76,7 +78,7 @@ def _add_train(sub, common: argparse.ArgumentParser) -> None:
 def _add_evaluate(sub, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("evaluate", parents=[common],
                        help="accuracy, per-class table and confusion matrix of a trained project on a dataset CSV")
-    p.add_argument("project", metavar="RESULT.nnp")
+    p.add_argument("project", metavar="RESULT.nnp", help="a trained project, or a training run's result folder")
     p.add_argument("--dataset", required=True, metavar="CSV")
     p.add_argument("-o", "--output", metavar="DIR", help="write confusion_matrix.csv/.png and evaluation.json here")
     p.add_argument("--batch-size", type=arguments.batch, default=64)

@@ -84,6 +84,20 @@ class Project:
 # ---------------------------------------------------------------------------------------------------------------- load
 
 
+RESULTS = "results.nnp"  # what nnabla_cli, NNC's runner and nnc-tl train save as a run's best
+
+
+def project_file(path: PathLike) -> Path:
+    """Where a project is expected, a run's result folder stands for its ``results.nnp`` (as nnabla_cli users pass
+    result folders around)."""
+    path = Path(path)
+    if path.is_dir():
+        if not (path / RESULTS).is_file():
+            raise NncToolsError(path, f"is a folder without {RESULTS}: give a project file or a training run's result folder")
+        return path / RESULTS
+    return path
+
+
 def load_project(path: PathLike, parameter_files: Sequence[PathLike] = ()) -> Project:
     """Read a project file; ``parameter_files`` (``.h5``/``.protobuf``, or another project such as a ``results.nnp``)
     add parameters.

@@ -81,7 +81,7 @@ def checkpoint_settings(path: Path) -> Dict:
     return {**(state.get("settings") or {}), "trained_epochs": int(state["epoch"])}
 
 
-RESUMED = ("batch_size", "seed", "frozen_bn", "cache_frozen", "workers")  # what --resume takes from the checkpoint
+RESUMED = ("batch_size", "seed", "frozen_bn", "cache_frozen", "workers", "solver", "lr")  # what --resume takes back
 
 
 def resumed_options(options, checkpoint: Path):

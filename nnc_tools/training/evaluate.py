@@ -16,7 +16,7 @@ from ..data.decoded import load_dataset
 from ..errors import NncToolsError, about
 from ..fileio import PathLike, atomic_output
 from ..formats.nnc_csv import label_names, read_header_and_count
-from ..formats.nnp import load_project
+from ..formats.nnp import load_project, project_file
 from ..formats.schema import network_of
 from ..project.heads import training_class_names
 from .checks import check_columns, check_header_classes
@@ -108,7 +108,7 @@ def evaluate(project: PathLike, csv_path: PathLike, outdir: Optional[PathLike] =
         with contextlib.ExitStack() as stack:
             if cache is None:  # NNabla's CSV iterator cache: nothing beside the user's data or in a folder not asked for
                 cache = stack.enter_context(tempfile.TemporaryDirectory(prefix="nnc-tl-evaluate-"))
-            return _evaluate(Path(project), Path(csv_path), outdir, batch_size, cache)
+            return _evaluate(project_file(project), Path(csv_path), outdir, batch_size, cache)
     except NncToolsError:
         if created:
             shutil.rmtree(outdir, ignore_errors=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Dict, List, Optional
@@ -18,6 +19,7 @@ MONITORING_REPORT = "monitoring_report.yml"
 TRAINING_LOG = "training_log.csv"
 SUMMARY = "summary.json"
 EVALUATION = "evaluation.json"
+PROGRESS = "progress.txt"  # nnabla_cli's (and NNC's console's) one-line state of a running training
 
 
 @dataclass
@@ -161,3 +163,30 @@ def epoch_line(record: EpochRecord, epochs: int) -> str:
     line += "".join(f" {k}={v:.6f}" for k, v in (("train_error", record.train_error), ("valid_error", record.valid_error),
                                                   ("valid_accuracy", record.valid_accuracy)) if v is not None)
     return f"{line} time={record.seconds:.1f}s ({record.images_per_second:.1f} img/s)"
+
+
+class ProgressReport:
+    """Where a running epoch stands, for those who cannot see a progress bar: ``progress.txt`` as nnabla_cli writes it
+    (one line, ``Training : cost=… (NN.NN%)``, rewritten at most once a second, empty when the run ends) and, on a
+    console that is no terminal, a log line every ``every`` seconds with the images a second and the epoch's ETA."""
+
+    def __init__(self, result_dir: Path, log_line, every: float = 30.0):
+        self.path, self.log_line, self.every = result_dir / PROGRESS, log_line, every
+        self.written = self.logged = 0.0
+
+    def update(self, epoch: int, epochs: int, done: int, total: int, cost: float, images: int, started: float) -> None:
+        now = time.monotonic()
+        if now - self.written >= 1.0 or done == total:
+            self.written = now
+            with atomic_output(self.path) as temp:
+                temp.write_text(f"Training : cost={cost:0.6f} ({100 * done / total:3.2f}%)")
+        if self.log_line is not None and now - self.logged >= self.every and done < total:
+            self.logged = now
+            rate = images / max(now - started, 1e-9)
+            eta = (total - done) * (images / done) / max(rate, 1e-9)
+            self.log_line(f"epoch {epoch}/{epochs}: {done}/{total} iterations, {rate:.1f} img/s, the epoch ends in about "
+                          f"{eta:.0f} s")
+
+    def finish(self) -> None:
+        with atomic_output(self.path) as temp:
+            temp.write_text("")

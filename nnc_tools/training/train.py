@@ -34,11 +34,11 @@ from ..errors import NncToolsError, about
 from ..fileio import PathLike, atomic_output, file_digest
 from ..formats.naming import is_statistic
 from ..formats.nnc_csv import dataset_path, read_header_and_count
-from ..formats.nnp import Project, load_project, network_text, save_project
+from ..formats.nnp import Project, load_project, network_text, project_file, save_project
 from ..formats.schema import network_of
 from ..project.onnx_export import write_results_onnx
 from ..project.overlay import FROZEN_BN
-from ..project.passes import dataset_uri
+from ..project.passes import dataset_uri, set_solver
 from ..project.weights import copy_weights
 from ..yamlfile import one_of
 from .checkpoint import CHECKPOINT, checkpoint_settings, current_parameters, load_checkpoint, resumed_options, save_checkpoint
@@ -51,7 +51,7 @@ from .monitors import computed_features, due_monitors, image_keys, record_monito
 from .parallel import DataParallel
 from .phases import PhasePlan, carry_states, phase_at, plan_phases, solver_states
 from .plots import plot_learning_curve
-from .records import EpochRecord, Evaluation, RunSummary, epoch_line, summarise, write_reports, write_summary
+from .records import EpochRecord, Evaluation, ProgressReport, RunSummary, epoch_line, summarise, write_reports, write_summary
 from .solvers import group_solvers, loader_safe
 
 log = logging.getLogger(__name__)
@@ -72,6 +72,8 @@ class TrainOptions:
     cache_budget: Optional[int] = None  # bytes of RAM for cached features; default a quarter of memory
     workers: Optional[int] = None  # CPU threads for data-parallel training; default every core this process may use
     phases: Optional[PathLike] = None  # an overlay with phases: the run trains them one after the other
+    solver: Optional[str] = None  # replace the project's solver (its multipliers kept)
+    lr: Optional[float] = None  # the learning rate (of --solver, or of the project's solver)
 
 
 @dataclass
@@ -113,7 +115,7 @@ OPTION_DEFAULTS = {"seed": 0, "frozen_bn": "inference", "cache_frozen": "auto"}
 def train(project_path: PathLike, result_dir: PathLike, options: Optional[TrainOptions] = None) -> TrainResult:
     """Train a project; see the module docstring for what is written to ``result_dir``."""
     options = options or TrainOptions()
-    project_path, result_dir = Path(project_path), Path(result_dir)
+    project_path, result_dir = project_file(project_path), Path(result_dir)
     checkpoint = result_dir / CHECKPOINT
     if checkpoint.exists() and not options.resume:
         raise NncToolsError(result_dir, "holds an earlier run (use --resume to continue it, or another folder)")
@@ -127,6 +129,7 @@ def train(project_path: PathLike, result_dir: PathLike, options: Optional[TrainO
     project = load_project(project_path)
     if not project.proto.optimizer:
         raise NncToolsError(project_path, "has no optimizer to train")
+    set_solver(project.proto, options.solver, options.lr)  # --solver/--lr: what results.nnp then says it trained with
     phases = plan_phases(project, options, project_path) if options.phases is not None else None
     proto = phases[0].trained if phases else training_proto(project, options)
     optimizer_proto = proto.optimizer[0]
@@ -315,7 +318,8 @@ class TrainingRun:
         order = np.random.RandomState(epoch_seed(self.options.seed, epoch)).permutation(size) if self.train_set.shuffle \
             else np.arange(size)
         progress = self.options.progress and sys.stderr.isatty()
-        cost = 0.0
+        report = ProgressReport(self.result_dir, log.info if self.options.progress and not progress else None)
+        cost, started = 0.0, time.monotonic()
         bar = tqdm(range(self.iter_per_epoch), desc=f"epoch {epoch}/{self.epochs}", disable=not progress, leave=False,
                    unit="it")
         for i in bar:
@@ -327,6 +331,7 @@ class TrainingRun:
             if not math.isfinite(loss):
                 self._diverged(epoch, f"iteration {i + 1}: the loss is {loss}")
             cost += loss
+            report.update(epoch, self.epochs, i + 1, self.iter_per_epoch, cost / (i + 1), (i + 1) * batch, started)
         for group in self.solvers:
             for name, variable in group.parameters.items():
                 if not np.isfinite(variable.d).all():
@@ -359,7 +364,8 @@ class TrainingRun:
                         {"epochs": self.epochs, "batch_size": self.batch_size, "seed": self.options.seed,
                          "phases": file_digest(self.options.phases) if self.options.phases is not None else None,
                          "frozen_bn": self.options.frozen_bn, "cache_frozen": self.options.cache_frozen,
-                         "workers": self.workers, "wall_seconds": self.wall_before + time.perf_counter() - self.started})
+                         "workers": self.workers, "solver": self.options.solver, "lr": self.options.lr,
+                         "wall_seconds": self.wall_before + time.perf_counter() - self.started})
 
     # ------------------------------------------------------------------------------------------------------ the end
 
@@ -372,6 +378,7 @@ class TrainingRun:
         summary = self._summary(evaluation, wall)
         summary.onnx = write_results_onnx(self.result_dir, self.train_set.classes)
         write_summary(self.result_dir, summary)
+        ProgressReport(self.result_dir, None).finish()
         return TrainResult(self.result_dir, self.history, self.best[0], summary, self.reinitialised)
 
     def _summary(self, evaluation: Optional[Evaluation], wall: float) -> RunSummary:
