@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import tempfile
@@ -33,6 +34,9 @@ def atomic_outputs(targets: Sequence[PathLike], made: Sequence[Path] = ()) -> It
         for final in finals[len(temps):]:
             temps.append(temp_beside(final))
         yield temps
+        for final in finals:  # every output renamable before the first is renamed: all of them land, or none
+            if final.is_dir():
+                raise IsADirectoryError(errno.EISDIR, "Is a directory", str(final))
         for temp, final in zip(temps, finals):
             temp.touch()  # a block that wrote nothing still leaves an (empty) output, as before
             os.replace(temp, final)
@@ -89,3 +93,29 @@ def file_digest(path: PathLike, algorithm: str = "sha256") -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+@contextlib.contextmanager
+def folder_lock(folder: Path, what: str) -> Iterator[None]:
+    """Hold ``folder`` for one process (``what`` says for what): a second one is refused in one line naming the process
+    that holds it, instead of both failing on each other's files. The lock goes with the process, even a killed one."""
+    import fcntl
+
+    from .errors import NncToolsError
+
+    path = folder / ".nnc-tl.lock"
+    with open(path, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise NncToolsError(folder, f"is in use by {holder}; wait for it, or choose another folder") from None
+        try:
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"nnc-tl {what} (pid {os.getpid()})")
+            handle.flush()
+            yield
+        finally:
+            path.unlink(missing_ok=True)  # still holding the lock: nobody else is using the file

@@ -189,3 +189,13 @@ def test_a_reader_that_goes_away_is_no_error(tmp_path, args):
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=120) == 0 and "Traceback" not in err and "BrokenPipe" not in err, err
     assert project.read_bytes() == before
+
+
+def test_convert_writes_both_files_or_neither(cli, tmp_path):
+    """A text project and its parameter file: when the second cannot be written (a folder stands there), the first is
+    not left behind either."""
+    project = tiny_project(tmp_path)
+    (tmp_path / "out.h5").mkdir()
+    result = cli("convert", project, tmp_path / "out.nntxt")
+    assert result.code == 2 and "out.h5: cannot write: is a folder, not a file" in result.err, result.err
+    assert not (tmp_path / "out.nntxt").exists() and not list(tmp_path.glob(".out.*.tmp"))

@@ -609,3 +609,27 @@ def test_progress_for_those_without_a_progress_bar(tmp_path):
     report.update(1, 3, 5, 20, 0.25, 40, time.monotonic() - 2.0)
     assert (tmp_path / PROGRESS).read_text() == "Training : cost=0.250000 (25.00%)"
     assert lines and lines[0].startswith("epoch 1/3: 5/20 iterations, ") and "img/s, the epoch ends in about" in lines[0]
+
+
+def test_sigterm_is_ctrl_c_and_two_runs_into_one_folder_are_told_apart(tmp_path):
+    """SIGTERM (a scheduler stopping the job) ends train like Ctrl-C: exit 130, no temporary file left, and --resume
+    goes on; a second train into a folder a running one holds is one line naming the holder, and touches nothing."""
+    project = tiny_project(tmp_path, n_train=480, epochs=30)
+    out = tmp_path / "r"
+    proc = subprocess.Popen(TRAIN + [str(project), "-o", str(out), "--workers", "1"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (out / "checkpoint.zip").exists():
+        time.sleep(0.01)
+    second = subprocess.run(TRAIN + [str(project), "-o", str(out), "--resume", "--workers", "1"], capture_output=True, text=True)
+    assert second.returncode == 2 and "is in use by nnc-tl train (pid" in second.stderr, second.stderr
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=120) == 130 and "interrupted" in proc.stderr.read()
+    assert not [p.name for p in out.rglob("*.tmp")] and not (out / ".nnc-tl.lock").exists()
+    import zipfile
+
+    with zipfile.ZipFile(out / "checkpoint.zip") as zf:
+        done = json.loads(zf.read("state.json"))["epoch"]
+    resumed = subprocess.run(TRAIN + [str(project), "-o", str(out), "--resume", "--epochs", str(done + 1), "--workers", "1"],
+                             capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]

@@ -8,7 +8,9 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
+import threading
 from typing import List, Optional
 
 # NNabla logs INFO lines ("Initializing CPU extension...") on import; keep the console for our output.
@@ -48,6 +50,10 @@ def _as_the_user_said_it(error: NncToolsError, args: argparse.Namespace) -> str:
     return str(error)
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 def _report_on_stderr(verbosity: int) -> logging.Handler:
     """The library's progress lines (``logging`` under ``nnc_tools``) on stderr: INFO, or WARNING with -q, DEBUG with -v;
     only there (NNabla gives the root logger a handler of its own, which would print each line again)."""
@@ -66,6 +72,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             stream.reconfigure(errors="backslashreplace")
     parser = build_parser()
     args = parser.parse_args(argv)
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _interrupt) if main_thread else None  # as Ctrl-C: outputs under way removed
     handler = _report_on_stderr(args.verbosity)
     try:
         return args.func(args)
@@ -85,6 +93,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         print("nnc-tl: interrupted", file=sys.stderr)
         return 130
     finally:
+        if main_thread and previous is not None:
+            signal.signal(signal.SIGTERM, previous)
         logger = logging.getLogger("nnc_tools")
         logger.removeHandler(handler)
         logger.propagate = True

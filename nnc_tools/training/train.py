@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 from ..data.decoded import Dataset, load_dataset
 from ..errors import NncToolsError, about
-from ..fileio import PathLike, atomic_output, file_digest
+from ..fileio import PathLike, atomic_output, file_digest, folder_lock
 from ..formats.naming import is_statistic
 from ..formats.nnc_csv import dataset_path, read_header_and_count
 from ..formats.nnp import Project, load_project, network_text, project_file, save_project
@@ -147,8 +147,9 @@ def train(project_path: PathLike, result_dir: PathLike, options: Optional[TrainO
     created = not result_dir.exists()
     result_dir.mkdir(parents=True, exist_ok=True)
     try:
-        return TrainingRun(project_path, result_dir, options, project, proto, uris, batch_size, context, workers,
-                           phases).run()
+        with folder_lock(result_dir, "train"):
+            return TrainingRun(project_path, result_dir, options, project, proto, uris, batch_size, context, workers,
+                               phases).run()
     except NncToolsError as e:
         if created:
             shutil.rmtree(result_dir, ignore_errors=True)
