@@ -343,3 +343,22 @@ def test_a_zoo_overlay_is_not_applied_to_the_users_own_network(tmp_path, monkeyp
     md = (run / "report.md").read_text()
     assert f"**Frozen:** transfer (frozen layers): {len(frozen)} parameters of" in md
     assert "(`derived-transfer.yaml`, derived for your network)" in md
+
+
+def test_an_overlay_that_misses_the_network_is_refused_before_any_stage(cli, tmp_path, monkeypatch):
+    """The whole configuration is checked first: a transfer overlay naming no layer of the network (or a fine-tune
+    phase that does) is one line before the datasets are built or the scratch arm trains, and no run folder is left."""
+    monkeypatch.setenv("NNC_TL_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "o.yaml").write_text("freeze: [Convolution_99]\n")
+    config = tmp_path / "c.yaml"
+    config.write_text("network: resnet20\noverlay: o.yaml\narms: [scratch, transfer]\nsource_epochs: 1\ntarget_epochs: 1\n"
+                      "batch_size: 8\nseeds: 1\nsynthetic_per_class: {source: 4, target: 4}\n")
+    result = cli("experiment", "transfer", "-c", config, "-o", tmp_path / "run", "--synthetic")
+    assert_refused(result, "o.yaml", "match 'Convolution_99' matches nothing in resnet20")
+    assert not (tmp_path / "run").exists()
+    (tmp_path / "o.yaml").write_text("freeze: [Convolution]\n")
+    (tmp_path / "ft.yaml").write_text("phases:\n  - epochs: 1\n    freeze: [Nowhere]\n")
+    config.write_text(config.read_text().replace("arms: [scratch, transfer]", "arms: [scratch, fine-tune]\nfine_tune: ft.yaml"))
+    assert_refused(cli("experiment", "transfer", "-c", config, "-o", tmp_path / "run", "--synthetic"), "ft.yaml",
+                   "match 'Nowhere' matches nothing")
+    assert not (tmp_path / "run").exists()

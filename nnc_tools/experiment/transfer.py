@@ -25,9 +25,10 @@ from ..data.recipes import load_recipe, make_dataset, resolve_source
 from ..errors import NncToolsError
 from ..fileio import PathLike, atomic_output
 from ..formats.nnc_csv import read_header_and_count
-from ..project.export import export_network
-from ..project.freeze import apply_freeze
-from ..project.overlay import load_overlay
+from ..formats.nnp import load_project
+from ..project.export import build_project, export_network
+from ..project.freeze import apply_freeze, apply_to_proto
+from ..project.overlay import load_overlay, parse_overlay
 from ..project.retarget import RetargetOptions, retarget
 from ..training.checkpoint import CHECKPOINT
 from ..training.evaluate import evaluate
@@ -36,7 +37,7 @@ from ..training.train import TrainOptions, train
 from .config import REPO_ROOT, ExperimentConfig
 from .datasets import class_count_of, csv_of, user_csvs, user_data_record, user_data_settings
 from .report import write_report
-from .stages import StageRecord, read_stage, write_stage
+from .stages import StageRecord, finished_stages, read_stage, write_stage
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +113,21 @@ def run_transfer(run_dir: PathLike, config: ExperimentConfig, *, synthetic: bool
         raise NncToolsError(overlay, "freeze overlay not found")
     phases = None if "fine-tune" in derived else _fine_tune_phases(config)
     _check_archives(run_dir, config, synthetic, archives, verify, with_source=given is None)
+    _check_overlays_fit(config, overlay, phases, derived, source_project)
+    created = not run_dir.exists()
+    try:
+        return _run_stages(run_dir, config, synthetic, archives, verify, source_weights, source_project, given,
+                           derived, overlay, phases)
+    except NncToolsError:
+        if created and not finished_stages(run_dir):  # nothing a re-run could reuse: no folder left behind
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+
+
+def _run_stages(run_dir: Path, config: ExperimentConfig, synthetic: bool, archives: Dict, verify: bool,
+                source_weights: Optional[Path], source_project: Optional[Path], given: Optional[Path],
+                derived: Dict[str, str], overlay: Optional[Path], phases: Optional[Path]) -> Path:
+    """Every stage that is not finished yet, then the report (``run_transfer`` has checked what they need)."""
     run_dir.mkdir(parents=True, exist_ok=True)
     for kind, text in derived.items():  # overlays stated by rule for the user's own network, kept with the run
         with atomic_output(run_dir / DERIVED[kind]) as temp:
@@ -201,6 +217,29 @@ def _check_unused_settings(config: ExperimentConfig, synthetic: bool, source_giv
     if synthetic and set(needed) <= set(own):
         raise NncToolsError(None, f"--synthetic: every dataset this run uses is your own CSVs ({', '.join(own)}_data in "
                             "the config); there is nothing to generate")
+
+
+def _check_overlays_fit(config: ExperimentConfig, overlay: Optional[Path], phases: Optional[Path], derived: Dict[str, str],
+                        source_project: Optional[Path]) -> None:
+    """The transfer overlay and every fine-tune phase match the network the arms train, before any stage runs (a
+    mismatch found after the scratch arm trained would leave half a run)."""
+    import yaml
+
+    overlays = []
+    if "transfer" in config.arms:
+        overlays.append(parse_overlay(yaml.safe_load(derived["transfer"]), DERIVED["transfer"]) if "transfer" in derived
+                        else load_overlay(overlay))
+    if "fine-tune" in config.arms:
+        overlays.append(parse_overlay(yaml.safe_load(derived["fine-tune"]), DERIVED["fine-tune"]) if "fine-tune" in derived
+                        else load_overlay(phases))
+    if not overlays:
+        return
+    proto = load_project(source_project).proto if source_project is not None else build_project(config.network).proto
+    for each in overlays:
+        for part in [p.overlay for p in each.phases] if each.phases else [each]:
+            trial = type(proto)()
+            trial.CopyFrom(proto)
+            apply_to_proto(trial, part, source_project or config.network)
 
 
 def _in_the_zoo(path: Path) -> bool:

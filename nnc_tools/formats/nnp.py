@@ -19,10 +19,11 @@ from google.protobuf import text_format
 
 from ..errors import NncToolsError, about
 from ..fileio import PathLike, atomic_outputs, same_file
-from .naming import PROJECT_EXTS, TEXT_EXTS, repeat_expansions
+from .naming import PROJECT_EXTS, TEXT_EXTS
 from .nnp_zip import MAX_MEMBER_BYTES, MAX_TEXT_BYTES, NNP_VERSION, CopyAhead, copy_members, member_role, new_info, open_nnp
 from .parameters import (
     Parameters,
+    check_parameter_shapes,
     decode_parameters,
     encode_parameters,
     existing_file,
@@ -135,21 +136,6 @@ def _load_project(path: Path, parameter_files: Sequence[PathLike]) -> Project:
             project.parameter_sources.append(str(parameter_file))
         project.parameters = extra
     return project
-
-
-def check_parameter_shapes(proto: nnabla_pb2.NNablaProtoBuf, params: Parameters, source: PathLike, project: Path) -> None:
-    """Every parameter a file gives that the networks declare has the declared shape (a Repeat block's per-repetition
-    names checked against its block's variable): NNabla could not load the result, or a layer would take another
-    network's weights."""
-    declared = {v.name: [int(d) for d in v.shape.dim] for n in proto.network for v in n.variable if v.type == "Parameter"}
-    repeated = {n: s for n, s in declared.items() if "{" in n}
-    for name, p in params.items():
-        want = declared.get(name)
-        if want is None:
-            want = next((s for n, s in repeated.items() if name in repeat_expansions(n, [name])), None)
-        if want is not None and list(p.data.shape) != want:
-            raise NncToolsError(source, f"{name} is {'x'.join(map(str, p.data.shape)) or 'a scalar'} here; {project.name} "
-                                f"declares {'x'.join(map(str, want))}: parameters of another network?")
 
 
 # -------------------------------------------------------------------------------------------------------------- .nnp

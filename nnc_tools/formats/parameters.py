@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import NncToolsError
 from ..fileio import PathLike
-from .naming import PARAMETER_EXTS
+from .naming import PARAMETER_EXTS, repeat_expansions
 from .schema import merge_binary, nnabla_pb2
 
 if TYPE_CHECKING:
@@ -119,3 +119,18 @@ def with_parameters(proto: nnabla_pb2.NNablaProtoBuf, params: Parameters) -> nna
         entry.data.extend(np.asarray(p.data, dtype=np.float32).ravel().tolist())
         entry.need_grad = bool(p.need_grad)
     return proto
+
+
+def check_parameter_shapes(proto, params: Parameters, source: PathLike, project: Path) -> None:
+    """Every parameter a file gives that the networks declare has the declared shape (a Repeat block's per-repetition
+    names checked against its block's variable): NNabla could not load the result, or a layer would take another
+    network's weights."""
+    declared = {v.name: [int(d) for d in v.shape.dim] for n in proto.network for v in n.variable if v.type == "Parameter"}
+    repeated = {n: s for n, s in declared.items() if "{" in n}
+    for name, p in params.items():
+        want = declared.get(name)
+        if want is None:
+            want = next((s for n, s in repeated.items() if name in repeat_expansions(n, [name])), None)
+        if want is not None and list(p.data.shape) != want:
+            raise NncToolsError(source, f"{name} is {'x'.join(map(str, p.data.shape)) or 'a scalar'} here; {project.name} "
+                                f"declares {'x'.join(map(str, want))}: parameters of another network?")
