@@ -633,3 +633,17 @@ def test_sigterm_is_ctrl_c_and_two_runs_into_one_folder_are_told_apart(tmp_path)
     resumed = subprocess.run(TRAIN + [str(project), "-o", str(out), "--resume", "--epochs", str(done + 1), "--workers", "1"],
                              capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
+
+
+def test_resume_into_another_projects_run_is_refused_untouched(cli, tmp_path):
+    """--resume with a project the run was not started on: one line, and that run's folder is left as it was (it used to
+    get its network.nntxt overwritten first)."""
+    project = tiny_project(tmp_path, epochs=3)
+    assert cli("train", project, "-o", tmp_path / "r", "--epochs", "1", "--workers", "1").code == 0
+    other = tmp_path / "other"
+    other.mkdir()
+    other_project = tiny_project(other, classes=4)
+    before = {p: p.read_bytes() for p in (tmp_path / "r").rglob("*") if p.is_file()}
+    result = cli("train", other_project, "-o", tmp_path / "r", "--resume")
+    assert result.code == 2 and "holds a run of another project than p.nnp" in result.err, result.err
+    assert {p: p.read_bytes() for p in (tmp_path / "r").rglob("*") if p.is_file()} == before

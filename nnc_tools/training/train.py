@@ -119,8 +119,12 @@ def train(project_path: PathLike, result_dir: PathLike, options: Optional[TrainO
     checkpoint = result_dir / CHECKPOINT
     if checkpoint.exists() and not options.resume:
         raise NncToolsError(result_dir, "holds an earlier run (use --resume to continue it, or another folder)")
-    if options.resume and checkpoint.exists():  # the run goes on as it was started
+    if options.resume and checkpoint.exists():  # the run goes on as it was started, on the project it was started on
         options = resumed_options(options, checkpoint)
+        started_on = checkpoint_settings(checkpoint).get("project")
+        if started_on is not None and started_on != file_digest(project_path):
+            raise NncToolsError(result_dir, f"holds a run of another project than {project_path.name} (or of it before it "
+                                "changed): resume it with its own project, or choose another folder")
     options = replace(options, **{k: v for k, v in OPTION_DEFAULTS.items() if getattr(options, k) is None})
     one_of(options.frozen_bn, FROZEN_BN, None, "frozen_bn")
     one_of(options.cache_frozen, ("auto", "on", "off"), None, "cache_frozen")
@@ -174,6 +178,7 @@ class TrainingRun:
     def __init__(self, project_path: Path, result_dir: Path, options: TrainOptions, project: Project, proto,
                  uris: Dict[str, Path], batch_size: int, context: str, workers: int, phases=None):
         self.project_path, self.result_dir, self.options = project_path, result_dir, options
+        self.project_digest = file_digest(project_path)  # what --resume checks it goes on with
         self.project, self.proto, self.uris = project, proto, uris
         self.batch_size, self.context, self.workers = batch_size, context, workers
         self.optimizer_proto = proto.optimizer[0]
@@ -366,6 +371,7 @@ class TrainingRun:
                          "phases": file_digest(self.options.phases) if self.options.phases is not None else None,
                          "frozen_bn": self.options.frozen_bn, "cache_frozen": self.options.cache_frozen,
                          "workers": self.workers, "solver": self.options.solver, "lr": self.options.lr,
+                         "project": self.project_digest,
                          "wall_seconds": self.wall_before + time.perf_counter() - self.started})
 
     # ------------------------------------------------------------------------------------------------------ the end
