@@ -298,8 +298,20 @@ def hostile_archives(tmp_path: Path):
     yield "negative label", doctored_batch(tmp_path, "f", b"labels", lambda v: [x - 1 for x in v]), "outside"
     yield "float pixels", doctored_batch(tmp_path, "g", b"data", lambda v: v.astype(np.float64)), "expected uint8 pixels"
     yield "string labels", doctored_batch(tmp_path, "h", b"labels", lambda v: [str(x) for x in v]), "expected integer labels"
+    yield "a cp932 class name", doctored_meta(tmp_path, "j", ["全結合".encode("cp932")] + [n.encode() for n in names[1:]]), \
+        "is not UTF-8 text"
     yield "one channel in one batch", doctored_batch(tmp_path, "i", b"data", lambda v: np.ascontiguousarray(v[:, :1024])), \
         "CIFAR rows are 3072 pixels"
+
+
+def doctored_meta(tmp_path: Path, name: str, label_names) -> Path:
+    """An extracted CIFAR-10 folder whose batches.meta names the classes with these bytes."""
+    archive = doctored(tmp_path, name)
+    with tarfile.open(archive) as tar:
+        tar.extractall(tmp_path / name)
+    meta = tmp_path / name / "cifar-10-batches-py" / "batches.meta"
+    meta.write_bytes(pickle.dumps({b"label_names": label_names}, protocol=2))
+    return meta.parent
 
 
 def doctored_batch(tmp_path: Path, name: str, key: bytes, change) -> Path:

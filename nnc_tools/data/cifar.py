@@ -226,7 +226,15 @@ def _python_split(batches: List[dict], label_key: bytes, where: str, coarse: boo
 
 
 def _names(values, where: str) -> List[str]:
-    return [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in values]
+    return [_text(v, where) if isinstance(v, bytes) else str(v) for v in values]
+
+
+def _text(raw: bytes, where: str) -> str:
+    """A class name as text: UTF-8, as every CIFAR archive has it (it becomes a folder name and a CSV header cell)."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise NncToolsError(where, f"class name {raw[:40]!r} is not UTF-8 text (is the archive in another encoding?)") from None
 
 
 def _from_python(kind: str, data: Dict[str, bytes], where: str) -> CifarData:
@@ -262,7 +270,7 @@ def _records(raw: bytes, label_bytes: int, where: str) -> np.ndarray:
 
 def _from_binary(kind: str, data: Dict[str, bytes], where: str) -> CifarData:
     def text_names(raw: bytes) -> List[str]:
-        return [line.strip() for line in raw.decode("utf-8").splitlines() if line.strip()]
+        return [line.strip() for line in _text(raw, where).splitlines() if line.strip()]
 
     if kind == "cifar100":
         def split(name: str) -> CifarSplit:
