@@ -30,7 +30,13 @@ def _cmd_experiment(args: argparse.Namespace) -> int:
 
 def _add_experiment(sub, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("experiment", parents=[common],
-                       help="run a whole experiment (transfer: source pretraining, scratch vs transfer, report)")
+                       help="run a whole experiment (transfer: source pretraining, then the arms: scratch, transfer, "
+                       "fine-tune; report)",
+                       description="The reference experiment in one command: the datasets, the source pretrained (or "
+                       "--source-weights / --source-project), then each arm of the config's arms (scratch: the network "
+                       "from scratch; transfer: the source weights with the freeze overlay; fine-tune: the source weights "
+                       "trained in the phases of fine_tune) for every seed, each evaluated on the target's test set, and "
+                       "report.md / report.html. A re-run skips finished stages.")
     p.add_argument("kind", choices=["transfer"])
     p.add_argument("-c", "--config", metavar="CONFIG.yaml", help="settings (default: the reference experiment; see experiments/)")
     p.add_argument("-o", "--output", required=True, metavar="RUN_DIR")
@@ -44,7 +50,7 @@ def _add_experiment(sub, common: argparse.ArgumentParser) -> None:
                    "written for your network; default there: every parameterised layer but the last frozen)")
     p.add_argument("--fine-tune", metavar="PHASES.yaml", help="the fine-tune arm's phases (with --source-project default: "
                    "the head alone for a fifth of the epochs, then every layer at a tenth of the rate)")
-    p.add_argument("--seeds", type=arguments.count, help="repeat both target runs with this many seeds (mean ± std)")
+    p.add_argument("--seeds", type=arguments.count, help="repeat every arm with this many seeds (mean ± std, paired differences)")
     p.add_argument("--source-epochs", type=arguments.count)
     p.add_argument("--target-epochs", type=arguments.count)
     p.add_argument("--batch-size", type=arguments.batch)

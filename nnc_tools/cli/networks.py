@@ -70,13 +70,14 @@ def _add_export(sub, common: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--output", required=True, metavar="OUT.{nnp,nntxt}")
     p.add_argument("--classes", type=arguments.classes,
                    help="output classes (default: from --train-csv's header or labels, else 10)")
-    p.add_argument("--input", type=arguments.shape, default=(3, 32, 32), metavar="C,H,W")
+    p.add_argument("--input", type=arguments.shape, default=(3, 32, 32), metavar="C,H,W",
+                   help="the images' channels, height and width (default 3,32,32: CIFAR)")
     p.add_argument("--train-csv", metavar="CSV", help="training dataset CSV (default training.csv beside the project)")
     p.add_argument("--val-csv", metavar="CSV", help="validation dataset CSV (default validation.csv beside the project)")
-    p.add_argument("--epochs", type=arguments.count, default=50)
+    p.add_argument("--epochs", type=arguments.count, default=50, help="max_epoch of the training config (default 50)")
     p.add_argument("--batch-size", type=arguments.batch, default=64)
     p.add_argument("--solver", default="Momentum", help="any NNabla solver: Sgd, Momentum, Nesterov, Adam, AdamW, ...")
-    p.add_argument("--lr", type=arguments.learning_rate, default=0.01)
+    p.add_argument("--lr", type=arguments.learning_rate, default=0.01, help="the solver's learning rate (default 0.01)")
     p.add_argument("--weights", metavar="FROM.nnp", help="start from these parameters where name and shape match")
     p.set_defaults(func=_cmd_export)
 

@@ -67,8 +67,8 @@ def _add_convert(sub, common: argparse.ArgumentParser) -> None:
         help="convert between .nnp, .nntxt/.prototxt (+ .h5/.protobuf parameters beside it) and .protobuf",
         description="Convert a project. A text output gets its parameters in <stem>.h5 (or --param-format) beside it.",
     )
-    p.add_argument("src")
-    p.add_argument("dst")
+    p.add_argument("src", help="the project to read: .nnp, .nntxt/.prototxt (with .h5/.protobuf beside it) or .protobuf")
+    p.add_argument("dst", help="the project to write; its extension chooses the format")
     p.add_argument("--params", action="append", default=[], metavar="FILE", help="extra parameter file (.h5/.protobuf)")
     p.add_argument(
         "--param-format",

@@ -77,9 +77,14 @@ def _add_train(sub, common: argparse.ArgumentParser) -> None:
 
 def _add_evaluate(sub, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("evaluate", parents=[common],
-                       help="accuracy, per-class table and confusion matrix of a trained project on a dataset CSV")
+                       help="accuracy, per-class table and confusion matrix of a trained project on a dataset CSV",
+                       description="Run the project's executor network (NNC's MainRuntime) on every row of a dataset CSV "
+                       "and print the accuracy and each class's precision, recall and support; with -o also the confusion "
+                       "matrix (CSV and PNG) and evaluation.json. The CSV's header must name the classes the project was "
+                       "trained on (when both name them), and its images are scaled as the project says "
+                       "(no_image_normalization).")
     p.add_argument("project", metavar="RESULT.nnp", help="a trained project, or a training run's result folder")
-    p.add_argument("--dataset", required=True, metavar="CSV")
+    p.add_argument("--dataset", required=True, metavar="CSV", help="an NNC dataset CSV (x:image,y:label;names...)")
     p.add_argument("-o", "--output", metavar="DIR", help="write confusion_matrix.csv/.png and evaluation.json here")
-    p.add_argument("--batch-size", type=arguments.batch, default=64)
+    p.add_argument("--batch-size", type=arguments.batch, default=64, help="images per forward pass (default 64)")
     p.set_defaults(func=_cmd_evaluate)
