@@ -199,3 +199,16 @@ def test_convert_writes_both_files_or_neither(cli, tmp_path):
     result = cli("convert", project, tmp_path / "out.nntxt")
     assert result.code == 2 and "out.h5: cannot write: is a folder, not a file" in result.err, result.err
     assert not (tmp_path / "out.nntxt").exists() and not list(tmp_path.glob(".out.*.tmp"))
+
+
+def test_frozen_counts_agree_between_apply_freeze_info_and_train(cli, tmp_path):
+    """One way of counting frozen parameters everywhere: trainable parameters at multiplier 0, Batch Normalization's
+    running statistics (0 by default, trained by no solver) not among them."""
+    project = tiny_project(tmp_path)
+    overlay = tmp_path / "o.yaml"
+    overlay.write_text("freeze: [Convolution, BatchNormalization]\n")
+    frozen = cli("apply-freeze", project, "-c", overlay)
+    assert frozen.code == 0 and "4 frozen in all" in frozen.out, frozen.out
+    assert "4 of 6 parameters frozen" in cli("info", project).out
+    result = cli("train", project, "-o", tmp_path / "r", "--epochs", "1", "--workers", "1")
+    assert result.code == 0 and "4 parameters frozen" in result.out, result.out

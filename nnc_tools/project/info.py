@@ -7,7 +7,7 @@ import re
 from typing import Any, Dict, List, Sequence
 
 from ..fileio import PathLike
-from ..formats.naming import SDCPROJ_EXT
+from ..formats.naming import SDCPROJ_EXT, is_statistic
 from ..formats.nnc_graph import ParameterSite, expand
 from ..formats.nnp import Project, load_project, multipliers, solver_learning_rate
 from ..formats.sdcproj import SdcProject, load_sdcproj
@@ -93,9 +93,13 @@ def format_description(info: Dict[str, Any]) -> str:
         lines.append(f"dataset {d['name']}: {d['uri']} (batch {d['batch_size']}, shuffle {str(d['shuffle']).lower()})")
     for o in info["optimizers"]:
         lr = "" if o["learning_rate"] is None else f", lr {o['learning_rate']:g}"
-        lines.append(f"optimizer {o['name']}: network {o['network']}, {o['solver']}{lr}")
+        trainable = [name for name in o["multipliers"] if not is_statistic(name)]
+        frozen = [name for name in trainable if o["multipliers"][name] == 0]
+        lines.append(f"optimizer {o['name']}: network {o['network']}, {o['solver']}{lr}; {len(frozen)} of {len(trainable)} "
+                     "parameters frozen (Batch Normalization's running statistics not counted: no solver trains them)")
         for name, m in o["multipliers"].items():
-            lines.append(f"  {name:<40} x{m:g}{'  (frozen)' if m == 0 else ''}")
+            note = "  (running statistic)" if is_statistic(name) else "  (frozen)" if m == 0 else ""
+            lines.append(f"  {name:<40} x{m:g}{note}")
     for m in info["monitors"]:
         lines.append(f"monitor {m['name']}: network {m['network']}")
     for e in info["executors"]:
