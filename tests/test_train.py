@@ -647,3 +647,9 @@ def test_resume_into_another_projects_run_is_refused_untouched(cli, tmp_path):
     result = cli("train", other_project, "-o", tmp_path / "r", "--resume")
     assert result.code == 2 and "holds a run of another project than p.nnp" in result.err, result.err
     assert {p: p.read_bytes() for p in (tmp_path / "r").rglob("*") if p.is_file()} == before
+
+
+def test_the_first_epoch_says_what_the_rest_will_take(cli, tmp_path):
+    project = tiny_project(tmp_path, epochs=3)
+    result = cli("train", project, "-o", tmp_path / "r", "--workers", "1")
+    assert result.code == 0 and "at this pace the other 2 epochs take about" in result.err, result.err

@@ -290,6 +290,10 @@ class TrainingRun:
         self._monitor(info, epoch, record)
         self.history.append(record)
         log.info(epoch_line(record, self.epochs))
+        if first and epoch < self.epochs:  # what the rest will take, measured, when it is first known
+            rest = (self.epochs - epoch) * record.seconds
+            log.info(f"at this pace the other {self.epochs - epoch} epochs take about {rest / 60:.0f} min" if rest >= 90
+                     else f"at this pace the other {self.epochs - epoch} epochs take about {rest:.0f} s")
         self._save(epoch, record)
 
     def _cut_prefix(self, opt) -> tuple:
