@@ -103,3 +103,14 @@ def check_columns(dataset: Dataset, data_of: Dict[str, str], shapes: Dict[str, l
         if int(np.prod(want)) != int(np.prod(got)) and all(d > 0 for d in want):
             raise NncToolsError(dataset.uri, f"its {data_name} is {'x'.join(map(str, got)) or 'a number'} a row; "
                                 f"{network}'s {variable} takes {'x'.join(map(str, want))}")
+
+
+def check_datasets_named(proto, project_path: Path) -> None:
+    """The optimizer and each monitor read a dataset the project has (NNC's converter writes none into a prototxt)."""
+    known = {d.name for d in proto.dataset}
+    for kind, item in [("optimizer", proto.optimizer[0])] + [("monitor", m) for m in proto.monitor]:
+        missing = [n for n in item.dataset_name if n not in known]
+        if not item.dataset_name or missing:
+            what = f"dataset {missing[0]!r}, which it lacks" if missing else "no dataset"
+            raise NncToolsError(project_path, f"its {kind} {item.name} reads {what}: point it at your CSVs first (nnc-tl "
+                                "retarget PROJECT -o OUT.nnp --train-csv CSV --val-csv CSV)")

@@ -42,7 +42,7 @@ from ..project.passes import dataset_uri, set_solver
 from ..project.weights import copy_weights
 from ..yamlfile import one_of
 from .checkpoint import CHECKPOINT, checkpoint_settings, current_parameters, load_checkpoint, resumed_options, save_checkpoint
-from .checks import check_headers, check_labels
+from .checks import check_datasets_named, check_headers, check_labels
 from .engine import make_context, quick_array_access, resolve_workers
 from .evaluate import evaluate
 from .frozen_cache import FeatureCache, detach, memory_budget, plan_prefix_cache, shared_cut
@@ -139,7 +139,7 @@ def train(project_path: PathLike, result_dir: PathLike, options: Optional[TrainO
     optimizer_proto = proto.optimizer[0]
     batch_size = options.batch_size or getattr(network_of(proto, optimizer_proto.network_name), "batch_size", 64) or 64
 
-    _check_datasets_named(proto, project_path)
+    check_datasets_named(proto, project_path)
     base = project_path.resolve().parent
     uris = {d.name: dataset_path(d.uri, base) for d in proto.dataset}
     for d in proto.dataset:
@@ -158,17 +158,6 @@ def train(project_path: PathLike, result_dir: PathLike, options: Optional[TrainO
         if created:
             shutil.rmtree(result_dir, ignore_errors=True)
         raise about(project_path, e) from None
-
-
-def _check_datasets_named(proto, project_path: Path) -> None:
-    """The optimizer and each monitor read a dataset the project has (NNC's converter writes none into a prototxt)."""
-    known = {d.name for d in proto.dataset}
-    for kind, item in [("optimizer", proto.optimizer[0])] + [("monitor", m) for m in proto.monitor]:
-        missing = [n for n in item.dataset_name if n not in known]
-        if not item.dataset_name or missing:
-            what = f"dataset {missing[0]!r}, which it lacks" if missing else "no dataset"
-            raise NncToolsError(project_path, f"its {kind} {item.name} reads {what}: point it at your CSVs first (nnc-tl "
-                                "retarget PROJECT -o OUT.nnp --train-csv CSV --val-csv CSV)")
 
 
 class TrainingRun:
