@@ -65,13 +65,17 @@ def test_transfer_experiment_end_to_end_and_resume(tmp_path, config_file, messag
     assert "| from scratch | 1 |" in md  # the per-seed table
     assert "transfer-s1" in md and "overlay:" in md  # the settings each stage ran with
 
+    # a finished stage keeps what a user reads, not what only a resume needs (the checkpoint, the decoded caches)
+    assert not list(run.glob("*/result/checkpoint.zip")) and not list(run.glob("*/cache")) and not list(run.glob("*/result/cache"))
+    assert all((run / stage / "result" / "results.nnp").is_file() for stage in ("source", "scratch-s0", "transfer-s1"))
+
     # a re-run finds every stage finished and only rewrites the report
     before = stage_times(run)
     run_transfer(run, config, synthetic=True)
     assert stage_times(run) == before
     assert "[experiment]" not in said(messages)
 
-    # an interrupted stage (no stage.json) is run again, resuming its training from the checkpoint
+    # a stage without its record (as if interrupted) is run again, and only that stage
     (run / "transfer-s1" / "stage.json").unlink()
     run_transfer(run, config, synthetic=True)
     out = said(messages)

@@ -89,8 +89,14 @@ def _train_stage(folder: Path, project: Path, epochs: int, batch_size: int, seed
                            progress=True, phases=phases)
     train(project, result_dir, options)
     test = evaluate(result_dir / "results.nnp", test_csv, folder / "test", batch_size=batch_size, cache=folder / "cache")
-    return write_stage(folder, StageRecord(settings, summary=read_summary(result_dir), test_accuracy=test.accuracy,
-                                           result_dir="result", test_dir="test"))
+    record = write_stage(folder, StageRecord(settings, summary=read_summary(result_dir), test_accuracy=test.accuracy,
+                                             result_dir="result", test_dir="test"))
+    for leftover in (result_dir / CHECKPOINT, result_dir / "cache", folder / "cache"):  # a finished stage never resumes
+        if leftover.is_dir():
+            shutil.rmtree(leftover, ignore_errors=True)
+        else:
+            leftover.unlink(missing_ok=True)
+    return record
 
 
 def run_transfer(run_dir: PathLike, config: ExperimentConfig, *, synthetic: bool = False, cifar10: Optional[str] = None,
