@@ -242,7 +242,7 @@ def test_transfer_experiment_from_the_users_own_project(tmp_path, monkeypatch, m
 
 
 @pytest.mark.slow
-def test_transfer_experiment_on_the_users_own_csvs(tmp_path, monkeypatch):
+def test_transfer_experiment_on_the_users_own_csvs(tmp_path, monkeypatch, messages):
     """source_data / target_data: NNC dataset CSVs in place of the CIFAR recipes (a folder with the three CSVs, or a
     mapping); the class counts come from the CSVs, no archive is needed, the report says whose data it is."""
     from .conftest import write_image_csv
@@ -260,6 +260,8 @@ def test_transfer_experiment_on_the_users_own_csvs(tmp_path, monkeypatch):
         " test: mine_target/test.csv}\n")
     run = tmp_path / "run"
     run_transfer(run, load_config(config_file))  # neither --synthetic nor archives
+    progress = said(messages)
+    assert f"on your CSVs in {target}" in progress and "cifar100-aquatic" not in progress
     record = json.loads((run / "data" / "target" / "stage.json").read_text())
     assert record["classes"] == ["c0", "c1", "c2"] and record["counts"] == {"training": 16, "validation": 8, "test": 8}
     source_record = json.loads((run / "source" / "stage.json").read_text())

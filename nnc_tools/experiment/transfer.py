@@ -248,6 +248,12 @@ def _check_overlays_fit(config: ExperimentConfig, overlay: Optional[Path], phase
             apply_to_proto(trial, part, source_project or config.network)
 
 
+def _data_name(config: ExperimentConfig, role: str) -> str:
+    """What the progress lines call a role's data: the recipe, or the user's own CSVs."""
+    csvs = _user_data(config, role)
+    return f"your CSVs in {csvs['training'].parent}" if csvs is not None else getattr(config, f"{role}_recipe")
+
+
 def _in_the_zoo(path: Path) -> bool:
     zoo = REPO_ROOT / "networks"
     return path.resolve().parent == zoo.resolve()
@@ -325,7 +331,7 @@ def _dataset_stages(run_dir: Path, config: ExperimentConfig, synthetic: bool, ar
 def _source_stage(folder: Path, config: ExperimentConfig, data: Path, settings: Dict, common: Dict) -> Path:
     """The network exported for the source classes and trained on them; its best weights."""
     if not _finished_stage(folder, settings):
-        log.info(f"[experiment] source: {config.network} on {config.source_recipe}, {config.source_epochs} epochs")
+        log.info(f"[experiment] source: {config.network} on {_data_name(config, 'source')}, {config.source_epochs} epochs")
         folder.mkdir(parents=True, exist_ok=True)
         classes = class_count_of(data)
         export_network(config.network, folder / "project.nnp", train_csv=csv_of(data, "training"),
@@ -341,7 +347,7 @@ def _target_stage(folder: Path, config: ExperimentConfig, data: Path, settings: 
     if _finished_stage(folder, settings):
         return
     kind, seed = settings["kind"], settings["seed"]
-    log.info(f"[experiment] {kind} (seed {seed}): {settings['network'] or 'the source project'} on {config.target_recipe}, "
+    log.info(f"[experiment] {kind} (seed {seed}): {settings['network'] or 'the source project'} on {_data_name(config, 'target')}, "
              f"{config.target_epochs} epochs")
     folder.mkdir(parents=True, exist_ok=True)
     project = folder / "project.nnp"
