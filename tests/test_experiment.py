@@ -176,6 +176,11 @@ def test_the_report_states_its_evidence_and_the_paired_differences(tmp_path):
     half = t.ppf(0.975, 2) * 5.0 / 3 ** 0.5  # differences 20, 25, 15 points: mean 20, sd 5
     assert f"| +20.0 points | {20 - half:+.1f} points to {20 + half:+.1f} points (excludes 0) |" in md
     assert "s0: +20.0 points, s1: +25.0 points, s2: +15.0 points" in md
+    # the headline says it in words; the title names the arms; ± is defined
+    assert md.startswith("# Transfer learning: from scratch vs transfer (frozen layers)\n")
+    assert (f"- transfer (frozen layers) is better than from scratch beyond noise: +20.0 points on average, 95 % interval "
+            f"{20 - half:+.1f} points to {20 + half:+.1f} points over 3 seeds") in md
+    assert "a ± b is the mean ± the standard deviation over the seeds" in md
     assert "without a GPU" in md and "trained 10 epochs on the real CIFAR-10" in md and "on a GPU;" not in md
     assert (run / "learning_curves.png").stat().st_size > 0
 

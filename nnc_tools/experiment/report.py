@@ -18,7 +18,20 @@ from ..fileio import PathLike, atomic_output
 from ..formats.naming import layer_of
 from ..training.plots import plot_learning_curves
 from .config import ExperimentConfig
-from .results import ARMS, BASELINE, Run, arm_rows, difference_rows, percent, seed_rows, source_run, target_runs
+from .results import (
+    ARMS,
+    BASELINE,
+    SPREAD_NOTE,
+    Run,
+    arm_rows,
+    difference_rows,
+    percent,
+    seed_rows,
+    source_run,
+    target_runs,
+    title,
+    verdicts,
+)
 from .stages import StageRecord, finished_stages, read_stage
 
 # The seed experiment's own figures, as its author published them (another setup: real CIFAR, NNC, one CPU-only machine).
@@ -30,7 +43,6 @@ PUBLISHED = {
              "per class, batch 64, 50 epochs; the transfer run froze W and b of Convolution … Convolution_6 (their Batch "
              "Normalization trained)",
 }
-TITLE = "Transfer learning: scratch vs transfer"
 
 
 def _json(path: Path) -> Dict:
@@ -178,9 +190,11 @@ class _Report:
         self.settings = _stage_settings(run_dir)
 
     def markdown(self) -> str:
-        md = [f"# {TITLE}", "", "## What these figures rest on", ""] + [f"- {line}" for line in self.evidence] + [""]
-        for title, rows in self.tables:
-            md += [f"## {title}", "", _markdown_table(rows), ""]
+        md = [f"# {title(self.runs)}", "", "## What the data shows", ""] + [f"- {v}" for v in verdicts(self.runs)]
+        md += ["", "## What these figures rest on", ""] + [f"- {line}" for line in self.evidence] + [""]
+        for heading, rows in self.tables:
+            md += [f"## {heading}", "", _markdown_table(rows), ""]
+        md += [SPREAD_NOTE + ".", ""] if _spread_shown(self.runs) else []
         md += [published(self.synthetic), "", "## Learning curves and confusion matrices (test set)", "",
                f"![learning curves]({self.curves.name})", ""]
         md += [f"![{alt}]({path.relative_to(self.run_dir).as_posix()})" for alt, path in self.matrices]
@@ -198,10 +212,13 @@ class _Report:
             parts = text.split("`")
             return "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(parts))
 
-        body = [f"<h1>{html.escape(TITLE)}</h1>", "<h2>What these figures rest on</h2>",
+        body = [f"<h1>{html.escape(title(self.runs))}</h1>", "<h2>What the data shows</h2>",
+                "<ul>" + "".join(f"<li>{html.escape(v)}</li>" for v in verdicts(self.runs)) + "</ul>",
+                "<h2>What these figures rest on</h2>",
                 "<ul>" + "".join(f"<li>{inline(line)}</li>" for line in self.evidence) + "</ul>"]
-        for title, rows in self.tables:
-            body += [f"<h2>{html.escape(title)}</h2>", _html_table(rows)]
+        for heading, rows in self.tables:
+            body += [f"<h2>{html.escape(heading)}</h2>", _html_table(rows)]
+        body += [f"<p>{html.escape(SPREAD_NOTE)}.</p>"] if _spread_shown(self.runs) else []
         body += [f'<p class="ref">{html.escape(published(self.synthetic))}</p>', "<h2>Learning curves</h2>",
                  img(self.curves, "learning curves"), "<h2>Confusion matrices (test set)</h2>",
                  '<div class="row">' + "".join(f"<figure>{img(p, alt)}<figcaption>{html.escape(alt)}</figcaption></figure>"
@@ -227,9 +244,16 @@ def write_report(run_dir: PathLike, config: Optional[ExperimentConfig] = None) -
     return run_dir / "report.html"
 
 
+def _spread_shown(runs: Dict[str, List[Run]]) -> bool:
+    """Whether the tables show any a ± b (an arm with 3 seeds or more)."""
+    return any(len(arm) >= 3 for arm in runs.values())
+
+
 def headline(run_dir: PathLike) -> str:
     """The evidence and the comparison table, for the terminal."""
     run_dir = Path(run_dir)
     runs = target_runs(run_dir)
     lines = [f"- {line}".replace("**", "").replace("`", "") for line in evidence(run_dir, runs)]
-    return "\n".join(lines + ["", _markdown_table(arm_rows(runs)), "", _markdown_table(difference_rows(runs))])
+    return "\n".join([title(runs)] + [f"- {v}" for v in verdicts(runs)] + lines +
+                     ["", _markdown_table(arm_rows(runs))] + ([SPREAD_NOTE] if _spread_shown(runs) else []) +
+                     ["", _markdown_table(difference_rows(runs))])

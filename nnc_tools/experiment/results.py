@@ -185,3 +185,31 @@ def difference_rows(runs: Dict[str, List[Run]]) -> List[Dict[str, str]]:
             "per seed": ", ".join(f"s{s}: {points(v)}" for s, v in sorted(d.per_seed.items())),
         })
     return rows
+
+
+SPREAD_NOTE = ("a ± b is the mean ± the standard deviation over the seeds (from 3 seeds on; with fewer, the values "
+               "themselves)")
+
+
+def verdicts(runs: Dict[str, List[Run]]) -> List[str]:
+    """What the data shows, in words: each arm against scratch, by the 95 % interval of the paired difference."""
+    labels, lines = dict(ARMS), []
+    for d in differences(runs):
+        interval = d.interval
+        if interval is None:
+            lines.append(f"{labels[d.kind]}: {points(d.mean)} against from scratch with one seed, which cannot tell a "
+                         "gain from noise (run with --seeds 3 or more)")
+        elif interval[0] > 0 or interval[1] < 0:
+            better = "better" if interval[0] > 0 else "worse"
+            lines.append(f"{labels[d.kind]} is {better} than from scratch beyond noise: {points(d.mean)} on average, "
+                         f"95 % interval {points(interval[0])} to {points(interval[1])} over {len(d.per_seed)} seeds")
+        else:
+            lines.append(f"{labels[d.kind]} does not differ from scratch beyond noise: {points(d.mean)} on average, but the "
+                         f"95 % interval {points(interval[0])} to {points(interval[1])} includes 0 ({len(d.per_seed)} seeds)")
+    return lines
+
+
+def title(runs: Dict[str, List[Run]]) -> str:
+    """The report's title: every arm it compares."""
+    shown = [label for kind, label in ARMS if kind in runs] or [label for _, label in ARMS[:2]]
+    return "Transfer learning: " + " vs ".join(shown)
