@@ -29,10 +29,11 @@ from .parameters import (
     existing_file,
     load_parameters,
     read_bytes,
+    split_inline_parameters,
     take_inline_parameters,
     with_parameters,
 )
-from .schema import learning_rate_field, merge_binary, merge_text, nnabla_pb2
+from .schema import decode_text, learning_rate_field, merge_binary, merge_text, nnabla_pb2
 
 
 @dataclass
@@ -118,11 +119,13 @@ def _load_project(path: Path, parameter_files: Sequence[PathLike]) -> Project:
         project = _load_nnp(path)
     else:
         proto = nnabla_pb2.NNablaProtoBuf()
+        fast = None
         if ext in TEXT_EXTS:
-            merge_text(proto, read_bytes(path), path)
+            text, fast = split_inline_parameters(decode_text(read_bytes(path), path))
+            merge_text(proto, text.encode("utf-8"), path)
         else:
             merge_binary(proto, read_bytes(path), path)
-        inline = take_inline_parameters(proto)
+        inline = take_inline_parameters(proto) if fast is None else fast
         project = Project(proto, inline, path=path, parameter_sources=[str(path)] if inline else [])
         if ext in TEXT_EXTS and not parameter_files:
             parameter_files = [p for p in (path.with_suffix(".h5"), path.with_suffix(".protobuf")) if p.is_file()][:1]

@@ -58,12 +58,17 @@ def learning_rate_field(param) -> Optional[str]:
     return next((k for k in LEARNING_RATE_FIELDS if k in names), None)
 
 
-def merge_text(proto, raw: bytes, where: Union[str, Path]) -> None:
-    """Parse protobuf text (UTF-8, a BOM allowed) into ``proto``; one line naming ``where`` when it is not."""
+def decode_text(raw: bytes, where: Union[str, Path]) -> str:
+    """Project text as NNabla reads it: UTF-8, a BOM allowed; one line naming ``where`` when it is not."""
     try:
-        text = raw.decode("utf-8-sig")
+        return raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:
         raise NncToolsError(where, f"network text is not UTF-8 (byte {e.start})") from None
+
+
+def merge_text(proto, raw: bytes, where: Union[str, Path]) -> None:
+    """Parse protobuf text (UTF-8, a BOM allowed) into ``proto``; one line naming ``where`` when it is not."""
+    text = decode_text(raw, where)
     try:
         text_format.Merge(text, proto)
     except text_format.ParseError as e:
