@@ -645,7 +645,7 @@ def test_resume_into_another_projects_run_is_refused_untouched(cli, tmp_path):
     other_project = tiny_project(other, classes=4)
     before = {p: p.read_bytes() for p in (tmp_path / "r").rglob("*") if p.is_file()}
     result = cli("train", other_project, "-o", tmp_path / "r", "--resume")
-    assert result.code == 2 and "holds a run of another project than p.nnp" in result.err, result.err
+    assert result.code == 2 and "holds a run of a network other than p.nnp's" in result.err, result.err
     assert {p: p.read_bytes() for p in (tmp_path / "r").rglob("*") if p.is_file()} == before
 
 

@@ -3,6 +3,7 @@ written atomically, so that a run killed at any moment resumes where its last ep
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import zipfile
@@ -79,6 +80,14 @@ def checkpoint_settings(path: Path) -> Dict:
         raise NncToolsError(path, f"damaged checkpoint, cannot resume ({' '.join(str(e).split())}); "
                             "start in another folder") from None
     return {**(state.get("settings") or {}), "trained_epochs": int(state["epoch"])}
+
+
+def parameter_signature(proto) -> str:
+    """What a checkpoint's parameters must fit: every parameter variable's name and shape (not the multipliers or BN
+    modes: changing those between --resume runs is how phases are done by hand)."""
+    declared = sorted({(v.name, tuple(int(d) for d in v.shape.dim)) for n in proto.network for v in n.variable
+                       if v.type == "Parameter"})
+    return hashlib.sha256(repr(declared).encode()).hexdigest()[:16]
 
 
 RESUMED = ("batch_size", "seed", "frozen_bn", "cache_frozen", "workers", "solver", "lr")  # what --resume takes back

@@ -41,7 +41,15 @@ from ..project.overlay import FROZEN_BN
 from ..project.passes import dataset_uri, set_solver
 from ..project.weights import copy_weights
 from ..yamlfile import one_of
-from .checkpoint import CHECKPOINT, checkpoint_settings, current_parameters, load_checkpoint, resumed_options, save_checkpoint
+from .checkpoint import (
+    CHECKPOINT,
+    checkpoint_settings,
+    current_parameters,
+    load_checkpoint,
+    parameter_signature,
+    resumed_options,
+    save_checkpoint,
+)
 from .checks import check_datasets_named, check_headers, check_labels
 from .engine import make_context, quick_array_access, resolve_workers
 from .evaluate import evaluate
@@ -121,10 +129,10 @@ def train(project_path: PathLike, result_dir: PathLike, options: Optional[TrainO
         raise NncToolsError(result_dir, "holds an earlier run (use --resume to continue it, or another folder)")
     if options.resume and checkpoint.exists():  # the run goes on as it was started, on the project it was started on
         options = resumed_options(options, checkpoint)
-        started_on = checkpoint_settings(checkpoint).get("project")
-        if started_on is not None and started_on != file_digest(project_path):
-            raise NncToolsError(result_dir, f"holds a run of another project than {project_path.name} (or of it before it "
-                                "changed): resume it with its own project, or choose another folder")
+        started_on = checkpoint_settings(checkpoint).get("parameters")
+        if started_on is not None and started_on != parameter_signature(load_project(project_path).proto):
+            raise NncToolsError(result_dir, f"holds a run of a network other than {project_path.name}'s (other parameters "
+                                "or shapes): resume it with its own project, or choose another folder")
     options = replace(options, **{k: v for k, v in OPTION_DEFAULTS.items() if getattr(options, k) is None})
     one_of(options.frozen_bn, FROZEN_BN, None, "frozen_bn")
     one_of(options.cache_frozen, ("auto", "on", "off"), None, "cache_frozen")
@@ -167,7 +175,6 @@ class TrainingRun:
     def __init__(self, project_path: Path, result_dir: Path, options: TrainOptions, project: Project, proto,
                  uris: Dict[str, Path], batch_size: int, context: str, workers: int, phases=None):
         self.project_path, self.result_dir, self.options = project_path, result_dir, options
-        self.project_digest = file_digest(project_path)  # what --resume checks it goes on with
         self.project, self.proto, self.uris = project, proto, uris
         self.batch_size, self.context, self.workers = batch_size, context, workers
         self.optimizer_proto = proto.optimizer[0]
@@ -364,7 +371,7 @@ class TrainingRun:
                          "phases": file_digest(self.options.phases) if self.options.phases is not None else None,
                          "frozen_bn": self.options.frozen_bn, "cache_frozen": self.options.cache_frozen,
                          "workers": self.workers, "solver": self.options.solver, "lr": self.options.lr,
-                         "project": self.project_digest,
+                         "parameters": parameter_signature(self.project.proto),
                          "wall_seconds": self.wall_before + time.perf_counter() - self.started})
 
     # ------------------------------------------------------------------------------------------------------ the end
