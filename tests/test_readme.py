@@ -93,3 +93,11 @@ def test_the_demo_settings_the_readme_quotes_are_demo_yaml():
     assert f"each of the {len(demo['arms'])} arms runs with {demo['seeds']} seeds" in text
     # the comment at the top of demo.yaml says the same batch
     assert f"batch {demo['batch_size']}." in (ROOT / "experiments" / "demo.yaml").read_text()
+
+
+def test_the_readme_documents_every_recipe_key():
+    """The recipe format is documented where the Datasets section says it is: one table row per key the reader takes."""
+    from nnc_tools.data.recipes import RECIPE_KEYS
+
+    section = README.read_text().split("\n### Datasets\n", 1)[1].split("\n### ", 1)[0]
+    assert {key for key in RECIPE_KEYS if f"| `{key}` |" in section} == RECIPE_KEYS
