@@ -181,6 +181,8 @@ def test_the_report_states_its_evidence_and_the_paired_differences(tmp_path):
     assert (f"- transfer (frozen layers) is better than from scratch beyond noise: +20.0 points on average, 95 % interval "
             f"{20 - half:+.1f} points to {20 + half:+.1f} points over 3 seeds") in md
     assert "a ± b is the mean ± the standard deviation over the seeds" in md
+    # settings once per kind of stage: the seeds share one entry
+    assert "scratch-s0, scratch-s1, scratch-s2:\n  kind: scratch\n" in md and md.count("kind: scratch") == 1
     assert "without a GPU" in md and "trained 10 epochs on the real CIFAR-10" in md and "on a GPU;" not in md
     assert (run / "learning_curves.png").stat().st_size > 0
 

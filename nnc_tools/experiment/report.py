@@ -162,12 +162,18 @@ def _html_table(rows: List[Dict[str, str]]) -> str:
 
 
 def _stage_settings(run_dir: Path) -> str:
-    stages = {}
+    """Each kind of stage's settings once, as YAML: the stages that differ only by their seed under one key naming them
+    all (``scratch-s0, scratch-s1, scratch-s2``, with ``seed`` left out)."""
+    groups: Dict[str, List] = {}  # settings without the seed (as YAML) -> [stage names, settings]
     for folder in finished_stages(run_dir):
         settings = read_stage(folder).settings
         if settings:
-            stages[folder.relative_to(run_dir).as_posix()] = settings
-    return yaml.safe_dump(stages, sort_keys=False, allow_unicode=True).strip()
+            shared = {k: v for k, v in settings.items() if k != "seed"}
+            key = yaml.safe_dump(shared, sort_keys=True)
+            groups.setdefault(key, [[], shared if "seed" in settings else settings])[0].append(
+                folder.relative_to(run_dir).as_posix())
+    return yaml.safe_dump({", ".join(names): settings for names, settings in groups.values()}, sort_keys=False,
+                          allow_unicode=True, width=100).strip()
 
 
 class _Report:
