@@ -314,6 +314,10 @@ def test_the_fine_tune_arm_trains_in_phases_and_is_reported(tmp_path, monkeypatc
     assert [line.split(",")[-1] for line in log[1:]] == ["1", "2"]
     md = (run / "report.md").read_text()
     assert "| fine-tune (phases) | 1 |" in md and md.count("| fine-tune (phases) |") == 3  # arm, seed, difference rows
+    # what each phase froze, as the transfer arm's overlay: the first phase as o.yaml, the second nothing
+    frozen = md.split("**Frozen:** ", 1)[1].split("\n", 1)[0]
+    assert "fine-tune (phases): phase 1: 12 parameters of 6 layers (Convolution, BatchNormalization" in frozen
+    assert "; phase 2: no parameter (`ft.yaml`)" in frozen and "transfer (frozen layers): 12 parameters of 6 layers" in frozen
     # a fine-tune arm whose phases do not add up to the target epochs is refused before anything runs
     (tmp_path / "ft.yaml").write_text("phases:\n  - epochs: 5\n    freeze: [Affine]\n")
     with pytest.raises(NncToolsError, match="its phases take 5 epochs; the target runs take 2"):

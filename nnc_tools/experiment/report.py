@@ -15,7 +15,10 @@ from typing import Dict, List, Optional
 import yaml
 
 from ..fileio import PathLike, atomic_output
-from ..formats.naming import layer_of
+from ..formats.naming import is_statistic, layer_of
+from ..formats.nnp import load_project, multipliers
+from ..project.freeze import apply_to_proto
+from ..project.overlay import parse_overlay
 from ..training.plots import plot_learning_curves
 from .config import ExperimentConfig
 from .results import (
@@ -107,13 +110,36 @@ def _frozen_line(config: Dict, runs: Dict[str, List[Run]]) -> str:
     for kind, label in ARMS:
         if kind not in runs or kind == BASELINE:
             continue
-        frozen = runs[kind][0].summary.frozen_parameters
-        layers = list(dict.fromkeys(layer_of(p) for p in frozen))
-        shown = ", ".join(layers[:6]) + (f" … {layers[-1]}" if len(layers) > 6 else "")
-        what = f"{len(frozen)} parameters of {len(layers)} layers ({shown})" if frozen else "no parameter"
+        phases = _frozen_per_phase(runs[kind][0].folder) if kind == "fine-tune" else None
+        what = "; ".join(f"phase {k + 1}: {_frozen_layers(names)}" for k, names in enumerate(phases)) if phases else \
+            _frozen_layers(runs[kind][0].summary.frozen_parameters) + (" in its last phase" if kind == "fine-tune" else "")
         given = f" (`{Path(source[kind]).name}`{', derived for your network' if kind in derived else ''})" if source[kind] else ""
-        parts.append(f"{label}: {what}{' in its last phase' if kind == 'fine-tune' else ''}{given}")
+        parts.append(f"{label}: {what}{given}")
     return "**Frozen:** " + "; ".join(parts) + "." if parts else ""
+
+
+def _frozen_layers(frozen: List[str]) -> str:
+    layers = list(dict.fromkeys(layer_of(p) for p in frozen))
+    shown = ", ".join(layers[:6]) + (f" … {layers[-1]}" if len(layers) > 6 else "")
+    return f"{len(frozen)} parameters of {len(layers)} layers ({shown})" if frozen else "no parameter"
+
+
+def _frozen_per_phase(folder: Path) -> Optional[List[List[str]]]:
+    """The parameters each phase of a fine-tune run froze: its phases file (kept in the stage's settings) applied to
+    its project as ``train --phases`` applies them; None when either is not there."""
+    import yaml
+
+    settings, project = (read_stage(folder) or StageRecord()).settings, folder / "project.nnp"
+    if not settings.get("phases") or not project.is_file():
+        return None
+    base = load_project(project).proto
+    out = []
+    for phase in parse_overlay(yaml.safe_load(settings["phases"]), folder / "phases.yaml").phases or []:
+        trial = type(base)()
+        trial.CopyFrom(base)
+        apply_to_proto(trial, phase.overlay, project)
+        out.append([n for n, m in multipliers(trial.optimizer[0]).items() if m == 0 and not is_statistic(n)])
+    return out or None
 
 
 def evidence(run_dir: Path, runs: Dict[str, List[Run]]) -> List[str]:
