@@ -379,3 +379,20 @@ def test_an_overlay_that_misses_the_network_is_refused_before_any_stage(cli, tmp
     assert_refused(cli("experiment", "transfer", "-c", config, "-o", tmp_path / "run", "--synthetic"), "ft.yaml",
                    "match 'Nowhere' matches nothing")
     assert not (tmp_path / "run").exists()
+
+
+def test_the_learning_curves_have_a_row_per_arm_and_mark_phases(tmp_path):
+    """Nine runs stay readable: one row of panels per arm (the image grows with the arms), and a phase's start is
+    found where the training log's phase changes."""
+    from PIL import Image
+
+    from nnc_tools.training.plots import phase_starts, plot_learning_curves
+    from nnc_tools.training.records import EpochRecord
+
+    history = [EpochRecord(e, 1.0, None, 1.0, 0.5, 1.0, 1.0, 1 if e < 3 else 2) for e in range(1, 5)]
+    assert phase_starts(history) == [3] and phase_starts(history[:2]) == []
+    runs = {f"{arm} s{s}": history for arm in ("scratch", "transfer", "fine-tune") for s in range(3)}
+    groups = {name: name.split()[0] for name in runs}
+    plot_learning_curves(runs, tmp_path / "three.png", groups=groups)
+    plot_learning_curves({"scratch s0": history}, tmp_path / "one.png", groups={"scratch s0": "scratch"})
+    assert Image.open(tmp_path / "three.png").height > 2.5 * Image.open(tmp_path / "one.png").height

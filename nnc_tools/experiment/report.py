@@ -229,7 +229,8 @@ class _Report:
         md += [SPREAD_NOTE + ".", ""] if _spread_shown(self.runs) else []
         md += [published(self.synthetic), "", "## Learning curves and confusion matrices (test set)", "",
                f"![learning curves]({self.curves.name})", ""]
-        md += [f"![{alt}]({path.relative_to(self.run_dir).as_posix()})" for alt, path in self.matrices]
+        md += [f"[![{alt}]({path.relative_to(self.run_dir).as_posix()})]({path.relative_to(self.run_dir).as_posix()})"
+               for alt, path in self.matrices]  # each links to itself at full size
         md += ["", "## Settings each stage ran with", "", "```yaml", self.settings, "```", ""]
         return "\n".join(md)
 
@@ -259,7 +260,7 @@ class _Report:
         style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}table{border-collapse:collapse}"
                  "th,td{border:1px solid #ccc;padding:4px 10px;text-align:right}th{background:#f0f4f8}"
                  "td:first-child{text-align:left}.ref{color:#666;font-style:italic}img{max-width:100%}"
-                 ".row{display:flex;flex-wrap:wrap;gap:1em}figure{margin:0;flex:1;min-width:300px}figcaption{text-align:center}")
+                 ".row{display:flex;flex-wrap:wrap;gap:1em}figure{margin:0;flex:1 1 45%;min-width:420px}figcaption{text-align:center}")
         return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>nnc-tl transfer report</title><style>{style}</style>"
                 f"</head><body>{''.join(body)}</body></html>")
 

@@ -49,32 +49,51 @@ def _series(ax, history: Sequence, attribute: str, style: str, colour, label: st
 
 def plot_learning_curves(runs: Dict[str, Sequence], path: Path, title: str = "Learning curves",
                          groups: Optional[Dict[str, str]] = None) -> None:
-    """Several runs' curves: on the left the loss (solid: validation, dashed: cost, dotted with points: training set,
-    its monitoring interval in the legend), on the right the validation accuracy; runs of one group (an arm's seeds)
-    share a colour. Epoch ticks are whole numbers."""
+    """Several runs' curves, one row of panels per group (an arm and its seeds), so that nine runs stay readable: on the
+    left the loss (solid: validation, dashed: cost, dotted with points: training set, its monitoring interval in the
+    legend), on the right the validation accuracy; a group's runs share a colour, and a dotted vertical line marks
+    where a phase begins. Epoch ticks are whole numbers."""
+    plt = _pyplot()
+    group_of = groups or {name: name for name in runs}
+    order = list(dict.fromkeys(group_of[name] for name in runs)) or [""]
+    fig, axes = plt.subplots(len(order), 2, figsize=(11, 3.4 * len(order)), dpi=110, squeeze=False, sharey="col")
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for row, group in enumerate(order):
+        loss, accuracy = axes[row]
+        colour = colours[row % len(colours)]
+        members = [name for name in runs if group_of[name] == group]
+        for k, name in enumerate(members):
+            history = runs[name]
+            first = k == 0  # one legend entry for each of a group's series
+
+            def label(text: str) -> str:
+                return text if first else "_nolegend_"
+
+            _series(loss, history, "cost", "--", colour, label("cost (training batches)"))
+            _series(loss, history, "train_error", ":o", colour, label("training-set loss"), with_interval=first)
+            _series(loss, history, "valid_error", "-", colour, label("validation loss"))
+            _series(accuracy, history, "valid_accuracy", "-o", colour, label("validation accuracy"))
+            if first:
+                for epoch in phase_starts(history):
+                    for ax in (loss, accuracy):
+                        ax.axvline(epoch - 0.5, color="grey", linestyle=":", linewidth=1)
+        name = f"{group} ({len(members)} run{'s' * (len(members) != 1)})" if group else ""
+        _style(loss, accuracy, name)
+    fig.suptitle(title)
+    fig.tight_layout()
+    with atomic_output(path) as temp:
+        fig.savefig(temp, format="png")
+    plt.close(fig)
+
+
+def phase_starts(history: Sequence) -> List[int]:
+    """The epochs at which a new training phase begins (``--phases``), after the first."""
+    return [r.epoch for prev, r in zip(history, history[1:]) if getattr(r, "phase", None) != getattr(prev, "phase", None)]
+
+
+def _style(loss, accuracy, name: str) -> None:
     from matplotlib.ticker import MaxNLocator
 
-    plt = _pyplot()
-    fig, (loss, accuracy) = plt.subplots(1, 2, figsize=(11, 4.2), dpi=110)
-    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    group_of = groups or {name: name for name in runs}
-    order = list(dict.fromkeys(group_of[name] for name in runs))
-    sizes = {g: sum(1 for n in runs if group_of[n] == g) for g in order}
-    labelled = set()
-    for name, history in runs.items():
-        group = group_of[name]
-        colour = colours[order.index(group) % len(colours)]
-        prefix = "" if not group else f"{group}: " if sizes[group] == 1 else f"{group} ({sizes[group]} runs): "
-        first = group not in labelled  # one legend entry for each of a group's series
-        labelled.add(group)
-
-        def label(text: str) -> str:
-            return f"{prefix}{text}" if first else "_nolegend_"
-
-        _series(loss, history, "cost", "--", colour, label("cost (training batches)"))
-        _series(loss, history, "train_error", ":o", colour, label("training-set loss"), with_interval=first)
-        _series(loss, history, "valid_error", "-", colour, label("validation loss"))
-        _series(accuracy, history, "valid_accuracy", "-o", colour, label("validation accuracy"))
     loss.set_ylabel("loss (cross-entropy)")
     accuracy.set_ylabel("validation accuracy")
     accuracy.set_ylim(0, 1)
@@ -82,13 +101,10 @@ def plot_learning_curves(runs: Dict[str, Sequence], path: Path, title: str = "Le
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
+        if name:
+            ax.set_title(name, fontsize=9)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7)
-    fig.suptitle(title)
-    fig.tight_layout()
-    with atomic_output(path) as temp:
-        fig.savefig(temp, format="png")
-    plt.close(fig)
 
 
 def plot_confusion_matrix(matrix: np.ndarray, classes: List[str], path: Path, title: str = "Confusion matrix") -> None:
