@@ -50,7 +50,16 @@ def _as_the_user_said_it(error: NncToolsError, args: argparse.Namespace) -> str:
     return str(error)
 
 
+_MAIN_PID = os.getpid()
+
+
 def _interrupt(signum, frame):
+    """SIGTERM in nnc-tl itself: as Ctrl-C. In a worker process it inherited the handler with (a pool's, which
+    multiprocessing ends with SIGTERM), the default: the worker ends, as the pool expects."""
+    if os.getpid() != _MAIN_PID:
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+        return
     raise KeyboardInterrupt
 
 
