@@ -212,3 +212,30 @@ def test_frozen_counts_agree_between_apply_freeze_info_and_train(cli, tmp_path):
     assert "4 of 6 parameters frozen" in cli("info", project).out
     result = cli("train", project, "-o", tmp_path / "r", "--epochs", "1", "--workers", "1")
     assert result.code == 0 and "4 parameters frozen" in result.out, result.out
+
+
+def _sleep_long():
+    import time as _time
+
+    _time.sleep(60)
+
+
+def test_a_worker_that_inherited_the_sigterm_handler_still_dies_by_it():
+    """nnc-tl turns SIGTERM into Ctrl-C in its own process; a pool worker forked from it (multiprocessing ends workers
+    with SIGTERM) must still die by the signal, or the pool can hang on it."""
+    import multiprocessing
+    import signal
+    import time
+
+    from nnc_tools import cli as cli_module
+
+    previous = signal.signal(signal.SIGTERM, cli_module._interrupt)
+    try:
+        worker = multiprocessing.get_context("fork").Process(target=_sleep_long)
+        worker.start()
+        time.sleep(0.5)  # the worker runs its target, as a pool's do
+        worker.terminate()  # SIGTERM, as Pool.terminate sends it
+        worker.join(timeout=30)
+        assert worker.exitcode == -signal.SIGTERM
+    finally:
+        signal.signal(signal.SIGTERM, previous)
