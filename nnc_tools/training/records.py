@@ -172,7 +172,7 @@ class ProgressReport:
 
     def __init__(self, result_dir: Path, log_line, every: float = 30.0):
         self.path, self.log_line, self.every = result_dir / PROGRESS, log_line, every
-        self.written = self.logged = 0.0
+        self.written, self.logged = 0.0, time.monotonic()  # the first line after ``every`` seconds, not at once
 
     def update(self, epoch: int, epochs: int, done: int, total: int, cost: float, images: int, started: float) -> None:
         now = time.monotonic()
