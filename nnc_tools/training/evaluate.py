@@ -87,11 +87,10 @@ def trained_class_names(proto, project: Path) -> List[str]:
     return names
 
 
-def _check_class_names(proto, project: Path, csv_path: Path) -> None:
-    """A CSV whose header names other classes than the project was trained on, as many (in another order too), is
-    refused: each row would be scored against another class's output."""
+def _check_class_names(proto, project: Path, csv_path: Path, given: List[str]) -> None:
+    """A CSV whose header names (``given``) are other classes than the project was trained on, as many (in another
+    order too), is refused: each row would be scored against another class's output."""
     trained = trained_class_names(proto, project)
-    given = label_names(read_header_and_count(csv_path)[0])
     if trained and given and len(trained) == len(given) and trained != given:  # another count: check_header_classes
         shown = [", ".join(n[:4]) + (", ..." if len(n) > 4 else "") for n in (given, trained)]
         raise NncToolsError(csv_path, f"its header names the classes {shown[0]}; {project.name} was trained on "
@@ -118,8 +117,9 @@ def evaluate(project: PathLike, csv_path: PathLike, outdir: Optional[PathLike] =
 def _evaluate(project: Path, csv_path: Path, outdir: Optional[Path], batch_size: int,
               cache: Optional[PathLike]) -> Evaluation:
     proto = load_project(project).proto
-    _check_class_names(proto, project, csv_path)
-    check_header_classes(csv_path, label_names(read_header_and_count(csv_path)[0]), executor_classes(proto), project.name)
+    names = label_names(read_header_and_count(csv_path)[0])  # the header read once (the count reads every row)
+    _check_class_names(proto, project, csv_path, names)
+    check_header_classes(csv_path, names, executor_classes(proto), project.name)
     normalize = not proto.executor[0].no_image_normalization if proto.executor else True
     dataset = load_dataset(csv_path, Path(cache), name="evaluate", normalize=normalize)
     if "y" not in dataset.arrays:
