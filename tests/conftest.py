@@ -122,6 +122,8 @@ def nnabla_saved(path: Path, **kwargs) -> Path:
 def private_cache(tmp_path_factory, monkeypatch):
     """Every test gets its own NNC_TL_CACHE (downloads, synthetic archives, decoded datasets), never ~/.cache."""
     monkeypatch.setenv("NNC_TL_CACHE", str(tmp_path_factory.mktemp("nnc-tl-cache")))
+    monkeypatch.setenv("NNC_TL_MODEL_HOME", str(tmp_path_factory.mktemp("nnc-tl-models") / "imagenet"))
+    monkeypatch.delenv("NNABLA_MODELS_URL_BASE", raising=False)
 
 
 class CliResult(NamedTuple):

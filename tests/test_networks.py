@@ -15,11 +15,11 @@ from nnabla.utils.load import load as nnabla_load
 
 from nnc_tools.formats.naming import layer_of
 from nnc_tools.formats.nnp import load_project, multipliers
+from nnc_tools.formats.schema import executor_classes
 from nnc_tools.project.export import build_project, export_network
 from nnc_tools.project.freeze import apply_freeze
 from nnc_tools.project.networks import get_network, list_networks
 from nnc_tools.project.passes import solver_proto
-from nnc_tools.training.evaluate import executor_classes
 
 from .conftest import write_image_csv
 

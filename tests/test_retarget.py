@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from nnc_tools.formats.nnp import load_project, multipliers
-from nnc_tools.training.evaluate import executor_classes
+from nnc_tools.formats.schema import executor_classes
 from nnc_tools.training.train import TrainOptions, train
 
 from .conftest import NNC_SAMPLES, assert_refused, needs_samples, params_of, tiny_project, write_image_csv

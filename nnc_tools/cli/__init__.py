@@ -1,5 +1,5 @@
 """The `nnc-tl` command: argument parsing and printing only, one module a command group (``project_files``,
-``networks``, ``datasets``, ``retarget``, ``training``, ``experiment``), each subcommand a small ``_add_*`` (its
+``networks``, ``models``, ``datasets``, ``retarget``, ``training``, ``experiment``), each subcommand a small ``_add_*`` (its
 arguments) and ``_cmd_*`` (one library call, then printing) pair; ``printing`` holds what several commands print alike,
 ``arguments`` the argument types, ``demo`` is `make demo`. May import every layer below; nothing imports it."""
 
@@ -18,9 +18,9 @@ logging.getLogger("nnabla").setLevel(os.environ.get("NNC_TL_NNABLA_LOG", "WARNIN
 
 from .. import __version__  # noqa: E402
 from ..errors import NncToolsError, SettingError  # noqa: E402
-from . import arguments, datasets, experiment, networks, project_files, retarget, training  # noqa: E402
+from . import arguments, datasets, experiment, models, networks, project_files, retarget, training  # noqa: E402
 
-COMMAND_GROUPS = (project_files, networks, datasets, retarget, training, experiment)
+COMMAND_GROUPS = (project_files, networks, models, datasets, retarget, training, experiment)
 
 
 def build_parser() -> argparse.ArgumentParser:

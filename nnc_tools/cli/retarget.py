@@ -35,6 +35,8 @@ def _cmd_retarget(args: argparse.Namespace) -> int:
     else:
         print(f"{result.classes} classes ({result.classes_from}): the head is kept (--reset-head draws it anew)")
     print(f"copied {result.copied} parameters bit for bit")
+    for line in result.fitted:
+        print(f"fitted to your images: {line}")
     if result.left:
         print(f"{len(result.left)} parameters have no values and start from their initializer: "
               f"{', '.join(result.left[:8])}{', ...' if len(result.left) > 8 else ''}")

@@ -122,27 +122,34 @@ CHANNELS = {"1": 1, "L": 1, "I": 1, "I;16": 1, "F": 1, "LA": 2, "P": 3, "RGB": 3
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff")
 
 
-def check_first_image(path: PathLike, wanted, where: Path) -> None:
-    """The CSV's first image (column x) is ``wanted`` (channels, height, width), as NNabla's CSV loader needs it (it
-    asserts the channels and feeds the size as it is); one line naming the image and both shapes otherwise. Rows that
-    are not images (``.npy``, ``.csv``) are not checked."""
+def first_image(path: PathLike) -> Optional[Tuple[Path, List[int]]]:
+    """The CSV's first image (column x) and its (channels, height, width), or None where its first row is not an image
+    (``.npy``, ``.csv``) or the CSV has no x column or no rows; one line naming an image that cannot be read."""
     from PIL import Image, UnidentifiedImageError
 
     path = Path(path)
     header, rows = read_header_and_count(path)
     column = next((k for k, cell in enumerate(header) if cell.partition(":")[0].split("__")[0] == "x"), None)
     if column is None or rows == 0:
-        return
+        return None
     with open(path, newline="", encoding="utf-8-sig") as f:
         row = next(r for i, r in enumerate(csv.reader(f)) if i > 0 and r)
     image = (path.parent / row[column].replace("\\", "/")) if column < len(row) else None
     if image is None or image.suffix.lower() not in IMAGE_SUFFIXES:
-        return
+        return None
     try:
         with Image.open(image) as img:
-            got = [CHANNELS.get(img.mode, len(img.getbands())), img.height, img.width]
+            return image, [CHANNELS.get(img.mode, len(img.getbands())), img.height, img.width]
     except (OSError, UnidentifiedImageError) as e:
-        raise NncToolsError(image, f"the training CSV's first image cannot be read ({e})") from None
-    if got != list(wanted):
+        raise NncToolsError(image, f"the CSV's first image cannot be read ({e})") from None
+
+
+def check_first_image(path: PathLike, wanted, where: Path) -> None:
+    """The CSV's first image (column x) is ``wanted`` (channels, height, width), as NNabla's CSV loader needs it (it
+    asserts the channels and feeds the size as it is); one line naming the image and both shapes otherwise. Rows that
+    are not images (``.npy``, ``.csv``) are not checked."""
+    found = first_image(path)
+    if found is not None and found[1] != list(wanted):
+        image, got = found
         raise NncToolsError(image, f"is {'x'.join(map(str, got))} (channels x height x width); {where.name}'s input is "
                             f"{'x'.join(map(str, wanted))}")

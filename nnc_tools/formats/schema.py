@@ -95,3 +95,14 @@ def merge_binary(proto, raw: bytes, where: Union[str, Path]) -> None:
 def network_of(proto: nnabla_pb2.NNablaProtoBuf, name: str) -> Optional[nnabla_pb2.Network]:
     """The network called ``name`` in a project, or None."""
     return next((n for n in proto.network if n.name == name), None)
+
+
+def executor_classes(proto) -> int:
+    """The class count the first executor's output scores (its last axis), 0 where the project does not say."""
+    if not proto.executor or not proto.executor[0].output_variable:
+        return 0
+    ex = proto.executor[0]
+    network = network_of(proto, ex.network_name)
+    shapes = {v.name: list(v.shape.dim) for v in network.variable} if network is not None else {}
+    shape = shapes.get(ex.output_variable[0].variable_name) or [0]
+    return max(int(shape[-1]), 0)

@@ -11,6 +11,7 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import List
 
+from ..data.models import resolve_source
 from ..errors import NncToolsError
 from ..fileio import PathLike
 from ..formats.naming import PROJECT_EXTS, SDCPROJ_EXT, is_statistic, repeat_expansions
@@ -18,6 +19,7 @@ from ..formats.nnc_csv import check_split_csvs, class_count_for
 from ..formats.nnp import Project, load_project, multipliers, save_project
 from .freeze import apply_to_proto
 from .heads import find_head, output_count_for, renamed_classes, resize_head, training_class_names
+from .image_inputs import fit_to_csvs
 from .matching import fractional
 from .overlay import load_overlay
 from .passes import check_input_image, point_datasets, reinitialise, set_solver
@@ -29,7 +31,7 @@ __all__ = ["RetargetOptions", "RetargetResult", "retarget"]
 
 def retarget(source: PathLike, target: PathLike, options: RetargetOptions) -> RetargetResult:
     """Write ``target``: ``source`` retargeted as the module docstring says; nothing is written when anything is wrong."""
-    source, target = Path(source), Path(target)
+    source, target = resolve_source(source), Path(target)
     if SDCPROJ_EXT in (source.suffix.lower(), target.suffix.lower()):
         if source.suffix.lower() != target.suffix.lower():
             raise NncToolsError(target, "an .sdcproj is retargeted into an .sdcproj (NNC's own format, edited); from an NNabla "
@@ -59,6 +61,7 @@ def retarget(source: PathLike, target: PathLike, options: RetargetOptions) -> Re
     if options.scratch:
         reinitialised = reinitialise(proto, params, options.seed)
     check_split_csvs(options.train_csv, options.val_csv, [dv.data_name for dv in proto.optimizer[0].data_variable])
+    fitted = fit_to_csvs(proto, options.train_csv, options.val_csv)
     datasets = point_datasets(proto, target, options.train_csv, options.val_csv, batch_size=options.batch_size,
                               epochs=options.epochs, monitor_interval=options.monitor_interval)
     check_input_image(proto, Path(options.train_csv), source)
@@ -72,7 +75,8 @@ def retarget(source: PathLike, target: PathLike, options: RetargetOptions) -> Re
         optimizer.solver.states.clear()
     out = Project(proto, params)  # a new file: network, parameters; solver states left out
     result = RetargetResult(target, head, classes, classes_from, networks, datasets, changes, reinitialised=reinitialised,
-                            copied=len(params) - len(reinitialised), dropped=dropped, left=left, renamed=renamed)
+                            copied=len(params) - len(reinitialised), dropped=dropped, left=left, renamed=renamed,
+                            fitted=fitted)
     result.written = save_project(out, target, inputs=[source] + ([options.weights] if options.weights else []))
     odd = fractional(changes)
     if odd:

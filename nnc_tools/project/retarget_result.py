@@ -54,6 +54,7 @@ class RetargetResult:
     edits: List[Tuple[str, str, str]] = field(default_factory=list)  # .sdcproj target: (layer property, old, new)
     weights: Optional[WeightAssignment] = None  # .sdcproj target with --weights: which parameters NNC loads from where
     renamed: Optional[Tuple[List[str], List[str]]] = None  # same count, other class names: (old, new), the head drawn anew
+    fitted: List[str] = field(default_factory=list)  # NNabla target: input preprocessing fitted to the images (image_inputs)
 
     @property
     def is_sdcproj(self) -> bool:

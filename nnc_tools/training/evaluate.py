@@ -17,7 +17,7 @@ from ..errors import NncToolsError, about
 from ..fileio import PathLike, atomic_output
 from ..formats.nnc_csv import label_names, read_header_and_count
 from ..formats.nnp import load_project, project_file
-from ..formats.schema import network_of
+from ..formats.schema import executor_classes, network_of
 from ..project.heads import training_class_names
 from .checks import check_columns, check_header_classes
 from .engine import nnabla_load
@@ -47,17 +47,6 @@ def predict(project: PathLike, dataset, batch_size: int = 64, executor: Optional
         out.forward(clear_buffer=True)
         scores.append(out.d.reshape(batch_size, -1)[: len(idx)].copy())
     return np.concatenate(scores)
-
-
-def executor_classes(proto) -> int:
-    """The class count the first executor's output scores (its last axis), 0 where the project does not say."""
-    if not proto.executor or not proto.executor[0].output_variable:
-        return 0
-    ex = proto.executor[0]
-    network = network_of(proto, ex.network_name)
-    shapes = {v.name: list(v.shape.dim) for v in network.variable} if network is not None else {}
-    shape = shapes.get(ex.output_variable[0].variable_name) or [0]
-    return max(int(shape[-1]), 0)
 
 
 def _check_executor_columns(proto, dataset, project: Path) -> None:

@@ -1,0 +1,203 @@
+"""An NNC image classifier's input preprocessing fitted to the user's images, as NNC's own ImageNet transfer-learning
+plugin fits the published models (and done for any project built the same way).
+
+NNC's ImageNet projects read raw 0–255 pixels (``no_image_normalization``) and preprocess inside the network: the
+training network ``InputX`` (3×480×480) → ``MulScalarX`` → ``AddScalarX`` → ``ImageAugmentationX`` (a random crop,
+scale and flip to 3×224×224); the validation networks ``Input`` (3×320×320) → ``MulScalar`` → ``AddScalar`` → ``Slice``
+(the centre 280×280) → ``ImageAugmentation`` (scaled to 224×224). The pixel scaling (``MulScalar``/``AddScalar``) is
+the network's own and is kept as it is. What changes with the user's images:
+
+- every input, and the per-pixel steps after it, take the images' height and width (channels stay: a grey image for
+  a colour network is refused by the image check that follows);
+- a training augmentation keeps its crop size; its scale range moves so that its smallest scale still shows the whole
+  image (``min_scale = sqrt(crop_h·crop_w / (H·W))``, NNC's plugin's rule) and its largest keeps the project's ratio
+  to it;
+- a ``Slice`` crops the same centre share of the image as before (280/320 = 0.875, NNC's plugin's default crop
+  ratio) and the fixed augmentation after it scales that crop to the network's size;
+- a runtime network whose preprocessing draws random crops and flips (NNC's ImageNet projects' ``Runtime`` does:
+  scale 0.7–2.5 with ``flip_lr``) gets the validation network's centre crop instead, as NNC's plugin rebuilds it from
+  the validation network: otherwise ``evaluate``, ``nnabla_cli infer`` and the exported model give a different answer
+  for the same image each time.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Dict, List, Optional, Sequence
+
+from ..formats.schema import network_of, nnabla_pb2
+
+# Functions that map each pixel on its own and keep the shape: the pixel scaling NNC's projects do before augmentation
+PER_PIXEL = {"MulScalar", "AddScalar", "PowScalar", "RSubScalar", "RDivScalar", "Identity", "Abs"}
+
+
+def _chain(network: nnabla_pb2.Network, start: str) -> List[nnabla_pb2.Function]:
+    """The preprocessing functions from input ``start``: per-pixel steps, a Slice, up to and including the first
+    ImageAugmentation; [] when the input does not lead to one that way."""
+    chain, current = [], start
+    while True:
+        users = [f for f in network.function if current in f.input]
+        if len(users) != 1 or users[0].input[0] != current:
+            return []
+        f = users[0]
+        if f.type not in PER_PIXEL | {"Slice", "ImageAugmentation"}:
+            return []
+        chain.append(f)
+        if f.type == "ImageAugmentation":
+            return chain
+        current = f.output[0]
+
+
+def _image_inputs(network: nnabla_pb2.Network) -> List[str]:
+    """Variables no function makes and no parameter is, of shape (batch, channels, height, width)."""
+    made = {o for f in network.function for o in f.output}
+    return [v.name for v in network.variable if v.type != "Parameter" and v.name not in made and len(v.shape.dim) == 4]
+
+
+def _random(augmentation: nnabla_pb2.Function) -> bool:
+    p = augmentation.image_augmentation_param
+    return bool(p.flip_lr or p.flip_ud or p.min_scale != p.max_scale or p.angle or p.distortion or p.brightness
+                or p.contrast != 1 and p.contrast or p.noise or p.aspect_ratio not in (0, 1))
+
+
+def preprocessed_inputs(proto: nnabla_pb2.NNablaProtoBuf) -> Dict[str, List[str]]:
+    """Per network, its image inputs that lead through per-pixel steps (and a Slice) to an ImageAugmentation."""
+    found = {}
+    for network in proto.network:
+        inputs = [name for name in _image_inputs(network) if _chain(network, name)]
+        if inputs:
+            found[network.name] = inputs
+    return found
+
+
+def fit_image_inputs(proto: nnabla_pb2.NNablaProtoBuf, shapes: Dict[str, Sequence[int]], crop_ratio: float = 0.875) -> List[str]:
+    """Fit every preprocessed image input to ``shapes[network name]`` ((channels,) height, width of its images), as the
+    module docstring says; the lines saying what changed. Networks whose inputs already fit are left alone."""
+    said = []
+    for network in proto.network:
+        shape = shapes.get(network.name)
+        if shape is None:
+            continue
+        height, width = int(shape[-2]), int(shape[-1])
+        variables = {v.name: v for v in network.variable}
+        for name in _image_inputs(network):
+            chain = _chain(network, name)
+            before = list(variables[name].shape.dim)
+            if not chain or before[2:] == [height, width]:
+                continue
+            variables[name].shape.dim[2:] = [height, width]
+            said.append(f"{network.name}: input {name} {'x'.join(map(str, before[1:]))} -> {before[1]}x{height}x{width}"
+                        + "".join(_fit_step(f, variables, height, width, crop_ratio) for f in chain))
+    return said
+
+
+def _fit_step(f: nnabla_pb2.Function, variables, height: int, width: int, crop_ratio: float) -> str:
+    """One preprocessing function refitted to its input's new (height, width); what it now does, for the report."""
+    source = variables[f.input[0]].shape.dim
+    h, w = int(source[2]), int(source[3])
+    out = variables[f.output[0]].shape.dim
+    if f.type in PER_PIXEL:
+        out[2:] = [h, w]
+        return ""
+    if f.type == "Slice":
+        p = f.slice_param
+        ch, cw = max(1, int(h * crop_ratio)), max(1, int(w * crop_ratio))
+        p.start[-2:] = [(h - ch) // 2, (w - cw) // 2]
+        p.stop[-2:] = [p.start[-2] + ch, p.start[-1] + cw]
+        out[2:] = [ch, cw]
+        return f", centre crop {ch}x{cw}"
+    p = f.image_augmentation_param
+    crop_h, crop_w = int(p.shape.dim[-2]), int(p.shape.dim[-1])
+    smallest = math.sqrt(crop_h * crop_w / (h * w))
+    if p.min_scale == p.max_scale:
+        p.min_scale = p.max_scale = smallest
+        return f", scaled {smallest:.3g}x to {crop_h}x{crop_w}"
+    ratio = p.max_scale / p.min_scale if p.min_scale > 0 else 1.0
+    p.min_scale, p.max_scale = smallest, smallest * ratio
+    return f", random scale {p.min_scale:.3g}-{p.max_scale:.3g} to {crop_h}x{crop_w}"
+
+
+def deterministic_runtime(proto: nnabla_pb2.NNablaProtoBuf) -> Optional[str]:
+    """Give the executor's network the validation network's preprocessing when its own draws at random (see the module
+    docstring); what was done, or None."""
+    if not proto.executor:
+        return None
+    runtime = network_of(proto, proto.executor[0].network_name)
+    if runtime is None:
+        return None
+    mine = next((c for c in (_chain(runtime, n) for n in _image_inputs(runtime)) if c), None)
+    if not mine or not _random(mine[-1]):
+        return None
+    for monitor in proto.monitor:
+        other = network_of(proto, monitor.network_name)
+        theirs = next((c for c in (_chain(other, n) for n in _image_inputs(other)) if c), None) if other else None
+        if theirs and not _random(theirs[-1]):
+            _replace_chain(runtime, mine, other, theirs)
+            return (f"{runtime.name}: its input drew random crops and flips ({mine[-1].name}); it now takes "
+                    f"{other.name}'s centre crop, as NNC's transfer plugin does, so a prediction is the same every time")
+    return None
+
+
+def _replace_chain(runtime, mine, other, theirs) -> None:
+    """Swap ``mine`` (runtime's preprocessing functions) for copies of ``theirs`` (``other``'s), wired to runtime's
+    input and to the variable the rest of runtime reads."""
+    start, end = mine[0].input[0], mine[-1].output[0]
+    their_start, their_end = theirs[0].input[0], theirs[-1].output[0]
+    shapes = {v.name: v for v in other.variable}
+    taken = {v.name for v in runtime.variable} - {f.output[0] for f in mine}
+    rename = {their_start: start, their_end: end}
+    for f in theirs[:-1]:
+        name = f.output[0]
+        while name in taken:
+            name += "_"
+        rename[f.output[0]] = name
+        taken.add(name)
+    dropped = {f.output[0] for f in mine[:-1]}
+    kept = [v for v in runtime.variable if v.name not in dropped]
+    functions = list(runtime.function)
+    at = functions.index(mine[0])
+    rest = [f for f in functions if all(f is not m for m in mine)]
+    used_names = {f.name for f in rest}
+    fresh = []
+    for f in theirs:
+        new = nnabla_pb2.Function()
+        new.CopyFrom(f)
+        while new.name in used_names:
+            new.name += "_"
+        used_names.add(new.name)
+        new.input[0], new.output[0] = rename[f.input[0]], rename[f.output[0]]
+        fresh.append(new)
+    added = []
+    for f in theirs[:-1]:
+        v = nnabla_pb2.Variable()
+        v.CopyFrom(shapes[f.output[0]])
+        v.name = rename[f.output[0]]
+        added.append(v)
+    new_functions = [_copy(f) for f in rest[:at]] + fresh + [_copy(f) for f in rest[at:]]
+    new_variables = [_copy(v) for v in kept] + added
+    del runtime.function[:]
+    runtime.function.extend(new_functions)
+    del runtime.variable[:]
+    runtime.variable.extend(new_variables)
+
+
+def _copy(message):
+    new = type(message)()
+    new.CopyFrom(message)
+    return new
+
+
+def fit_to_csvs(proto: nnabla_pb2.NNablaProtoBuf, train_csv, val_csv) -> List[str]:
+    """``deterministic_runtime`` and ``fit_image_inputs`` for a project pointed at these CSVs: the networks the
+    optimizers train take the training CSV's first image size, the others the validation CSV's."""
+    from ..formats.nnc_csv import first_image
+
+    if not preprocessed_inputs(proto):
+        return []
+    said = [line for line in [deterministic_runtime(proto)] if line]
+    train, val = first_image(train_csv), first_image(val_csv)
+    if train is None:
+        return said
+    trained = {o.network_name for o in proto.optimizer}
+    shapes = {n.name: (train if n.name in trained or val is None else val)[1] for n in proto.network}
+    return said + fit_image_inputs(proto, shapes)
