@@ -87,7 +87,8 @@ def _add_apply_freeze(sub, common: argparse.ArgumentParser) -> None:
         "NNC .sdcproj. Without -c: <stem>.freeze.yaml beside PROJECT, else ./freeze.yaml. Without -o: PROJECT in place.",
     )
     p.add_argument("project")
-    p.add_argument("-c", "--config", metavar="OVERLAY.yaml", help="the freeze overlay")
+    p.add_argument("-c", "--config", metavar="OVERLAY.yaml",
+                   help="the freeze overlay, or a shipped one: last-fc-only (only the head trains), all (everything trains)")
     p.add_argument("-o", "--output", metavar="OUT", help="write here instead of rewriting PROJECT (same extension)")
     p.add_argument("--dry-run", action="store_true", help="print what would change; write nothing")
     p.add_argument("--weights", metavar="FROM.nnp", help=".sdcproj: NNC's 'Open in EDIT Tab with Weight': every layer "

@@ -86,7 +86,8 @@ def _add_retarget(sub, common: argparse.ArgumentParser) -> None:
     p.add_argument("--val-csv", required=True, metavar="CSV")
     p.add_argument("--classes", type=arguments.classes, help="default: from --train-csv's header, else its largest label + 1")
     p.add_argument("--head", metavar="LAYER", help="the layer to resize (default: the one the loss reaches)")
-    p.add_argument("-c", "--config", metavar="OVERLAY.yaml", help="a freeze overlay, applied as apply-freeze applies it")
+    p.add_argument("-c", "--config", metavar="OVERLAY.yaml", help="a freeze overlay, applied as apply-freeze applies it, or a shipped one: "
+                   "last-fc-only (only the head trains: NNC's plugin's last_fc_only), all (everything trains)")
     p.add_argument("--reset-head", action="store_true", help="draw the head anew even when the class count is the same")
     p.add_argument("--weights", metavar="PARAMS", help="parameters (.h5/.protobuf/.nnp) for a project that holds none")
     p.add_argument("--epochs", type=arguments.count)

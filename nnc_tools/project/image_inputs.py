@@ -32,20 +32,19 @@ PER_PIXEL = {"MulScalar", "AddScalar", "PowScalar", "RSubScalar", "RDivScalar", 
 
 
 def _chain(network: nnabla_pb2.Network, start: str) -> List[nnabla_pb2.Function]:
-    """The preprocessing functions from input ``start``: per-pixel steps, a Slice, up to and including the first
-    ImageAugmentation; [] when the input does not lead to one that way."""
+    """The preprocessing functions from input ``start``: per-pixel steps and a Slice, up to and including the first
+    ImageAugmentation, or else the last Slice; [] when the input leads to neither that way."""
     chain, current = [], start
     while True:
         users = [f for f in network.function if current in f.input]
-        if len(users) != 1 or users[0].input[0] != current:
-            return []
-        f = users[0]
-        if f.type not in PER_PIXEL | {"Slice", "ImageAugmentation"}:
-            return []
-        chain.append(f)
-        if f.type == "ImageAugmentation":
-            return chain
-        current = f.output[0]
+        if len(users) != 1 or users[0].input[0] != current or users[0].type not in PER_PIXEL | {"Slice", "ImageAugmentation"}:
+            break
+        chain.append(users[0])
+        if users[0].type == "ImageAugmentation":
+            break
+        current = users[0].output[0]
+    last = max((i for i, f in enumerate(chain) if f.type in ("Slice", "ImageAugmentation")), default=-1)
+    return chain[:last + 1]
 
 
 def _image_inputs(network: nnabla_pb2.Network) -> List[str]:
@@ -86,12 +85,53 @@ def fit_image_inputs(proto: nnabla_pb2.NNablaProtoBuf, shapes: Dict[str, Sequenc
             if not chain or before[2:] == [height, width]:
                 continue
             variables[name].shape.dim[2:] = [height, width]
+            size = list(variables[chain[-1].output[0]].shape.dim)
+            steps = "".join(_fit_step(f, variables, crop_ratio) for f in chain)
+            if chain[-1].type == "Slice" and list(variables[chain[-1].output[0]].shape.dim) != size:
+                steps += _resize_after(network, chain[-1], size)
             said.append(f"{network.name}: input {name} {'x'.join(map(str, before[1:]))} -> {before[1]}x{height}x{width}"
-                        + "".join(_fit_step(f, variables, height, width, crop_ratio) for f in chain))
+                        + steps)
     return said
 
 
-def _fit_step(f: nnabla_pb2.Function, variables, height: int, width: int, crop_ratio: float) -> str:
+def _resize_after(network: nnabla_pb2.Network, crop: nnabla_pb2.Function, size: List[int]) -> str:
+    """A fixed ImageAugmentation after ``crop`` (a Slice that cut a network-sized window before and now cuts the
+    centre of a smaller image): it scales the crop to ``size``, the shape the rest of the network was built for."""
+    variables = {v.name: v for v in network.variable}
+    cropped = variables[crop.output[0]]
+    name = crop.output[0] + "_crop"
+    while name in variables:
+        name += "_"
+    v = network.variable.add()
+    v.CopyFrom(cropped)
+    v.name = name
+    cropped.shape.dim[:] = size
+    h, w = int(v.shape.dim[2]), int(v.shape.dim[3])
+    resize = nnabla_pb2.Function(name=_unused(network, "ImageAugmentation"), type="ImageAugmentation", input=[name],
+                                 output=[crop.output[0]])
+    p = resize.image_augmentation_param
+    p.shape.dim[:] = size[1:]
+    p.pad.dim[:] = [0, 0]
+    p.min_scale = p.max_scale = math.sqrt(size[2] * size[3] / (h * w))
+    p.aspect_ratio, p.contrast, p.seed = 1.0, 1.0, -1
+    crop.output[0] = name
+    functions = [_copy(f) for f in network.function]
+    at = next(i for i, f in enumerate(functions) if f.name == crop.name) + 1
+    del network.function[:]
+    network.function.extend(functions[:at] + [resize] + functions[at:])
+    return f", scaled {p.min_scale:.3g}x to {size[2]}x{size[3]} (a fixed ImageAugmentation added after {crop.name})"
+
+
+def _unused(network: nnabla_pb2.Network, base: str) -> str:
+    taken = {f.name for f in network.function} | {v.name for v in network.variable}
+    name, k = base, 1
+    while name in taken:
+        k += 1
+        name = f"{base}_{k}"
+    return name
+
+
+def _fit_step(f: nnabla_pb2.Function, variables, crop_ratio: float) -> str:
     """One preprocessing function refitted to its input's new (height, width); what it now does, for the report."""
     source = variables[f.input[0]].shape.dim
     h, w = int(source[2]), int(source[3])

@@ -98,8 +98,21 @@ def _parse_phased(data: dict, path: Path) -> Overlay:
     return Overlay(first.rules, first.optimizers, path, first.frozen_bn, phases)
 
 
+# Overlays shipped with the tool, given by name where a file is expected (a file of that name wins): NNC's
+# transfer-learning plugin's two --train_param modes. Unlike the plugin, a frozen Batch Normalization runs on its
+# running statistics (frozen_bn: inference), so the backbone it freezes does not drift.
+SHIPPED = {
+    # only the head trains (a linear probe): every layer at 1, then all but the last at 0 (later rules win)
+    "last-fc-only": {"rules": [{"all_but_last": 0, "multiplier": 1}, {"all_but_last": 1, "multiplier": 0}]},
+    "all": {"rules": [{"match": "*", "multiplier": 1}]},  # every layer trains at the full rate (fine-tuning)
+}
+
+
 def load_overlay(path: PathLike) -> Overlay:
-    """Read an overlay YAML file (``read_yaml``: safe, no duplicate keys or aliases) and check its structure."""
+    """Read an overlay YAML file (``read_yaml``: safe, no duplicate keys or aliases) and check its structure; a name in
+    ``SHIPPED`` with no such file is that overlay."""
+    if str(path) in SHIPPED and not Path(path).exists():
+        return parse_overlay(SHIPPED[str(path)], path)
     return parse_overlay(read_yaml(path, "overlay file"), path)
 
 

@@ -150,7 +150,21 @@ def point_datasets(proto: nnabla_pb2.NNablaProtoBuf, target: Path, train_csv: Pa
         proto.training_config.max_epoch = epochs
     if monitor_interval is not None:
         proto.training_config.monitor_interval = monitor_interval
+    span_schedules(proto)
     return uris
+
+
+def span_schedules(proto: nnabla_pb2.NNablaProtoBuf) -> None:
+    """Cosine and Polynomial learning-rate schedules span the run: ``max_iter`` = epochs × iterations per epoch (NNC's
+    ImageNet projects leave it 0, which NNabla divides by; a source's own span would end the schedule at the wrong
+    place in a retargeted run)."""
+    span = proto.training_config.max_epoch * proto.training_config.iter_per_epoch
+    for optimizer in proto.optimizer:
+        solver = optimizer.solver
+        if solver.lr_scheduler_type == "Cosine":
+            solver.cosine_scheduler_param.max_iter = span
+        elif solver.lr_scheduler_type == "Polynomial":
+            solver.polynomial_scheduler_param.max_iter = span
 
 
 def check_input_image(proto: nnabla_pb2.NNablaProtoBuf, csv: Path, where: Path) -> None:

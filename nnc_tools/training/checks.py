@@ -114,3 +114,15 @@ def check_datasets_named(proto, project_path: Path) -> None:
             what = f"dataset {missing[0]!r}, which it lacks" if missing else "no dataset"
             raise NncToolsError(project_path, f"its {kind} {item.name} reads {what}: point it at your CSVs first (nnc-tl "
                                 "retarget PROJECT -o OUT.nnp --train-csv CSV --val-csv CSV)")
+
+
+def check_schedules(proto, project_path: Path) -> None:
+    """A Cosine or Polynomial schedule spans some iterations (NNabla divides by ``max_iter``; NNC's ImageNet projects
+    leave it 0)."""
+    for optimizer in proto.optimizer:
+        kind = optimizer.solver.lr_scheduler_type
+        param = {"Cosine": "cosine_scheduler_param", "Polynomial": "polynomial_scheduler_param"}.get(kind)
+        if param and getattr(optimizer.solver, param).max_iter <= 0:
+            raise NncToolsError(project_path, f"its optimizer {optimizer.name}'s {kind} learning-rate schedule has max_iter "
+                                f"{getattr(optimizer.solver, param).max_iter}: set it to the run's iterations (nnc-tl "
+                                "retarget sets it to epochs x iterations per epoch)")

@@ -50,7 +50,7 @@ from .checkpoint import (
     resumed_options,
     save_checkpoint,
 )
-from .checks import check_datasets_named, check_headers, check_labels
+from .checks import check_datasets_named, check_headers, check_labels, check_schedules
 from .engine import make_context, quick_array_access, resolve_workers
 from .evaluate import evaluate
 from .frozen_cache import FeatureCache, detach, memory_budget, plan_prefix_cache, shared_cut
@@ -148,6 +148,7 @@ def train(project_path: PathLike, result_dir: PathLike, options: Optional[TrainO
     batch_size = options.batch_size or getattr(network_of(proto, optimizer_proto.network_name), "batch_size", 64) or 64
 
     check_datasets_named(proto, project_path)
+    check_schedules(proto, project_path)
     base = project_path.resolve().parent
     uris = {d.name: dataset_path(d.uri, base) for d in proto.dataset}
     for d in proto.dataset:

@@ -1,0 +1,161 @@
+"""Transfer from the published ImageNet models, on stand-ins built from the NNC sample projects they were trained from
+(``conftest.imagenet_standin``): ``imagenet:NAME`` retargeted to 3 classes of 32x32 colour images, every parameter landing,
+the preprocessing fitted as NNC's transfer plugin fits it, and the result training under nnc-tl and nnabla_cli.
+
+The stand-ins of the eight largest models (150 MB to 550 MB of parameters: VGG-11/13/16, AlexNet, ResNet-101/152,
+ResNeXt-101, SENet-154) take about 10 minutes more on 2 cores; they run with ``NNC_TL_BIG_MODELS=1``."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from nnc_tools.data.models import MODELS, find_model, model_home, model_path
+from nnc_tools.formats.naming import is_statistic
+from nnc_tools.formats.nnp import load_project, multipliers
+
+from .conftest import imagenet_standin, needs_samples, params_of, write_image_csv
+
+BIG = {"VGG-11", "VGG-13", "VGG-16", "AlexNet", "ResNet-101", "ResNet-152", "ResNeXt-101", "SENet-154"}
+HEADS = {"GoogLeNet": "Affine_5"}  # its two auxiliary classifiers reach the loss too: the main one is named
+WITH_SAMPLES = [m.name for m in MODELS if m.sample]
+
+
+@pytest.fixture(scope="session")
+def standins(tmp_path_factory):
+    """Stand-ins built once a session, by model name."""
+    folder, built = tmp_path_factory.mktemp("standins"), {}
+
+    def get(name: str) -> Path:
+        if name not in built:
+            model = find_model(name)
+            built[name] = imagenet_standin(model.sample, folder / model.file)
+        return built[name]
+    return get
+
+
+def _install(standins, name: str) -> Path:
+    """The stand-in where NNabla's model folder holds the download (as if nnabla.models had fetched it)."""
+    target = model_path(find_model(name))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    os.link(standins(name), target)
+    return target
+
+
+@pytest.fixture
+def images(tmp_path):
+    return (write_image_csv(tmp_path, 6, classes=3, size=32, channels=3, name="training"),
+            write_image_csv(tmp_path, 3, classes=3, size=32, channels=3, name="validation", seed=1))
+
+
+def _big(name):
+    return pytest.param(name, marks=[pytest.mark.slow, pytest.mark.skipif(
+        not os.environ.get("NNC_TL_BIG_MODELS"), reason="150-550 MB of parameters: set NNC_TL_BIG_MODELS=1")])
+
+
+@needs_samples
+@pytest.mark.slow
+@pytest.mark.parametrize("name", [_big(n) if n in BIG else n for n in WITH_SAMPLES])
+def test_every_model_retargets_with_every_parameter_landing(cli, standins, images, tmp_path, name):
+    """All parameters of the source (Repeat blocks under NNabla's ``[i]`` names) reach the target bit for bit but the
+    head's; the inputs take the 32x32 images; NNabla loads the result with a 3-class executor."""
+    import nnabla as nn
+    from nnabla.utils.load import load as nnabla_load
+
+    source = _install(standins, name)
+    train_csv, val_csv = images
+    target = tmp_path / "t.nnp"
+    extra = ["--head", HEADS[name]] if name in HEADS else []
+    result = cli("retarget", f"imagenet:{name}", "-o", target, "--train-csv", train_csv, "--val-csv", val_csv,
+                 "-c", "last-fc-only", "--batch-size", "3", "--epochs", "1", *extra)
+    assert result.code == 0, result.err
+    assert "have no values" not in result.out and "fitted to your images" in result.out
+    before, after = params_of(source), params_of(target)
+    assert set(before) == set(after) and len(before) > 0
+    head = result.out.split("head ", 1)[1].split(" ", 1)[0]
+    moved = [n for n in before if before[n].data.tobytes() != after[n].data.tobytes()]
+    assert moved and all(n.startswith(head + "/") for n in moved), moved
+    proto = load_project(target).proto
+    trained = {n for n, m in multipliers(proto.optimizer[0]).items() if m > 0 and not is_statistic(n)}
+    assert trained == {n for n in before if n.startswith(head + "/")}  # last-fc-only: the head and nothing else
+    nn.clear_parameters()
+    info = nnabla_load([str(target)], prepare_data_iterator=False, batch_size=2)
+    assert [tuple(v.variable_instance.shape) for e in info.executors.values() for v in e.output_assign] == [(2, 3)]
+    assert [tuple(v.variable_instance.shape) for e in info.executors.values() for v in e.dataset_assign] == [(2, 3, 32, 32)]
+    nn.clear_parameters()
+
+
+@needs_samples
+@pytest.mark.slow
+def test_resnet18_trains_under_nnc_tl_and_nnabla_cli(cli, standins, images, tmp_path):
+    """The retargeted ResNet-18 trains an epoch under nnc-tl (frozen backbone kept bit for bit, Batch Normalization
+    on its running statistics) and under `nnabla_cli train -c T -p T`."""
+    _install(standins, "ResNet-18")
+    train_csv, val_csv = images
+    target = tmp_path / "r18.nnp"
+    assert cli("retarget", "imagenet:ResNet-18", "-o", target, "--train-csv", train_csv, "--val-csv", val_csv,
+               "-c", "last-fc-only", "--batch-size", "3", "--epochs", "1").code == 0
+    result = cli("train", target, "-o", tmp_path / "run", "--workers", "1")
+    assert result.code == 0, result.err
+    source, trained = params_of(target), params_of(tmp_path / "run" / "results.nnp")
+    for name in source:
+        same = source[name].data.tobytes() == trained[name].data.tobytes()
+        assert same == (not name.startswith("Affine/")), name  # the backbone and its running statistics kept
+    out = tmp_path / "cli"
+    out.mkdir()
+    exe = Path(sys.executable).with_name("nnabla_cli")
+    done = subprocess.run([str(exe), "train", "-c", str(target), "-p", str(target), "-o", str(out)],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (out / "results.nnp").is_file()
+
+
+@needs_samples
+def test_the_runtime_network_predicts_the_same_every_time(standins, images, tmp_path):
+    """NNC's ResNet Runtime network draws random crops and flips; the retargeted one takes the validation centre crop,
+    so two forward passes over the same image agree (over the source's Runtime they do not; compared where the
+    preprocessing ends, as a stand-in's random weights saturate the scores)."""
+    import nnabla as nn
+    import numpy as np
+    from nnabla.utils.nnp_graph import NnpLoader
+
+    from nnc_tools.project.retarget import RetargetOptions, retarget
+
+    source = _install(standins, "ResNet-18")
+    train_csv, val_csv = images
+    target = tmp_path / "r18.nnp"
+    result = retarget("imagenet:ResNet-18", target, RetargetOptions(train_csv, val_csv, batch_size=1))
+    assert any("centre crop" in line and "drew random" in line for line in result.fitted)
+
+    def twice(path):
+        nn.clear_parameters()
+        net = NnpLoader(str(path)).get_network("Runtime", batch_size=1)
+        x, y = next(iter(net.inputs.values())), net.variables["ImageAugmentation"]  # what the first convolution sees
+        x.d = np.random.RandomState(0).randint(0, 256, x.shape)
+        runs = []
+        for _ in range(2):
+            y.forward(clear_buffer=True)
+            runs.append(y.d.copy())
+        nn.clear_parameters()
+        return np.array_equal(*runs)
+
+    assert twice(target) and not twice(source)
+
+
+def test_a_project_that_is_not_an_imagenet_model_is_named(cli, tmp_path):
+    result = cli("retarget", "imagenet:ResNet-7", "-o", tmp_path / "t.nnp", "--train-csv", "x.csv", "--val-csv", "x.csv")
+    assert result.code == 2 and "no ImageNet model called 'ResNet-7'" in result.err and "ResNet-18" in result.err
+    assert not (tmp_path / "t.nnp").exists() and not model_home().exists()
+
+
+@needs_samples
+def test_grey_images_for_a_colour_network_are_one_line(cli, standins, tmp_path):
+    _install(standins, "SqueezeNet-1.1")
+    grey = write_image_csv(tmp_path, 3, classes=3, size=32, channels=1, name="training")
+    result = cli("retarget", "imagenet:SqueezeNet-1.1", "-o", tmp_path / "t.nnp", "--train-csv", grey, "--val-csv", grey)
+    assert result.code == 2 and "is 1x32x32" in result.err and "3x32x32" in result.err, result.err
+    assert len(result.err.strip().splitlines()) == 1 and not (tmp_path / "t.nnp").exists()
