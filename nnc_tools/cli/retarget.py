@@ -19,7 +19,7 @@ def _cmd_retarget(args: argparse.Namespace) -> int:
     options = RetargetOptions(args.train_csv, args.val_csv, classes=args.classes, head=args.head, overlay=args.config,
                               reset_head=args.reset_head, epochs=args.epochs, batch_size=args.batch_size, solver=args.solver,
                               lr=args.lr, seed=args.seed, weights=args.weights,
-                              allow_frozen_initial=args.allow_frozen_initial)
+                              allow_frozen_initial=args.allow_frozen_initial, fixed_crop=args.fixed_crop)
     result = retarget(args.source, args.output, options)
     head = result.head
     print(f"head {head.layer} ({head.type}): {head.why}")
@@ -97,4 +97,6 @@ def _add_retarget(sub, common: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=arguments.seed, default=0, help="the new head's initial values")
     p.add_argument("--allow-frozen-initial", action="store_true", help="write TARGET even when a parameter it freezes "
                    "has no values (it then trains frozen at its random initial value)")
+    p.add_argument("--fixed-crop", action="store_true", help="training sees what validation sees (the centre crop, "
+                   "scaled; no random scale or flip), so a frozen backbone is computed once per image, not every epoch")
     p.set_defaults(func=_cmd_retarget)

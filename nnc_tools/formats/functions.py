@@ -11,6 +11,19 @@ RANDOM_FUNCTIONS = frozenset({
     "RandomChoice", "MixUp", "Cutout", "GaussianNoise",
 })
 
+
+
+def draws_random(f) -> bool:
+    """Whether a function (as the project states it) draws random numbers: every type above, except an
+    ImageAugmentation with every random setting off (one scale, no flip, rotation, distortion, brightness, contrast or
+    noise): that one is a fixed resize, as NNC's validation networks use it, and gives the same output every time."""
+    if f.type != "ImageAugmentation":
+        return f.type in RANDOM_FUNCTIONS
+    p = f.image_augmentation_param
+    return bool(p.flip_lr or p.flip_ud or p.min_scale != p.max_scale or p.angle or p.distortion or p.brightness or p.noise
+                or p.aspect_ratio not in (0, 1) or p.contrast not in (0, 1))
+
+
 # Loss functions: their first input is the network's output, the others are targets (labels), not images.
 LOSS_FUNCTIONS = frozenset({
     "CategoricalCrossEntropy", "SoftmaxCrossEntropy", "BinaryCrossEntropy", "SquaredError", "SigmoidCrossEntropy",

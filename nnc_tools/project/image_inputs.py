@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 from typing import Dict, List, Optional, Sequence
 
+from ..formats.functions import draws_random
 from ..formats.schema import network_of, nnabla_pb2
 
 # Functions that map each pixel on its own and keep the shape: the pixel scaling NNC's projects do before augmentation
@@ -51,12 +52,6 @@ def _image_inputs(network: nnabla_pb2.Network) -> List[str]:
     """Variables no function makes and no parameter is, of shape (batch, channels, height, width)."""
     made = {o for f in network.function for o in f.output}
     return [v.name for v in network.variable if v.type != "Parameter" and v.name not in made and len(v.shape.dim) == 4]
-
-
-def _random(augmentation: nnabla_pb2.Function) -> bool:
-    p = augmentation.image_augmentation_param
-    return bool(p.flip_lr or p.flip_ud or p.min_scale != p.max_scale or p.angle or p.distortion or p.brightness
-                or p.contrast != 1 and p.contrast or p.noise or p.aspect_ratio not in (0, 1))
 
 
 def preprocessed_inputs(proto: nnabla_pb2.NNablaProtoBuf) -> Dict[str, List[str]]:
@@ -157,25 +152,33 @@ def _fit_step(f: nnabla_pb2.Function, variables, crop_ratio: float) -> str:
     return f", random scale {p.min_scale:.3g}-{p.max_scale:.3g} to {crop_h}x{crop_w}"
 
 
+def _first_chain(network) -> List[nnabla_pb2.Function]:
+    return next((c for c in (_chain(network, n) for n in _image_inputs(network)) if c), []) if network is not None else []
+
+
+def _fixed_chain(proto: nnabla_pb2.NNablaProtoBuf):
+    """The first monitor network whose preprocessing draws nothing at random, and that preprocessing; (None, [])."""
+    for monitor in proto.monitor:
+        other = network_of(proto, monitor.network_name)
+        theirs = _first_chain(other)
+        if theirs and not any(draws_random(f) for f in theirs):
+            return other, theirs
+    return None, []
+
+
 def deterministic_runtime(proto: nnabla_pb2.NNablaProtoBuf) -> Optional[str]:
     """Give the executor's network the validation network's preprocessing when its own draws at random (see the module
     docstring); what was done, or None."""
-    if not proto.executor:
+    runtime = network_of(proto, proto.executor[0].network_name) if proto.executor else None
+    mine = _first_chain(runtime)
+    if not mine or not any(draws_random(f) for f in mine):
         return None
-    runtime = network_of(proto, proto.executor[0].network_name)
-    if runtime is None:
+    other, theirs = _fixed_chain(proto)
+    if other is None:
         return None
-    mine = next((c for c in (_chain(runtime, n) for n in _image_inputs(runtime)) if c), None)
-    if not mine or not _random(mine[-1]):
-        return None
-    for monitor in proto.monitor:
-        other = network_of(proto, monitor.network_name)
-        theirs = next((c for c in (_chain(other, n) for n in _image_inputs(other)) if c), None) if other else None
-        if theirs and not _random(theirs[-1]):
-            _replace_chain(runtime, mine, other, theirs)
-            return (f"{runtime.name}: its input drew random crops and flips ({mine[-1].name}); it now takes "
-                    f"{other.name}'s centre crop, as NNC's transfer plugin does, so a prediction is the same every time")
-    return None
+    _replace_chain(runtime, mine, other, theirs)
+    return (f"{runtime.name}: its input drew random crops and flips ({mine[-1].name}); it now takes "
+            f"{other.name}'s centre crop, as NNC's transfer plugin does, so a prediction is the same every time")
 
 
 def _replace_chain(runtime, mine, other, theirs) -> None:
@@ -241,3 +244,34 @@ def fit_to_csvs(proto: nnabla_pb2.NNablaProtoBuf, train_csv, val_csv) -> List[st
     trained = {o.network_name for o in proto.optimizer}
     shapes = {n.name: (train if n.name in trained or val is None else val)[1] for n in proto.network}
     return said + fit_image_inputs(proto, shapes)
+
+
+def fixed_training_crop(proto: nnabla_pb2.NNablaProtoBuf, crop_ratio: float = 0.875) -> List[str]:
+    """The optimizers' networks see what the validation networks see, the same every epoch (no random scale, aspect,
+    rotation or flip): a copy of the validation network's preprocessing where it takes images of the same size, else
+    the centre ``crop_ratio`` of each image scaled to the network's size. A frozen backbone then gives the same
+    features every epoch, and the frozen-prefix cache computes them once per image, for the monitors too."""
+    said = []
+    for network in [network_of(proto, o.network_name) for o in proto.optimizer]:
+        mine = _first_chain(network)
+        if not mine or not any(draws_random(f) for f in mine):
+            continue
+        other, theirs = _fixed_chain(proto)
+        shape = {v.name: list(v.shape.dim) for v in network.variable}[mine[0].input[0]]
+        if other is not None and {v.name: list(v.shape.dim) for v in other.variable}[theirs[0].input[0]] == shape:
+            _replace_chain(network, mine, other, theirs)
+            said.append(f"{network.name}: takes {other.name}'s centre crop instead of random crops and flips (--fixed-crop)")
+            continue
+        source = {v.name: v.shape.dim for v in network.variable}[mine[-1].input[0]]
+        h, w = max(1, int(int(source[2]) * crop_ratio)), max(1, int(int(source[3]) * crop_ratio))
+        p = mine[-1].image_augmentation_param
+        crop_h, crop_w = int(p.shape.dim[-2]), int(p.shape.dim[-1])
+        p.min_scale = p.max_scale = math.sqrt(crop_h * crop_w / (h * w))
+        p.flip_lr = p.flip_ud = False
+        p.angle = p.distortion = p.brightness = p.noise = 0
+        p.aspect_ratio, p.contrast = 1.0, 1.0
+        said.append(f"{network.name}: {mine[-1].name} fixed: the centre {h}x{w} scaled {p.min_scale:.3g}x to "
+                    f"{crop_h}x{crop_w}, no random scale or flip (--fixed-crop)")
+    return said
+
+

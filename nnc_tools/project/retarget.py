@@ -19,7 +19,7 @@ from ..formats.nnc_csv import check_split_csvs, class_count_for
 from ..formats.nnp import Project, load_project, multipliers, save_project
 from .freeze import apply_to_proto
 from .heads import find_head, output_count_for, renamed_classes, resize_head, training_class_names
-from .image_inputs import fit_to_csvs
+from .image_inputs import fit_to_csvs, fixed_training_crop
 from .matching import fractional
 from .overlay import load_overlay
 from .passes import check_input_image, point_datasets, reinitialise, set_solver
@@ -62,6 +62,8 @@ def retarget(source: PathLike, target: PathLike, options: RetargetOptions) -> Re
         reinitialised = reinitialise(proto, params, options.seed)
     check_split_csvs(options.train_csv, options.val_csv, [dv.data_name for dv in proto.optimizer[0].data_variable])
     fitted = fit_to_csvs(proto, options.train_csv, options.val_csv)
+    if options.fixed_crop:
+        fitted += fixed_training_crop(proto) or ["--fixed-crop: the training network draws no random crop to fix"]
     datasets = point_datasets(proto, target, options.train_csv, options.val_csv, batch_size=options.batch_size,
                               epochs=options.epochs, monitor_interval=options.monitor_interval)
     check_input_image(proto, Path(options.train_csv), source)

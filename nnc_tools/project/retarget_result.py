@@ -31,6 +31,7 @@ class RetargetOptions:
     scratch: bool = False  # every parameter drawn anew: the same network from scratch
     monitor_interval: Optional[int] = None  # the training-set monitor's, in epochs
     allow_frozen_initial: bool = False  # write it even when a frozen parameter gets no weights (stays random)
+    fixed_crop: bool = False  # training sees the validation centre crop: no random augmentation (image_inputs)
 
 
 @dataclass

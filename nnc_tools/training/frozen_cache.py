@@ -3,7 +3,8 @@ its output once per training image and train the rest of the network on those fe
 
 A function belongs to the prefix when every input is the data input, a prefix output or a frozen parameter, it draws no
 random numbers (Dropout, RandomShift, ImageAugmentation, …) and, for Batch Normalization, runs on running statistics.
-The cut is the last point in function order where exactly one prefix variable is still needed by the rest.
+The cut is the last point in function order where exactly one prefix variable is still needed by the rest. Repeat
+blocks are read expanded, as the loader builds them (``formats.repeat``).
 """
 
 from __future__ import annotations
@@ -18,8 +19,10 @@ import nnabla as nn
 import numpy as np
 
 from ..errors import NncToolsError
-from ..formats.functions import LOSS_FUNCTIONS, RANDOM_FUNCTIONS
+from ..formats.functions import LOSS_FUNCTIONS, draws_random
+from ..formats.naming import repeat_expansions
 from ..formats.nnp import multipliers
+from ..formats.repeat import expand_repeats
 from ..formats.schema import network_of
 
 log = logging.getLogger(__name__)
@@ -36,9 +39,11 @@ class PrefixPlan:
 def find_frozen_prefix(proto, optimizer_name: str) -> PrefixPlan:
     """The longest legal frozen prefix of the optimizer's network (see the module docstring)."""
     opt = next(o for o in proto.optimizer if o.name == optimizer_name)
-    net = network_of(proto, opt.network_name)
-    m = multipliers(opt)
+    net = expand_repeats(network_of(proto, opt.network_name))
+    if net is None:
+        return PrefixPlan(None, [], None, "a recurrent network (RecurrentInput, Delay) is not cached")
     parameters = {v.name for v in net.variable if v.type == "Parameter"}
+    m = _expanded_multipliers(opt, parameters)
     frozen = {p for p in parameters if m.get(p, 0.0) == 0.0}
     data_names = {d.variable_name for d in opt.data_variable}
     consumers: Dict[str, List[int]] = {}
@@ -90,27 +95,52 @@ def shared_cut(proto, optimizer_name: str, network_name: str, plan: PrefixPlan) 
         return None
     opt = next(o for o in proto.optimizer if o.name == optimizer_name)
     nets = {n.name: n for n in proto.network}
-    main, other = nets.get(opt.network_name), nets.get(network_name)
+    main, other = (expand_repeats(nets[n]) if n in nets else None for n in (opt.network_name, network_name))
     n = len(plan.layers)
     if main is None or other is None or len(other.function) <= n:
         return None
 
-    def local(f):
-        g = type(f)()
-        g.CopyFrom(f)
-        g.name = _layer(f.name)
-        g.input[:] = [_layer(v) for v in f.input]
-        g.output[:] = [_layer(v) for v in f.output]
-        return g
-
-    if any(local(a) != local(b) for a, b in zip(main.function[:n], other.function[:n])):
+    same = _correspondence(main.function[:n], other.function[:n], {v.name for v in main.variable if v.type == "Parameter"})
+    if same is None:
         return None
-    cut = next((v.name for v in other.variable if _layer(v.name) == _layer(plan.cut)), None)
+    cut = same.get(plan.cut)
     made = {v for f in other.function[:n] for v in list(f.output) + list(f.input)}
     parameters = {v.name for v in other.variable if v.type == "Parameter"}
     if cut is None or any(v != cut and v in made and v not in parameters for f in other.function[n:] for v in f.input):
         return None
     return cut
+
+
+def _correspondence(mine, theirs, parameters: Set[str]) -> Optional[Dict[str, str]]:
+    """When two function lists compute the same thing (same types and settings, inputs wired alike, the same
+    parameters; variable and function names may differ, NNabla's ``@Network/`` prefix aside), my variables' names in
+    theirs; else None."""
+    names: Dict[str, str] = {}
+    for a, b in zip(mine, theirs):
+        if a.type != b.type or len(a.input) != len(b.input) or len(a.output) != len(b.output):
+            return None
+        settings = [type(a)(), type(b)()]
+        for copy, f in zip(settings, (a, b)):
+            copy.CopyFrom(f)
+            copy.name = ""
+            del copy.input[:], copy.output[:]
+        if settings[0] != settings[1]:
+            return None
+        for x, y in zip(a.input, b.input):
+            if (x in parameters and _layer(x) != _layer(y)) or names.setdefault(x, y) != y:
+                return None
+        for x, y in zip(a.output, b.output):
+            names[x] = y
+    return names
+
+
+def _expanded_multipliers(optimizer, parameters: Set[str]) -> Dict[str, float]:
+    """The optimizer's multipliers under the names the loader gives Repeat blocks' parameters (``[i]`` per repetition)."""
+    out = {}
+    for name, value in multipliers(optimizer).items():
+        for expanded in [name] if name in parameters else repeat_expansions(name, parameters):
+            out[expanded] = value
+    return out
 
 
 def _layer(name: str) -> str:
@@ -124,7 +154,7 @@ def _is_image_input(net, name: str, consumer: int) -> bool:
 
 
 def _illegal(f, known: Set[str], frozen: Set[str], parameters: Set[str]) -> Optional[str]:
-    if f.type in RANDOM_FUNCTIONS:
+    if draws_random(f):
         return f"{f.type} draws random numbers"
     for name in f.input:
         if name in parameters and name not in frozen:
