@@ -11,10 +11,10 @@ from pathlib import Path
 
 logging.getLogger("nnabla").setLevel(logging.WARNING)
 
-from . import data_pipeline, project_io, training  # noqa: E402
+from . import data_pipeline, imagenet, project_io, training  # noqa: E402
 from .measure import describe, machine  # noqa: E402
 
-BENCHMARKS = {"project_io": project_io, "data_pipeline": data_pipeline, "training": training}
+BENCHMARKS = {"project_io": project_io, "data_pipeline": data_pipeline, "training": training, "imagenet": imagenet}
 RESULTS = Path(__file__).resolve().parent / "results"
 
 

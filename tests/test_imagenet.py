@@ -14,11 +14,13 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.standins import imagenet_standin
 from nnc_tools.data.models import MODELS, find_model, model_home, model_path
 from nnc_tools.formats.naming import is_statistic
 from nnc_tools.formats.nnp import load_project, multipliers
 
-from .conftest import imagenet_standin, needs_samples, params_of, write_image_csv
+from .conftest import NNC_SAMPLES as NNC_SAMPLES_DIR
+from .conftest import needs_samples, params_of, write_image_csv
 
 BIG = {"VGG-11", "VGG-13", "VGG-16", "AlexNet", "ResNet-101", "ResNet-152", "ResNeXt-101", "SENet-154"}
 HEADS = {"GoogLeNet": "Affine_5"}  # its two auxiliary classifiers reach the loss too: the main one is named
@@ -159,3 +161,95 @@ def test_grey_images_for_a_colour_network_are_one_line(cli, standins, tmp_path):
     result = cli("retarget", "imagenet:SqueezeNet-1.1", "-o", tmp_path / "t.nnp", "--train-csv", grey, "--val-csv", grey)
     assert result.code == 2 and "is 1x32x32" in result.err and "3x32x32" in result.err, result.err
     assert len(result.err.strip().splitlines()) == 1 and not (tmp_path / "t.nnp").exists()
+
+
+@needs_samples
+@pytest.mark.parametrize("sample", ["resnet-18", "shufflenet", "senet-154"])
+def test_repeat_blocks_expand_to_the_names_nnablas_loader_gives(sample):
+    """``expand_repeats`` names every variable and parameter as NNabla's loader does, in an order where each function
+    follows what it reads (what the frozen-prefix cache walks)."""
+    import nnabla as nn
+    from nnabla.utils.load import load as nnabla_load
+
+    from nnc_tools.formats.nnp import load_project
+    from nnc_tools.formats.repeat import expand_repeats
+
+    prototxt = NNC_SAMPLES_DIR / f"{sample}.prototxt"
+    network = load_project(prototxt).proto.network[0]
+    expanded = expand_repeats(network)
+    nn.clear_parameters()
+    info = nnabla_load([str(prototxt)], prepare_data_iterator=False, batch_size=1)
+    loaded = info.networks[network.name]
+    ours = {v.name for v in expanded.variable if v.type != "Parameter"}
+    assert ours == set(loaded.variables) and len(ours) > len({v.name for v in network.variable if v.type != "Parameter"})
+    assert {v.name for v in expanded.variable if v.type == "Parameter"} == set(nn.get_parameters(grad_only=False))
+    nn.clear_parameters()
+    known = {v.name for v in expanded.variable if v.type == "Parameter"} | set(loaded.inputs if hasattr(loaded, "inputs") else [])
+    known |= {v.name for v in expanded.variable} - {o for f in expanded.function for o in f.output}
+    for f in expanded.function:
+        assert all(name in known for name in f.input), f.name
+        known.update(f.output)
+
+
+@needs_samples
+@pytest.mark.slow
+def test_a_frozen_imagenet_backbone_is_computed_once_per_image(cli, standins, images, tmp_path):
+    """last-fc-only with --fixed-crop: the cache reaches through ResNet-18's Repeat blocks to the pooling before the
+    head, and the monitors take it too; without --fixed-crop the random augmentation keeps the backbone uncached."""
+    _install(standins, "ResNet-18")
+    train_csv, val_csv = images
+    for fixed in (True, False):
+        target = tmp_path / f"r18-{fixed}.nnp"
+        result = cli("retarget", "imagenet:ResNet-18", "-o", target, "--train-csv", train_csv, "--val-csv", val_csv,
+                     "-c", "last-fc-only", "--batch-size", "3", "--epochs", "2", *(["--fixed-crop"] if fixed else []))
+        assert result.code == 0, result.err
+        assert ("takes Validation5's centre crop instead of random crops" in result.out) == fixed
+        run = cli("train", target, "-o", tmp_path / f"run-{fixed}", "--workers", "1")
+        assert run.code == 0, run.err
+        cached = "functions up to AveragePooling computed once per image" in run.out + run.err
+        assert cached == fixed, run.out + run.err
+        assert ("also for the monitors" in run.out + run.err) == fixed
+
+
+def test_a_schedule_over_no_iterations_is_one_line_and_retarget_spans_it(cli, tmp_path):
+    """NNC's ImageNet projects carry a Cosine schedule with max_iter 0, which NNabla divides by: train says so in one
+    line (it was a ZeroDivisionError); retarget sets it to epochs x iterations per epoch."""
+    from nnc_tools.formats.nnp import save_project
+
+    from .conftest import tiny_project
+
+    project = tiny_project(tmp_path)
+    loaded = load_project(project)
+    solver = loaded.proto.optimizer[0].solver
+    solver.lr_scheduler_type = "Cosine"
+    solver.cosine_scheduler_param.max_iter = 0
+    broken = tmp_path / "cosine.nnp"
+    save_project(loaded, broken)
+    result = cli("train", broken, "-o", tmp_path / "run")
+    assert result.code == 2 and "Cosine learning-rate schedule has max_iter 0" in result.err
+    assert len(result.err.strip().splitlines()) == 1 and not (tmp_path / "run").exists()
+    csv = write_image_csv(tmp_path, 12, name="t")
+    fixed = tmp_path / "fixed.nnp"
+    assert cli("retarget", broken, "-o", fixed, "--train-csv", csv, "--val-csv", csv, "--epochs", "3",
+               "--batch-size", "4").code == 0
+    assert load_project(fixed).proto.optimizer[0].solver.cosine_scheduler_param.max_iter == 9
+    assert cli("train", fixed, "-o", tmp_path / "run2").code == 0
+
+
+def test_the_shipped_overlays(cli, tmp_path, monkeypatch):
+    """`-c last-fc-only` and `-c all` where a file is expected: the plugin's two modes (a file of that name wins)."""
+    from .conftest import tiny_project
+
+    project = tiny_project(tmp_path)
+    out = tmp_path / "frozen.nnp"
+    assert cli("apply-freeze", project, "-c", "last-fc-only", "-o", out).code == 0
+    trained = {n for n, m in multipliers(load_project(out).proto.optimizer[0]).items() if m > 0}
+    assert trained == {"Affine/affine/W", "Affine/affine/b"}
+    back = tmp_path / "all.nnp"
+    assert cli("apply-freeze", out, "-c", "all", "-o", back).code == 0
+    values = {n: m for n, m in multipliers(load_project(back).proto.optimizer[0]).items() if not is_statistic(n)}
+    assert set(values.values()) == {1.0} and len(values) == 6
+    (tmp_path / "all").write_text("freeze: [Convolution]\n")
+    monkeypatch.chdir(tmp_path)
+    assert cli("apply-freeze", out, "-c", "all", "-o", tmp_path / "file.nnp").code == 0
+    assert multipliers(load_project(tmp_path / "file.nnp").proto.optimizer[0])["Convolution/conv/W"] == 0

@@ -25,6 +25,7 @@ NOT_HERE = [
     (r"--source (https?://|cifar-)", "needs the real CIFAR archive or a download"),
     (r"^mpirun ", "needs MPI and GPUs"),
     (r"^mkdir tour && cd tour$", "the test runs in its own empty folder"),
+    (r"imagenet:|models fetch", "needs the published model (a download); tests/test_imagenet.py runs the same on stand-ins"),
 ]
 
 
