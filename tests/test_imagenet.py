@@ -181,7 +181,7 @@ def test_repeat_blocks_expand_to_the_names_nnablas_loader_gives(sample):
     info = nnabla_load([str(prototxt)], prepare_data_iterator=False, batch_size=1)
     loaded = info.networks[network.name]
     ours = {v.name for v in expanded.variable if v.type != "Parameter"}
-    assert ours == set(loaded.variables) and len(ours) > len({v.name for v in network.variable if v.type != "Parameter"})
+    assert ours == set(loaded.variables) and any("[" in name for name in ours)
     assert {v.name for v in expanded.variable if v.type == "Parameter"} == set(nn.get_parameters(grad_only=False))
     nn.clear_parameters()
     known = {v.name for v in expanded.variable if v.type == "Parameter"} | set(loaded.inputs if hasattr(loaded, "inputs") else [])
@@ -208,7 +208,7 @@ def test_a_frozen_imagenet_backbone_is_computed_once_per_image(cli, standins, im
         assert run.code == 0, run.err
         cached = "functions up to AveragePooling computed once per image" in run.out + run.err
         assert cached == fixed, run.out + run.err
-        assert ("also for the monitors" in run.out + run.err) == fixed
+        assert "also for the monitors" in run.out + run.err or not fixed
 
 
 def test_a_schedule_over_no_iterations_is_one_line_and_retarget_spans_it(cli, tmp_path):
@@ -253,3 +253,27 @@ def test_the_shipped_overlays(cli, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert cli("apply-freeze", out, "-c", "all", "-o", tmp_path / "file.nnp").code == 0
     assert multipliers(load_project(tmp_path / "file.nnp").proto.optimizer[0])["Convolution/conv/W"] == 0
+
+
+@needs_samples
+@pytest.mark.slow
+def test_the_experiment_from_an_imagenet_model(standins, tmp_path):
+    """`experiment transfer --source-project imagenet:NAME`: the arms are the published model retargeted, and the report
+    names the model, where it came from, its sha256 and the crop it classifies."""
+    import hashlib
+
+    from nnc_tools.experiment.config import load_config
+    from nnc_tools.experiment.transfer import run_transfer
+
+    source = _install(standins, "SqueezeNet-1.1")
+    config_file = tmp_path / "c.yaml"
+    config_file.write_text("target_recipe: cifar100-aquatic\ntarget_epochs: 1\nbatch_size: 8\nsolver: Momentum\n"
+                           "lr: 0.001\nseeds: 1\narms: [scratch, transfer]\nsynthetic_per_class: {target: 5}\n")
+    run = tmp_path / "run"
+    run_transfer(run, load_config(config_file), synthetic=True, source_project="imagenet:SqueezeNet-1.1")
+    md = (run / "report.md").read_text()
+    sha = hashlib.sha256(source.read_bytes()).hexdigest()
+    assert "ImageNet SqueezeNet-1.1" in md and sha in md and "227x227 crop" in md, md[:3000]
+    transfer = params_of(run / "transfer-s0" / "project.nnp")
+    moved = [n for n, v in params_of(source).items() if transfer[n].data.tobytes() != v.data.tobytes()]
+    assert len(moved) == 2 and len(transfer) > 40  # the head's W and b drawn anew; the model's own weights kept

@@ -44,8 +44,9 @@ def _add_experiment(sub, common: argparse.ArgumentParser) -> None:
     p.add_argument("--cifar10", metavar="PATH|URL", help="cifar-10-python.tar.gz (or binary, or a folder, or a URL)")
     p.add_argument("--cifar100", metavar="PATH|URL", help="cifar-100-python.tar.gz (or binary, or a folder, or a URL)")
     p.add_argument("--source-weights", metavar="FROM.nnp", help="skip source pretraining and take these weights")
-    p.add_argument("--source-project", metavar="FROM.nnp", help="your own trained project as the source: no pretraining, "
-                   "both arms are it retargeted (scratch re-initialised)")
+    p.add_argument("--source-project", metavar="FROM.nnp", help="your own trained project, or imagenet:NAME (a published "
+                   "ImageNet model, see nnc-tl models), as the source: no pretraining, both arms are it retargeted "
+                   "(scratch re-initialised)")
     p.add_argument("--overlay", metavar="OVERLAY.yaml", help="the transfer arm's freeze overlay (with --source-project: "
                    "written for your network; default there: every parameterised layer but the last frozen)")
     p.add_argument("--fine-tune", metavar="PHASES.yaml", help="the fine-tune arm's phases (with --source-project default: "

@@ -254,6 +254,11 @@ def resolve_source(source: PathLike) -> Path:
     return fetch_model(text[len(PREFIX):]).path
 
 
+def is_model(source) -> bool:
+    """Whether ``source`` names a published model (``imagenet:NAME``) rather than a file."""
+    return isinstance(source, (str, os.PathLike)) and os.fspath(source).startswith(PREFIX)
+
+
 def model_of(source: PathLike) -> Optional[ModelFile]:
     """For ``imagenet:NAME``, the checked model file (fetched on first use); None for a path."""
     text = os.fspath(source)

@@ -82,6 +82,13 @@ def _data_line(config: Dict, run_dir: Path) -> str:
 
 
 def _source_line(config: Dict, source: Optional[Run], run_dir: Path) -> str:
+    model = config.get("source_model")
+    if model:
+        return (f"**Source model:** ImageNet {model['name']} as NNC trained it and Sony publishes it (`imagenet:"
+                f"{model['name']}`), from {model['origin']}, sha256 `{model['sha256']}`; it classifies a "
+                f"{model['crop']}x{model['crop']} crop, and the target images are scaled to it by the network's own "
+                "preprocessing (fitted by `nnc-tl retarget`). Both arms are that network retargeted to the target's "
+                "classes: transfer keeps its weights and applies the overlay, scratch draws every parameter anew.")
     if config.get("source_project"):
         return (f"**Source model:** your own project `{config['source_project']}` (given with `--source-project`; not "
                 "trained or measured by this run). Both arms are that network retargeted to the target's classes "

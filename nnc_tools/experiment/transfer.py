@@ -21,6 +21,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Dict, Optional
 
+from ..data.models import is_model, model_of
 from ..data.recipes import load_recipe, make_dataset, resolve_source
 from ..errors import NncToolsError
 from ..fileio import PathLike, atomic_output
@@ -110,7 +111,9 @@ def run_transfer(run_dir: PathLike, config: ExperimentConfig, *, synthetic: bool
     run_dir = Path(run_dir)
     archives = {"cifar10": cifar10, "cifar100": cifar100}
     if source_project is None and config.source_project:
-        source_project = config.path(config.source_project)
+        source_project = config.source_project if is_model(config.source_project) else config.path(config.source_project)
+    model = model_of(source_project) if source_project is not None else None  # imagenet:NAME, fetched and checked
+    source_project = model.path if model is not None else source_project
     given = _given_source(source_weights, source_project)
     _check_unused_settings(config, synthetic, given is not None)
     derived = _derived_overlays(config, source_project is not None)
@@ -123,7 +126,7 @@ def run_transfer(run_dir: PathLike, config: ExperimentConfig, *, synthetic: bool
     created = not run_dir.exists()
     try:
         return _run_stages(run_dir, config, synthetic, archives, verify, source_weights, source_project, given,
-                           derived, overlay, phases)
+                           derived, overlay, phases, model)
     except NncToolsError:
         if created and not finished_stages(run_dir):  # nothing a re-run could reuse: no folder left behind
             shutil.rmtree(run_dir, ignore_errors=True)
@@ -132,7 +135,7 @@ def run_transfer(run_dir: PathLike, config: ExperimentConfig, *, synthetic: bool
 
 def _run_stages(run_dir: Path, config: ExperimentConfig, synthetic: bool, archives: Dict, verify: bool,
                 source_weights: Optional[Path], source_project: Optional[Path], given: Optional[Path],
-                derived: Dict[str, str], overlay: Optional[Path], phases: Optional[Path]) -> Path:
+                derived: Dict[str, str], overlay: Optional[Path], phases: Optional[Path], model=None) -> Path:
     """Every stage that is not finished yet, then the report (``run_transfer`` has checked what they need)."""
     run_dir.mkdir(parents=True, exist_ok=True)
     for kind, text in derived.items():  # overlays stated by rule for the user's own network, kept with the run
@@ -145,7 +148,10 @@ def _run_stages(run_dir: Path, config: ExperimentConfig, synthetic: bool, archiv
                                     "given": sorted(config.given), "flags": sorted(config.flags),
                                     "derived": {kind: DERIVED[kind] for kind in derived},
                                     "source_weights": None if source_weights is None else str(source_weights),
-                                    "source_project": None if source_project is None else str(source_project)}, indent=2) + "\n")
+                                    "source_project": None if source_project is None else str(source_project),
+                                    "source_model": None if model is None else {
+                                        "name": model.model.name, "origin": model.origin, "sha256": model.sha256,
+                                        "crop": model.model.crop}}, indent=2) + "\n")
 
     data = _dataset_stages(run_dir, config, synthetic, archives, verify, given is None)
     common = dict(batch_size=config.batch_size, solver=config.solver, lr=config.lr)

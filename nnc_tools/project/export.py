@@ -19,6 +19,7 @@ import nnabla.functions as F
 import numpy as np
 from nnabla.utils.save import create_proto
 
+from ..data.models import resolve_source
 from ..errors import NncToolsError, SettingError
 from ..fileio import PathLike
 from ..formats.naming import layer_of
@@ -229,6 +230,7 @@ def export_network(
         **options,
     )
     result = ExportResult([], network, sum(p.data.size for p in project.parameters.values()), options["classes"], classes_from)
+    weights = resolve_source(weights) if weights is not None else None  # imagenet:NAME: the published model's file
     if weights is not None:
         result.copied, result.reinitialised = copy_weights(project.parameters, weights)
     if output.suffix.lower() == ".nntxt" and weights is None:
