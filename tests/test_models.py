@@ -227,3 +227,18 @@ def test_a_file_nnabla_downloaded_is_checked_and_recorded_on_first_use(tmp_path)
     assert not got.fetched and got.sha256 == hashlib.sha256(data).hexdigest()
     assert (home / "VGG-16.nnp.sha256").is_file()
     assert os.listdir(home) == sorted(os.listdir(home)) or True
+
+
+def test_info_takes_a_model_by_name(cli, server, tmp_path):
+    server.files[ROUTE] = fake_model(tmp_path / "m.nnp")
+    assert cli("models", "fetch", "ResNet-18", "--base-url", server.base).code == 0
+    result = cli("info", "imagenet:ResNet-18")
+    assert result.code == 0 and str(model_home() / "Resnet-18.nnp") in result.out and "Affine" in result.out
+
+
+def test_what_the_other_epochs_take_leaves_the_cache_filling_out():
+    from nnc_tools.training.records import rest_line
+
+    assert rest_line(9, 20.0) == "at this pace the other 9 epochs take about 3 min"
+    assert rest_line(9, 26.9 - 26.8).endswith("about 1 s")  # a 27 s first epoch that was 26.8 s of filling the cache
+    assert rest_line(2, -0.5).endswith("about 0 s")

@@ -6,6 +6,7 @@ import math
 import re
 from typing import Any, Dict, List, Sequence
 
+from ..data.models import resolve_source
 from ..fileio import PathLike
 from ..formats.naming import SDCPROJ_EXT, is_statistic
 from ..formats.nnc_graph import ParameterSite, expand
@@ -65,7 +66,8 @@ def describe_project(project: Project) -> Dict[str, Any]:
 
 
 def describe(path: PathLike, parameter_files: Sequence[PathLike] = ()) -> Dict[str, Any]:
-    """Summarise any project file `nnc-tl info` accepts (NNabla projects and NNC's .sdcproj)."""
+    """Summarise any project file `nnc-tl info` accepts (NNabla projects, NNC's .sdcproj, ``imagenet:NAME``)."""
+    path = resolve_source(path)
     if str(path).lower().endswith(SDCPROJ_EXT):
         return describe_sdcproj(load_sdcproj(path))
     return describe_project(load_project(path, parameter_files))

@@ -157,6 +157,13 @@ def history_as_dicts(history: List[EpochRecord]) -> List[Dict]:
     return [asdict(r) for r in history]
 
 
+def rest_line(epochs_left: int, seconds_each: float) -> str:
+    """What the remaining epochs will take at the first epoch's pace (the frozen-prefix cache's filling left out)."""
+    rest = epochs_left * max(seconds_each, 0.0)
+    return f"at this pace the other {epochs_left} epochs take about " + (f"{rest / 60:.0f} min" if rest >= 90 else
+                                                                         f"{rest:.0f} s")
+
+
 def epoch_line(record: EpochRecord, epochs: int) -> str:
     """The line a trained epoch logs."""
     line = f"epoch {record.epoch}/{epochs} cost={record.cost:.6f}"

@@ -59,7 +59,7 @@ from .monitors import computed_features, due_monitors, image_keys, record_monito
 from .parallel import DataParallel
 from .phases import PhasePlan, carry_states, phase_at, plan_phases, solver_states
 from .plots import plot_learning_curve
-from .records import EpochRecord, Evaluation, ProgressReport, RunSummary, epoch_line, summarise, write_reports, write_summary
+from .records import EpochRecord, Evaluation, ProgressReport, RunSummary, epoch_line, rest_line, summarise, write_reports, write_summary
 from .solvers import group_solvers, loader_safe
 
 log = logging.getLogger(__name__)
@@ -184,6 +184,7 @@ class TrainingRun:
         self.budget = options.cache_budget or memory_budget()
         self.features: Optional[FeatureCache] = None
         self.monitor_features: Dict[str, FeatureCache] = {}  # per dataset name, for monitors sharing the frozen prefix
+        self.fill_seconds = 0.0  # the frozen-prefix cache's filling, not a pace the other epochs keep
         self.history: List[EpochRecord] = []
         self.best: Tuple[int, float] = (0, math.inf)
         self.reinitialised: List[Tuple[str, str]] = []
@@ -288,9 +289,7 @@ class TrainingRun:
         self.history.append(record)
         log.info(epoch_line(record, self.epochs))
         if first and epoch < self.epochs:  # what the rest will take, measured, when it is first known
-            rest = (self.epochs - epoch) * record.seconds
-            log.info(f"at this pace the other {self.epochs - epoch} epochs take about {rest / 60:.0f} min" if rest >= 90
-                     else f"at this pace the other {self.epochs - epoch} epochs take about {rest:.0f} s")
+            log.info(rest_line(self.epochs - epoch, record.seconds - self.fill_seconds))
         self._save(epoch, record)
 
     def _cut_prefix(self, opt) -> tuple:
@@ -302,8 +301,9 @@ class TrainingRun:
             t_cache = time.perf_counter()
             self.features = computed_features(cut, opt.dataset_assign, self.train_set, self.batch_size, self.workers,
                                               self.budget, self.result_dir / "cache")
+            self.fill_seconds = time.perf_counter() - t_cache
             log.info(f"frozen-prefix cache: {self.features.nbytes / 2**20:.0f} MB "
-                     f"{'in RAM' if self.features.in_memory else 'memory-mapped'}, {time.perf_counter() - t_cache:.1f} s")
+                     f"{'in RAM' if self.features.in_memory else 'memory-mapped'}, {self.fill_seconds:.1f} s")
         detach(cut)
         self.monitor_features[self.train_set.name] = self.features  # the training-set monitor reads the same features
         return cut, image_keys(self.train_set)
