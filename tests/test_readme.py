@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+NNC_SAMPLES = ROOT.parent / "shared" / "nnc-samples"
 README = ROOT / "README.md"
 
 # (pattern, why it cannot run here); a command matching none of these runs, and must succeed
@@ -21,11 +22,11 @@ NOT_HERE = [
     (r"^make ", "make itself: CI runs `make test`; `make demo` is the experiment below"),
     (r"--cifar10 .*--cifar100 ", "needs the real CIFAR archives"),
     (r"experiments/demo\.yaml", "`make demo` (minutes); tests/test_experiment.py runs the same stages at smaller settings"),
-    (r"\.sdcproj", "needs an NNC project; tests/test_nnc_samples.py runs info and apply-freeze on NNC's samples"),
+    (r"\$NNC_SAMPLES", "needs NNC's sample projects (../shared/nnc-samples), absent here"),
     (r"--source (https?://|cifar-)", "needs the real CIFAR archive or a download"),
     (r"^mpirun ", "needs MPI and GPUs"),
     (r"^mkdir tour && cd tour$", "the test runs in its own empty folder"),
-    (r"imagenet:|models fetch", "needs the published model (a download); tests/test_imagenet.py runs the same on stand-ins"),
+    (r"imagenet:|models fetch|resnet18-aquatic", "needs a published model (a download); test_imagenet.py runs it on stand-ins"),
 ]
 
 
@@ -42,7 +43,9 @@ def sh_commands(text: str):
 
 
 def skip_reason(command: str):
-    return next((why for pattern, why in NOT_HERE if re.search(pattern, command)), None)
+    """Why a command cannot run here, or None; NNC's samples are there when ``../shared`` is checked out."""
+    rules = [(p, why) for p, why in NOT_HERE if not (p == r"\$NNC_SAMPLES" and NNC_SAMPLES.is_dir())]
+    return next((why for pattern, why in rules if re.search(pattern, command)), None)
 
 
 def overlay_example(text: str, name: str = "freeze.yaml") -> str:
@@ -56,7 +59,7 @@ def test_every_readme_command_that_can_run_here_runs(tmp_path):
     commands = sh_commands(text)
     (tmp_path / "freeze.yaml").write_text(overlay_example(text))
     (tmp_path / "phases.yaml").write_text(overlay_example(text, "phases.yaml"))
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", NNC_SAMPLES=str(NNC_SAMPLES))
     ran = []
     for command in commands:
         if skip_reason(command):
@@ -67,6 +70,8 @@ def test_every_readme_command_that_can_run_here_runs(tmp_path):
         ran.append(command)
     assert len(ran) >= 15, ran
     # what the tour says it makes is there
+    if NNC_SAMPLES.is_dir():
+        assert (tmp_path / "frozen.sdcproj").is_file()
     for made in ("net.nntxt", "net.h5", "out.nnp", "all.protobuf", "target.nnp", "results/transfer/results.nnp",
                  "results/transfer/test/confusion_matrix.png", "data/aquatic-synthetic/test.csv", "results/phased/results.nnp"):
         assert (tmp_path / made).exists(), made
