@@ -24,6 +24,7 @@ from .conftest import needs_samples, params_of, write_image_csv
 
 BIG = {"VGG-11", "VGG-13", "VGG-16", "AlexNet", "ResNet-101", "ResNet-152", "ResNeXt-101", "SENet-154"}
 HEADS = {"GoogLeNet": "Affine_5"}  # its two auxiliary classifiers reach the loss too: the main one is named
+AUXILIARY = {"GoogLeNet": {"Affine_2", "Affine_4"}}  # resized with it: their losses read the same labels
 WITH_SAMPLES = [m.name for m in MODELS if m.sample]
 
 
@@ -79,8 +80,9 @@ def test_every_model_retargets_with_every_parameter_landing(cli, standins, image
     before, after = params_of(source), params_of(target)
     assert set(before) == set(after) and len(before) > 0
     head = result.out.split("head ", 1)[1].split(" ", 1)[0]
+    drawn = result.out.split("re-initialised ", 1)[1].splitlines()[0].split(", ")
     moved = [n for n in before if before[n].data.tobytes() != after[n].data.tobytes()]
-    assert moved and all(n.startswith(head + "/") for n in moved), moved
+    assert set(moved) == set(drawn) and {n.rsplit("/", 2)[0] for n in drawn} == {head} | AUXILIARY.get(name, set()), moved
     proto = load_project(target).proto
     trained = {n for n, m in multipliers(proto.optimizer[0]).items() if m > 0 and not is_statistic(n)}
     assert trained == {n for n in before if n.startswith(head + "/")}  # last-fc-only: the head and nothing else
@@ -88,6 +90,9 @@ def test_every_model_retargets_with_every_parameter_landing(cli, standins, image
     info = nnabla_load([str(target)], prepare_data_iterator=False, batch_size=2)
     assert [tuple(v.variable_instance.shape) for e in info.executors.values() for v in e.output_assign] == [(2, 3)]
     assert [tuple(v.variable_instance.shape) for e in info.executors.values() for v in e.dataset_assign] == [(2, 3, 32, 32)]
+    for network in proto.network:  # every loss reads 3 class scores (GoogLeNet's auxiliary ones too)
+        shapes = {v.name: list(v.shape.dim) for v in network.variable}
+        assert all(shapes[f.input[0]][-1] == 3 for f in network.function if f.type == "SoftmaxCrossEntropy"), network.name
     nn.clear_parameters()
 
 

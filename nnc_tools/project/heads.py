@@ -118,6 +118,19 @@ def find_head(proto: nnabla_pb2.NNablaProtoBuf, where: PathLike, named: Optional
     return next(iter(found.values()))
 
 
+def other_heads(proto: nnabla_pb2.NNablaProtoBuf, head: Head, where: PathLike) -> List[Head]:
+    """The heads other than ``head`` whose output reaches a classifier loss (GoogLeNet's auxiliary classifiers): their
+    losses read the same labels, so they take the same class count."""
+    found: Dict[str, Head] = {}
+    for graph in (_Graph(n) for n in proto.network):
+        for f in graph.network.function:
+            if f.type in CLASSIFIER_LOSSES:
+                other = _from_loss(f, graph, where)
+                if other.weight != head.weight:
+                    found.setdefault(other.weight, other)
+    return list(found.values())
+
+
 def _named_head(graphs: Sequence[_Graph], named: str, where: PathLike) -> Head:
     names = set()
     for graph in graphs:

@@ -18,7 +18,7 @@ from ..formats.naming import PROJECT_EXTS, SDCPROJ_EXT, is_statistic, repeat_exp
 from ..formats.nnc_csv import check_split_csvs, class_count_for
 from ..formats.nnp import Project, load_project, multipliers, save_project
 from .freeze import apply_to_proto
-from .heads import find_head, output_count_for, renamed_classes, resize_head, training_class_names
+from .heads import find_head, other_heads, output_count_for, renamed_classes, resize_head, training_class_names
 from .image_inputs import fit_to_csvs, fixed_training_crop
 from .matching import fractional
 from .overlay import load_overlay
@@ -55,9 +55,12 @@ def retarget(source: PathLike, target: PathLike, options: RetargetOptions) -> Re
     renamed = renamed_classes(training_class_names(training, source), options.train_csv, head.classes) \
         if classes == head.classes else None
     networks, reinitialised = [], []
+    extra = other_heads(proto, head, source) if options.head else []  # e.g. GoogLeNet's auxiliary classifiers
     if classes != head.classes or options.reset_head or renamed:
         networks = resize_head(proto, head, classes, source)
-        reinitialised = reinitialise(proto, params, options.seed, head.parameters)
+        for other in extra:
+            resize_head(proto, other, classes, source)
+        reinitialised = reinitialise(proto, params, options.seed, head.parameters + [p for o in extra for p in o.parameters])
     if options.scratch:
         reinitialised = reinitialise(proto, params, options.seed)
     check_split_csvs(options.train_csv, options.val_csv, [dv.data_name for dv in proto.optimizer[0].data_variable])
