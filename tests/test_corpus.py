@@ -328,11 +328,23 @@ CASES = [
      "refused --source-project"),
     ("experiment missing source project", "experiment transfer -o {out} --synthetic --source-project {missing_nnp}",
      "refused {missing_nnp}"),
+    # models (the published ImageNet models; no network in tests: only what needs none)
+    ("models list", "models", "works"),
+    ("models unknown name", "models fetch ResNet-19", "refused ResNet-19"),
+    ("models from garbage", "models fetch ResNet-18 --from {garbage_nnp}", "refused {garbage_nnp}"),
+    ("models from missing file", "models fetch VGG-16 --from {missing_nnp}", "refused {missing_nnp}"),
+    ("models from a 3-class project", "models fetch VGG-16 --from {p}", "refused {p}"),
+    ("retarget unknown model", "retarget imagenet:NoNet -o {out}.nnp --train-csv {csv} --val-csv {val}", "refused NoNet"),
 ]
 
 
 # Why each refusal is refused: a piece of its one line after the file name (the reason, not only the file).
 REASONS = {
+    'models unknown name': 'no ImageNet model called',
+    'models from garbage': 'is not a whole .nnp archive',
+    'models from missing file': 'no such file',
+    'models from a 3-class project': 'is not an ImageNet project',
+    'retarget unknown model': 'no ImageNet model called',
     'info empty nnp': 'not a readable .nnp',
     'info empty sdcproj': 'not an NNC project: no [Section] headers',
     'info garbage nnp': 'not a readable .nnp',
