@@ -2,8 +2,8 @@
 (``conftest.imagenet_standin``): ``imagenet:NAME`` retargeted to 3 classes of 32x32 colour images, every parameter landing,
 the preprocessing fitted as NNC's transfer plugin fits it, and the result training under nnc-tl and nnabla_cli.
 
-The stand-ins of the eight largest models (150 MB to 550 MB of parameters: VGG-11/13/16, AlexNet, ResNet-101/152,
-ResNeXt-101, SENet-154) take about 10 minutes more on 2 cores; they run with ``NNC_TL_BIG_MODELS=1``."""
+The stand-ins of the ten largest models (100 MB to 550 MB of parameters: VGG-11/13/16, AlexNet, ResNet-50/101/152,
+ResNeXt-101, SENet-154, DenseNet-161) take about 10 minutes more on 2 cores; they run with ``NNC_TL_BIG_MODELS=1``."""
 
 from __future__ import annotations
 
@@ -22,7 +22,8 @@ from nnc_tools.formats.nnp import load_project, multipliers
 from .conftest import NNC_SAMPLES as NNC_SAMPLES_DIR
 from .conftest import needs_samples, params_of, write_image_csv
 
-BIG = {"VGG-11", "VGG-13", "VGG-16", "AlexNet", "ResNet-101", "ResNet-152", "ResNeXt-101", "SENet-154"}
+BIG = {"VGG-11", "VGG-13", "VGG-16", "AlexNet", "ResNet-50", "ResNet-101", "ResNet-152", "ResNeXt-101", "SENet-154",
+       "DenseNet-161"}
 HEADS = {"GoogLeNet": "Affine_5"}  # its two auxiliary classifiers reach the loss too: the main one is named
 AUXILIARY = {"GoogLeNet": {"Affine_2", "Affine_4"}}  # resized with it: their losses read the same labels
 WITH_SAMPLES = [m.name for m in MODELS if m.sample]
@@ -57,7 +58,7 @@ def images(tmp_path):
 
 def _big(name):
     return pytest.param(name, marks=[pytest.mark.slow, pytest.mark.skipif(
-        not os.environ.get("NNC_TL_BIG_MODELS"), reason="150-550 MB of parameters: set NNC_TL_BIG_MODELS=1")])
+        not os.environ.get("NNC_TL_BIG_MODELS"), reason="100-550 MB of parameters: set NNC_TL_BIG_MODELS=1")])
 
 
 @needs_samples
