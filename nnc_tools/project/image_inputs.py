@@ -181,13 +181,13 @@ def deterministic_runtime(proto: nnabla_pb2.NNablaProtoBuf) -> Optional[str]:
             f"{other.name}'s centre crop, as NNC's transfer plugin does, so a prediction is the same every time")
 
 
-def _replace_chain(runtime, mine, other, theirs) -> None:
-    """Swap ``mine`` (runtime's preprocessing functions) for copies of ``theirs`` (``other``'s), wired to runtime's
-    input and to the variable the rest of runtime reads."""
+def _replace_chain(network, mine, other, theirs) -> None:
+    """Swap ``mine`` (``network``'s preprocessing functions) for copies of ``theirs`` (``other``'s), wired to
+    ``network``'s input and to the variable the rest of it reads."""
     start, end = mine[0].input[0], mine[-1].output[0]
     their_start, their_end = theirs[0].input[0], theirs[-1].output[0]
     shapes = {v.name: v for v in other.variable}
-    taken = {v.name for v in runtime.variable} - {f.output[0] for f in mine}
+    taken = {v.name for v in network.variable} - {f.output[0] for f in mine}
     rename = {their_start: start, their_end: end}
     for f in theirs[:-1]:
         name = f.output[0]
@@ -196,8 +196,8 @@ def _replace_chain(runtime, mine, other, theirs) -> None:
         rename[f.output[0]] = name
         taken.add(name)
     dropped = {f.output[0] for f in mine[:-1]}
-    kept = [v for v in runtime.variable if v.name not in dropped]
-    functions = list(runtime.function)
+    kept = [v for v in network.variable if v.name not in dropped]
+    functions = list(network.function)
     at = functions.index(mine[0])
     rest = [f for f in functions if all(f is not m for m in mine)]
     used_names = {f.name for f in rest}
@@ -218,10 +218,10 @@ def _replace_chain(runtime, mine, other, theirs) -> None:
         added.append(v)
     new_functions = [_copy(f) for f in rest[:at]] + fresh + [_copy(f) for f in rest[at:]]
     new_variables = [_copy(v) for v in kept] + added
-    del runtime.function[:]
-    runtime.function.extend(new_functions)
-    del runtime.variable[:]
-    runtime.variable.extend(new_variables)
+    del network.function[:]
+    network.function.extend(new_functions)
+    del network.variable[:]
+    network.variable.extend(new_variables)
 
 
 def _copy(message):
