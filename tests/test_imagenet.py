@@ -283,3 +283,30 @@ def test_the_experiment_from_an_imagenet_model(standins, tmp_path):
     transfer = params_of(run / "transfer-s0" / "project.nnp")
     moved = [n for n, v in params_of(source).items() if transfer[n].data.tobytes() != v.data.tobytes()]
     assert len(moved) == 2 and len(transfer) > 40  # the head's W and b drawn anew; the model's own weights kept
+
+
+@needs_samples
+@pytest.mark.slow
+def test_input_size_runs_the_network_smaller_or_says_it_cannot(cli, standins, images, tmp_path):
+    """--input-size 112: ResNet-18's augmentations give 112x112, its global pooling still covers its (now 4x4) input,
+    every shape follows, and it trains; GoogLeNet's auxiliary Affine layers fix their map size: one line, nothing
+    written."""
+    _install(standins, "ResNet-18")
+    train_csv, val_csv = images
+    target = tmp_path / "r18-112.nnp"
+    result = cli("retarget", "imagenet:ResNet-18", "-o", target, "--train-csv", train_csv, "--val-csv", val_csv,
+                 "-c", "last-fc-only", "--batch-size", "3", "--epochs", "1", "--input-size", "112")
+    assert result.code == 0, result.err
+    assert "Training: runs at 112x112 instead of 224x224 (--input-size; about 0.25x the cost per image)" in result.out
+    proto = load_project(target).proto
+    for network in proto.network:
+        shapes = {v.name: list(v.shape.dim) for v in network.variable}
+        pooling = next(f for f in network.function if f.type == "AveragePooling")
+        assert list(pooling.average_pooling_param.kernel.dim) == [4, 4] and shapes[pooling.input[0]][1:] == [512, 4, 4]
+        assert shapes[pooling.output[0]][1:] == [512, 1, 1]
+    assert cli("train", target, "-o", tmp_path / "run", "--workers", "1").code == 0
+    _install(standins, "GoogLeNet")
+    refused = cli("retarget", "imagenet:GoogLeNet", "--head", "Affine_5", "-o", tmp_path / "g.nnp", "--train-csv",
+                  train_csv, "--val-csv", val_csv, "--input-size", "112")
+    assert refused.code == 2 and "--input-size 112: Train cannot run at that size" in refused.err
+    assert len(refused.err.strip().splitlines()) == 1 and not (tmp_path / "g.nnp").exists()

@@ -19,7 +19,8 @@ def _cmd_retarget(args: argparse.Namespace) -> int:
     options = RetargetOptions(args.train_csv, args.val_csv, classes=args.classes, head=args.head, overlay=args.config,
                               reset_head=args.reset_head, epochs=args.epochs, batch_size=args.batch_size, solver=args.solver,
                               lr=args.lr, seed=args.seed, weights=args.weights,
-                              allow_frozen_initial=args.allow_frozen_initial, fixed_crop=args.fixed_crop)
+                              allow_frozen_initial=args.allow_frozen_initial, fixed_crop=args.fixed_crop,
+                              input_size=args.input_size)
     result = retarget(args.source, args.output, options)
     head = result.head
     print(f"head {head.layer} ({head.type}): {head.why}")
@@ -99,4 +100,7 @@ def _add_retarget(sub, common: argparse.ArgumentParser) -> None:
                    "has no values (it then trains frozen at its random initial value)")
     p.add_argument("--fixed-crop", action="store_true", help="training sees what validation sees (the centre crop, "
                    "scaled; no random scale or flip), so a frozen backbone is computed once per image, not every epoch")
+    p.add_argument("--input-size", type=arguments.count, metavar="N", help="run an image network (NNC's ImageNet "
+                   "models) at NxN instead of its own crop, e.g. 112: about (N/224)^2 of the cost per image, on features "
+                   "the model learnt at another scale")
     p.set_defaults(func=_cmd_retarget)

@@ -275,3 +275,106 @@ def fixed_training_crop(proto: nnabla_pb2.NNablaProtoBuf, crop_ratio: float = 0.
     return said
 
 
+
+
+def set_input_size(proto: nnabla_pb2.NNablaProtoBuf, size: int, where) -> List[str]:
+    """Run every network at ``size`` x ``size`` instead of its own crop: each augmentation that ends an input's
+    preprocessing gives ``size`` (its scales moved with it, so it shows the image as before), an average pooling that
+    covered its whole input still does, and every shape after them is what NNabla computes. A layer whose weights
+    fix the map size (VGG's and AlexNet's first Affine) is one line. The cost per image scales with the pixels."""
+    from ..errors import NncToolsError
+
+    said = []
+    for network in proto.network:
+        variables = {v.name: v for v in network.variable}
+        ends = [c[-1] for c in (_chain(network, n) for n in _image_inputs(network)) if c and c[-1].type == "ImageAugmentation"]
+        for f in ends:
+            p = f.image_augmentation_param
+            old = int(p.shape.dim[-1])
+            if old == size:
+                continue
+            p.shape.dim[-2:] = [size, size]
+            p.min_scale, p.max_scale = p.min_scale * size / old, p.max_scale * size / old
+            variables[f.output[0]].shape.dim[-2:] = [size, size]
+            said.append(f"{network.name}: runs at {size}x{size} instead of {old}x{old} (--input-size; about "
+                        f"{(size / old) ** 2:.2g}x the cost per image)")
+        if ends:
+            try:
+                _recompute_shapes(proto, network)
+            except Exception as e:  # NNabla's shape checks: a layer whose weights fix the size
+                raise NncToolsError(where, f"--input-size {size}: {network.name} cannot run at that size "
+                                    f"({str(e).strip().splitlines()[-1][:160]}); it runs at its own crop") from None
+    return said
+
+
+def _recompute_shapes(proto: nnabla_pb2.NNablaProtoBuf, network: nnabla_pb2.Network) -> None:
+    """Every variable's shape as NNabla computes it from the inputs; an average pooling whose kernel covered its whole
+    input (a global pooling) is first given its input's new size."""
+    variables = {v.name: v for v in network.variable}
+    for k, f in enumerate(network.function):
+        if f.type == "AveragePooling":
+            p = f.average_pooling_param
+            source = list(variables[f.input[0]].shape.dim)
+            if list(p.kernel.dim) == source[-2:] and not any(p.pad.dim):
+                size = _shape_in(_built_shapes(proto, network, k), network, f.input[0])[-2:]
+                p.kernel.dim[:] = size
+                p.stride.dim[:] = size
+    built = _built_shapes(proto, network, len(network.function))
+    for f in network.function:
+        for name in f.output:
+            variables[name].shape.dim[1:] = _shape_in(built, network, name)[1:]
+
+
+def _shape_in(built: Dict[str, List[int]], network: nnabla_pb2.Network, name: str) -> List[int]:
+    """A variable's shape in the graph NNabla built: under its first repetition's name inside Repeat blocks; a
+    RepeatStart's or RepeatEnd's output (gone from the built graph) has its input's shape."""
+    variable = next(v for v in network.variable if v.name == name)
+    if _first_repetition(variable) in built:
+        return built[_first_repetition(variable)]
+    maker = next((f for f in network.function if name in f.output), None)
+    if maker is not None and maker.type in ("RepeatStart", "RepeatEnd"):
+        return _shape_in(built, network, maker.input[0])
+    return list(variable.shape.dim)
+
+
+def _first_repetition(variable: nnabla_pb2.Variable) -> str:
+    """The name NNabla's loader gives a variable's first repetition inside Repeat blocks (its own name outside)."""
+    name = variable.name
+    for r in variable.repeat_id:
+        name = name.replace("{" + r + "}", "[0]") if "{" + r + "}" in name else name + f"_{r}[0]"
+    return name
+
+
+def _built_shapes(proto: nnabla_pb2.NNablaProtoBuf, network: nnabla_pb2.Network, upto: int) -> Dict[str, List[int]]:
+    """The shapes NNabla gives the variables of ``network``'s first ``upto`` functions (batch 1; the project's parameters
+    are not needed: NNabla draws stand-ins, then they are dropped)."""
+    import logging
+    import tempfile
+    from pathlib import Path
+
+    import nnabla as nn
+    from google.protobuf import text_format
+    from nnabla.utils.load import load
+
+    single = nnabla_pb2.NNablaProtoBuf()
+    single.global_config.CopyFrom(proto.global_config)
+    part = single.network.add()
+    part.CopyFrom(network)
+    del part.function[upto:]
+    used = {n for f in part.function for n in list(f.input) + list(f.output)}
+    kept = [_copy(v) for v in part.variable if v.name in used]
+    del part.variable[:]
+    part.variable.extend(kept)
+    with tempfile.TemporaryDirectory() as folder:
+        text = Path(folder) / "shapes.nntxt"
+        text.write_text(text_format.MessageToString(single), encoding="utf-8")
+        nn.clear_parameters()
+        logger = logging.getLogger("nnabla")
+        level, logger.level = logger.level, 100  # NNabla's console lines, muted for the call
+        try:
+            info = load([str(text)], prepare_data_iterator=False, batch_size=1)
+        finally:
+            logger.setLevel(level)
+        shapes = {name: list(v.variable_instance.shape) for name, v in info.networks[network.name].variables.items()}
+    nn.clear_parameters()
+    return shapes

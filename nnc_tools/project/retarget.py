@@ -19,7 +19,7 @@ from ..formats.nnc_csv import check_split_csvs, class_count_for
 from ..formats.nnp import Project, load_project, multipliers, save_project
 from .freeze import apply_to_proto
 from .heads import find_head, other_heads, output_count_for, renamed_classes, resize_head, training_class_names
-from .image_inputs import fit_to_csvs, fixed_training_crop
+from .image_inputs import fit_to_csvs, fixed_training_crop, set_input_size
 from .matching import fractional
 from .overlay import load_overlay
 from .passes import check_input_image, point_datasets, reinitialise, set_solver
@@ -65,6 +65,8 @@ def retarget(source: PathLike, target: PathLike, options: RetargetOptions) -> Re
         reinitialised = reinitialise(proto, params, options.seed)
     check_split_csvs(options.train_csv, options.val_csv, [dv.data_name for dv in proto.optimizer[0].data_variable])
     fitted = fit_to_csvs(proto, options.train_csv, options.val_csv)
+    if options.input_size:
+        fitted += set_input_size(proto, options.input_size, source)
     if options.fixed_crop:
         fitted += fixed_training_crop(proto) or ["--fixed-crop: the training network draws no random crop to fix"]
     datasets = point_datasets(proto, target, options.train_csv, options.val_csv, batch_size=options.batch_size,

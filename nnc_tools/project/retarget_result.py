@@ -32,6 +32,7 @@ class RetargetOptions:
     monitor_interval: Optional[int] = None  # the training-set monitor's, in epochs
     allow_frozen_initial: bool = False  # write it even when a frozen parameter gets no weights (stays random)
     fixed_crop: bool = False  # training sees the validation centre crop: no random augmentation (image_inputs)
+    input_size: Optional[int] = None  # the networks run at this size instead of their own crop (image_inputs)
 
 
 @dataclass
