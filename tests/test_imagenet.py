@@ -3,7 +3,8 @@
 the preprocessing fitted as NNC's transfer plugin fits it, and the result training under nnc-tl and nnabla_cli.
 
 The stand-ins of the ten largest models (100 MB to 550 MB of parameters: VGG-11/13/16, AlexNet, ResNet-50/101/152,
-ResNeXt-101, SENet-154, DenseNet-161) take about 10 minutes more on 2 cores; they run with ``NNC_TL_BIG_MODELS=1``."""
+ResNeXt-101, SENet-154, DenseNet-161), and ResNet-34 and ShuffleNet-2.0x (like ResNet-18 and ShuffleNet), take about
+10 minutes more on 2 cores; they run with ``NNC_TL_BIG_MODELS=1``."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from .conftest import NNC_SAMPLES as NNC_SAMPLES_DIR
 from .conftest import needs_samples, params_of, write_image_csv
 
 BIG = {"VGG-11", "VGG-13", "VGG-16", "AlexNet", "ResNet-50", "ResNet-101", "ResNet-152", "ResNeXt-101", "SENet-154",
-       "DenseNet-161"}
+       "DenseNet-161", "ResNet-34", "ShuffleNet-2.0x"}  # the last two: like ResNet-18 and ShuffleNet, kept for time
 HEADS = {"GoogLeNet": "Affine_5"}  # its two auxiliary classifiers reach the loss too: the main one is named
 AUXILIARY = {"GoogLeNet": {"Affine_2", "Affine_4"}}  # resized with it: their losses read the same labels
 WITH_SAMPLES = [m.name for m in MODELS if m.sample]

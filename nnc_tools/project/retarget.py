@@ -64,11 +64,7 @@ def retarget(source: PathLike, target: PathLike, options: RetargetOptions) -> Re
     if options.scratch:
         reinitialised = reinitialise(proto, params, options.seed)
     check_split_csvs(options.train_csv, options.val_csv, [dv.data_name for dv in proto.optimizer[0].data_variable])
-    fitted = fit_to_csvs(proto, options.train_csv, options.val_csv)
-    if options.input_size:
-        fitted += set_input_size(proto, options.input_size, source)
-    if options.fixed_crop:
-        fitted += fixed_training_crop(proto) or ["--fixed-crop: the training network draws no random crop to fix"]
+    fitted = _fit_images(proto, options, source)
     datasets = point_datasets(proto, target, options.train_csv, options.val_csv, batch_size=options.batch_size,
                               epochs=options.epochs, monitor_interval=options.monitor_interval)
     check_input_image(proto, Path(options.train_csv), source)
@@ -90,6 +86,16 @@ def retarget(source: PathLike, target: PathLike, options: RetargetOptions) -> Re
         result.warnings.append(f"{len(odd)} multipliers other than 0 or 1: NNC and nnabla_cli train every non-zero "
                                "multiplier at the full rate; nnc-tl train applies them exactly")
     return result
+
+
+def _fit_images(proto, options: RetargetOptions, source: Path) -> List[str]:
+    """An image network's preprocessing fitted to the CSVs' images, ``--input-size`` and ``--fixed-crop`` (``image_inputs``)."""
+    fitted = fit_to_csvs(proto, options.train_csv, options.val_csv)
+    if options.input_size:
+        fitted += set_input_size(proto, options.input_size, source)
+    if options.fixed_crop:
+        fitted += fixed_training_crop(proto) or ["--fixed-crop: the training network draws no random crop to fix"]
+    return fitted
 
 
 def _left_to_initializer(proto, params) -> List[str]:
