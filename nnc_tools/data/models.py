@@ -140,7 +140,8 @@ def recorded_digest(path: Path) -> Optional[str]:
     record = digest_path(path)
     if not record.is_file():
         return None
-    return record.read_text(encoding="utf-8").split()[0] if record.read_text(encoding="utf-8").split() else None
+    words = record.read_text(encoding="utf-8").split()
+    return words[0] if words else None
 
 
 def _record(path: Path, sha256: str) -> None:
