@@ -614,7 +614,7 @@ def test_progress_for_those_without_a_progress_bar(tmp_path):
 def test_sigterm_is_ctrl_c_and_two_runs_into_one_folder_are_told_apart(tmp_path):
     """SIGTERM (a scheduler stopping the job) ends train like Ctrl-C: exit 130, no temporary file left, and --resume
     goes on; a second train into a folder a running one holds is one line naming the holder, and touches nothing."""
-    project = tiny_project(tmp_path, n_train=480, epochs=30)
+    project = tiny_project(tmp_path, n_train=480, epochs=100000)  # far more than any machine runs before the signal
     out = tmp_path / "r"
     proc = subprocess.Popen(TRAIN + [str(project), "-o", str(out), "--workers", "1"], stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
@@ -623,6 +623,7 @@ def test_sigterm_is_ctrl_c_and_two_runs_into_one_folder_are_told_apart(tmp_path)
         time.sleep(0.01)
     second = subprocess.run(TRAIN + [str(project), "-o", str(out), "--resume", "--workers", "1"], capture_output=True, text=True)
     assert second.returncode == 2 and "is in use by nnc-tl train (pid" in second.stderr, second.stderr
+    assert proc.poll() is None, "the first run ended before it could be stopped"
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=120) == 130 and "interrupted" in proc.stderr.read()
     assert not [p.name for p in out.rglob("*.tmp")] and not (out / ".nnc-tl.lock").exists()
