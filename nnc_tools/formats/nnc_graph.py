@@ -55,6 +55,7 @@ class Function:
     layer: Layer
     parameters: List[ParameterSite] = field(default_factory=list)
     is_function: bool = True
+    units: Tuple[Layer, ...] = ()  # the Unit layers on the way in, outermost first
 
 
 @dataclass
@@ -65,10 +66,25 @@ class _Call:
     scopes: Tuple[str, ...] = ()
 
 
+@dataclass(frozen=True)
+class Wire:
+    """A link of the expanded graph, between functions (or variable layers) named as the converter names them."""
+
+    source: str
+    source_pin: int
+    dest: str
+    dest_pin: int
+
+
 def expand(sdc: SdcProject, network: str) -> List[Function]:
     """The network's functions (and variable layers) in the converter's order, Units expanded: the called network's
     layers join the caller's graph, a Unit's input pin k feeding the called network's k-th Input layer and its outputs
     coming from the called network's last layers, and the whole graph is ordered at once (``network_order``)."""
+    return expand_with_wires(sdc, network)[0]
+
+
+def expand_with_wires(sdc: SdcProject, network: str) -> Tuple[List[Function], List[Wire]]:
+    """``expand``, and the expanded graph's links with their pins (in link order)."""
     networks = sdc.network_names()
     if network not in networks:
         raise NncToolsError(sdc.path, f"no network '{network}' (networks: {', '.join(networks)})")
@@ -82,7 +98,7 @@ def expand(sdc: SdcProject, network: str) -> List[Function]:
     ordered = network_order(graph.nodes, graph.links, given)
     functions = {node.id: Function(_function_name(node.call, node.layer), node.layer,
                                    _sites(node.layer, node.call, node.repeat, node.fed_pins, sdc.encoding),
-                                   not is_variable_layer(node))
+                                   not is_variable_layer(node), node.call.units)
                  for node in ordered}
     position = {node.id: i for i, node in enumerate(ordered)}
     readers: Dict[str, List[str]] = {}
@@ -94,7 +110,8 @@ def expand(sdc: SdcProject, network: str) -> List[Function]:
             first = min(readers[node.id], key=position.get)
             functions[first].parameters[:0] = functions[node.id].parameters
             functions[node.id].parameters = []
-    return list(functions.values())
+    wires = [Wire(functions[a].name, a_pin, functions[b].name, b_pin) for a, a_pin, b, b_pin in graph.wires]
+    return list(functions.values()), wires
 
 
 def parameters(functions: Sequence[Function]) -> Dict[str, ParameterSite]:
@@ -124,6 +141,7 @@ class _Graph:
         self.nodes: List[_Node] = []
         self.by_id: Dict[str, _Node] = {}
         self.links: List[Tuple[str, str]] = []
+        self.wires: List[Tuple[str, int, str, int]] = []
 
     def add(self, network: str, call: _Call, stack: Tuple[str, ...], prefix: str) -> Tuple[Dict[int, List[str]], List[str]]:
         """Add one instance of ``network``; returns its entry points (per input pin) and its exits."""
@@ -148,10 +166,13 @@ class _Graph:
                 entries = ends[link.dest][0]
                 targets = entries.get(link.dest_pin, []) if link.dest in units else entries[0]
                 self.links += [(src, dst) for src in ends[link.source][1] for dst in targets]
+                pin = 0 if link.dest in units else link.dest_pin
+                self.wires += [(src, link.source_pin, dst, pin) for src in ends[link.source][1] for dst in targets]
         inputs = [layer for layer in layers if layer.type == "Input"]
         entry = {k: [prefix + layer.id] for k, layer in enumerate(inputs)}
         fed = {link.source for link in links}
-        exits = [x for layer in layers if layer.id not in fed and layer.type != "Comment" for x in ends[layer.id][1]]
+        exits = [x for layer in layers if layer.id not in fed and layer.type not in ("Comment", "Argument")
+                 for x in ends[layer.id][1]]
         return entry, exits
 
     def _unit_call(self, unit: Layer, call: _Call, repeat: Optional[str], stack: Tuple[str, ...]) -> Tuple[_Call, str]:

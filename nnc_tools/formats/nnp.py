@@ -19,7 +19,7 @@ from google.protobuf import text_format
 
 from ..errors import NncToolsError, about
 from ..fileio import PathLike, atomic_outputs, same_file
-from .naming import PROJECT_EXTS, TEXT_EXTS
+from .naming import PROJECT_EXTS, SDCPROJ_EXT, TEXT_EXTS
 from .nnp_zip import MAX_MEMBER_BYTES, MAX_TEXT_BYTES, NNP_VERSION, CopyAhead, copy_members, member_role, new_info, open_nnp
 from .parameters import (
     Parameters,
@@ -114,20 +114,16 @@ def load_project(path: PathLike, parameter_files: Sequence[PathLike] = ()) -> Pr
 
 
 def _load_project(path: Path, parameter_files: Sequence[PathLike]) -> Project:
-    ext = existing_file(path, PROJECT_EXTS, "project file", f"one of {', '.join(PROJECT_EXTS)}")
-    if ext == ".nnp":
+    if path.suffix.lower() == SDCPROJ_EXT:  # NNC's project: compiled as NNC's converter would (no parameters yet)
+        from .sdc_compile import compile_sdcproj
+        from .sdcproj import load_sdcproj
+
+        project = Project(compile_sdcproj(load_sdcproj(path)), OrderedDict(), path=path)
+    elif existing_file(path, PROJECT_EXTS, "project file", f"one of {', '.join(PROJECT_EXTS)}") == ".nnp":
         project = _load_nnp(path)
     else:
-        proto = nnabla_pb2.NNablaProtoBuf()
-        fast = None
-        if ext in TEXT_EXTS:
-            text, fast = split_inline_parameters(decode_text(read_bytes(path), path))
-            merge_text(proto, text.encode("utf-8"), path)
-        else:
-            merge_binary(proto, read_bytes(path), path)
-        inline = take_inline_parameters(proto) if fast is None else fast
-        project = Project(proto, inline, path=path, parameter_sources=[str(path)] if inline else [])
-        if ext in TEXT_EXTS and not parameter_files:
+        project = _load_proto_file(path)
+        if path.suffix.lower() in TEXT_EXTS and not parameter_files:
             parameter_files = [p for p in (path.with_suffix(".h5"), path.with_suffix(".protobuf")) if p.is_file()][:1]
     if parameter_files:
         extra = OrderedDict(project.parameters)
@@ -139,6 +135,19 @@ def _load_project(path: Path, parameter_files: Sequence[PathLike]) -> Project:
             project.parameter_sources.append(str(parameter_file))
         project.parameters = extra
     return project
+
+
+def _load_proto_file(path: Path) -> Project:
+    """A ``.nntxt``/``.prototxt`` (parameters inline or not) or ``.protobuf`` project."""
+    proto = nnabla_pb2.NNablaProtoBuf()
+    fast = None
+    if path.suffix.lower() in TEXT_EXTS:
+        text, fast = split_inline_parameters(decode_text(read_bytes(path), path))
+        merge_text(proto, text.encode("utf-8"), path)
+    else:
+        merge_binary(proto, read_bytes(path), path)
+    inline = take_inline_parameters(proto) if fast is None else fast
+    return Project(proto, inline, path=path, parameter_sources=[str(path)] if inline else [])
 
 
 # -------------------------------------------------------------------------------------------------------------- .nnp

@@ -1,0 +1,218 @@
+"""An ``.sdcproj`` compiled into the NNabla project NNC's converter (``create_prototxt``) makes of it: the networks (a
+single-network project's ``Main`` also as ``MainValidation`` and ``MainRuntime``), datasets, optimizers with their
+solvers and schedules, monitors, executors and the configuration. No engine runs: shapes follow from NNC's layer
+rules (``sdc_layers``)."""
+
+from __future__ import annotations
+
+from typing import Dict, List
+
+from nnabla.utils import nnabla_pb2
+
+from ..errors import NncToolsError
+from .nnc_graph import expand_with_wires
+from .sdc_layers import layer_type
+from .sdc_network import CompiledNetwork, compile_network
+from .sdcproj import SdcProject
+
+
+def compile_sdcproj(sdc: SdcProject) -> nnabla_pb2.NNablaProtoBuf:
+    proto = nnabla_pb2.NNablaProtoBuf()
+    config = sdc.section_items("Config") if "Config" in sdc.sections() else {}
+    batch = _int(sdc, config.get("BatchSize", "64"), "[Config] BatchSize")
+    networks = _networks(sdc, batch)
+    proto.global_config.default_context.array_class = "CpuCachedArray"
+    proto.global_config.default_context.backends.append("cpu:float")
+    datasets = _datasets(sdc, proto, batch)
+    tc = proto.training_config
+    tc.max_epoch = _int(sdc, config.get("MaxEpoch", "100"), "[Config] MaxEpoch")
+    main = next(iter(datasets.values()), {})
+    tc.iter_per_epoch = _int(sdc, main.get("NumData", "0"), "NumData") // max(batch, 1)
+    tc.save_best = config.get("SaveBest", "1") == "1"
+    tc.monitor_interval = _int(sdc, config.get("MonitorInterval", "10"), "[Config] MonitorInterval")
+    for net in networks.values():
+        proto.network.add().CopyFrom(net.proto)
+    _optimizers(sdc, proto, networks, datasets)
+    _monitors(sdc, proto, networks, datasets)
+    _executors(sdc, proto, networks, datasets)
+    return proto
+
+
+def _int(sdc: SdcProject, text: str, what: str) -> int:
+    try:
+        return int(float(text))
+    except ValueError:
+        raise NncToolsError(sdc.path, f"{what}={text!r} is not a number") from None
+
+
+def _networks(sdc: SdcProject, batch: int) -> Dict[str, CompiledNetwork]:
+    """The networks the optimizers, monitors and executors use, in the order they are first used: a project's own,
+    or derived from one of them (``<N>Validation`` without the layers skipped at test, ``<N>Runtime`` without losses
+    and the layers skipped at inspection, as NNC derives them for a single-network project's ``Main``)."""
+    own = sdc.network_names()
+    wanted: List[str] = []
+    for prefix, key, default in (("Optimizer", "Optimizer_NetworkName", "Main"),
+                                 ("Monitor", "Monitor_NetworkName", "MainValidation"),
+                                 ("Executor", "Executor_NetworkName", "MainRuntime")):
+        for items in _sections(sdc, prefix):
+            name = items.get(key, default)
+            if name not in wanted:
+                wanted.append(name)
+    out: Dict[str, CompiledNetwork] = {}
+    for name in wanted:
+        base, drop = _derived(sdc, name, own)
+        if base is None:
+            continue  # refused where it is used, naming the optimizer, monitor or executor
+        functions, wires = expand_with_wires(sdc, base)
+        out[name] = compile_network(sdc.path, name, batch, functions, wires, drop(functions, wires),
+                                    _arguments(sdc, base), test=name != base)
+    return out
+
+
+def _derived(sdc: SdcProject, name: str, own: List[str]):
+    if name in own:
+        return name, lambda functions, wires: set()
+    for suffix, key in (("Validation", "SkipAtTest"), ("Runtime", "SkipAtTest")):
+        base = name[: -len(suffix)]
+        if name.endswith(suffix) and base in own:
+            if suffix == "Validation":
+                return base, lambda functions, wires: {f.name for f in functions if _skipped(f.layer, key)}
+            return base, lambda functions, wires: _runtime_drop(
+                functions, wires, {f.name for f in functions if _skipped(f.layer, key)})
+    return None, None
+
+
+def _arguments(sdc: SdcProject, network: str):
+    """A macro's value for a layer reached through ``units``: the innermost Unit's property of that name (itself
+    perhaps a macro, looked up one Unit further out), else the called network's Argument layer of that name."""
+    def argument_layer(net: str, macro: str):
+        return next((layer.properties.get("Value") for layer in sdc.file_layers(net)
+                     if layer.type == "Argument" and layer.name == macro), None)
+
+    def lookup(units, macro: str, depth: int = 0):
+        if depth > 64:
+            return None
+        if not units:
+            return argument_layer(network, macro)
+        unit = units[-1]
+        value = unit.properties.get(macro)
+        if value is None:
+            value = argument_layer(unit.properties.get("Network", ""), macro)
+        if value is not None and value.startswith("*") and value[1:] != "Name":
+            return lookup(units[:-1], value[1:], depth + 1)
+        return value
+
+    return lookup
+
+
+def _skipped(layer, key: str) -> bool:
+    kind = layer_type(layer.type)
+    default = kind is not None and (kind.skip_at_test if key == "SkipAtTest" else kind.skip_at_inspection)
+    value = layer.properties.get(key)
+    return default if value is None else value == "True"
+
+
+def _runtime_drop(functions, wires, inspect) -> set:
+    """The runtime network: what the data inputs reach, without losses (layers with a target) and the layers
+    skipped at inspection; layers that then feed nothing but dropped ones stay (their values are the outputs)."""
+    successors: Dict[str, List[str]] = {}
+    for w in wires:
+        successors.setdefault(w.source, []).append(w.dest)
+    reach, stack = set(), [f.name for f in functions if f.layer.type == "Input"]
+    while stack:
+        name = stack.pop()
+        if name not in reach:
+            reach.add(name)
+            stack += successors.get(name, [])
+    losses = {f.name for f in functions if "T.Dataset" in f.layer.properties}
+    return {f.name for f in functions if f.name not in reach or f.name in losses or f.name in inspect}
+
+
+def _datasets(sdc: SdcProject, proto, batch: int) -> Dict[str, Dict[str, str]]:
+    out = {}
+    count = _int(sdc, sdc.get("Dataset", "Num") or "0", "[Dataset] Num")
+    for i in range(count):
+        items = sdc.section_items(f"Dataset_{i}") if f"Dataset_{i}" in sdc.sections() else {}
+        name = items.get("Name", f"Dataset_{i}")
+        out[name] = items
+        uri = items.get("URI", "")
+        if not uri:
+            continue
+        d = proto.dataset.add(name=name, uri=uri, batch_size=batch)
+        d.cache_dir = uri[:-4] + ".cache"  # the converter cuts four characters (``.csv``) off whatever the URI is
+        d.overwrite_cache = items.get("EnableCache", "0") != "1"
+        d.create_cache_explicitly = True
+        d.shuffle = items.get("Shuffle", "0") == "1"
+        d.no_image_normalization = items.get("ImageNormalization", "1") != "1"
+    return out
+
+
+def _sections(sdc: SdcProject, prefix: str) -> List[Dict[str, str]]:
+    config = sdc.section_items("Config") if "Config" in sdc.sections() else {}
+    count = _int(sdc, config.get(f"Num{prefix}", "0"), f"[Config] Num{prefix}")
+    return [sdc.section_items(f"{prefix}_{i}") for i in range(count) if f"{prefix}_{i}" in sdc.sections()]
+
+
+def _network(sdc: SdcProject, networks, name: str, what: str) -> CompiledNetwork:
+    if name not in networks:
+        raise NncToolsError(sdc.path, f"{what} uses network '{name}', which the project does not have")
+    return networks[name]
+
+
+def _data_variables(message, net: CompiledNetwork, targets: bool = True) -> None:
+    """Inputs (and ``targets``) from the dataset, or from a generator (``Generator``/``T.Generator`` not None)."""
+    for variable, data in net.inputs + (net.targets if targets else []):
+        generator = net.generators.get(variable)
+        if generator is None:
+            message.data_variable.add(variable_name=variable, data_name=data)
+        else:
+            message.generator_variable.add(variable_name=variable, type=generator[0], multiplier=generator[1])
+
+
+def _optimizers(sdc: SdcProject, proto, networks, datasets) -> None:
+    from .sdc_solvers import set_solver  # the solver table is its own module
+
+    for items in _sections(sdc, "Optimizer"):
+        name = items.get("Optimizer_Name", "Optimizer")
+        net = _network(sdc, networks, items.get("Optimizer_NetworkName", "Main"), f"optimizer {name}")
+        o = proto.optimizer.add(name=name, network_name=net.proto.name)
+        o.update_interval = _int(sdc, items.get("UpdateInterval", "1"), "UpdateInterval")
+        dataset = items.get("Optimizer_DatasetName", "")
+        if datasets.get(dataset, {}).get("URI"):
+            o.dataset_name.append(dataset)
+        set_solver(sdc, o.solver, items, proto.training_config)
+        _data_variables(o, net)
+        for loss in net.losses:
+            o.loss_variable.add(variable_name=loss)
+        for param, multiplier in net.parameters:
+            o.parameter_variable.add(variable_name=param, learning_rate_multiplier=multiplier)
+
+
+def _monitors(sdc: SdcProject, proto, networks, datasets) -> None:
+    for items in _sections(sdc, "Monitor"):
+        name = items.get("Monitor_Name", "Monitor")
+        net = _network(sdc, networks, items.get("Monitor_NetworkName", "MainValidation"), f"monitor {name}")
+        m = proto.monitor.add(name=name, network_name=net.proto.name)
+        dataset = items.get("Monitor_DatasetName", "")
+        if datasets.get(dataset, {}).get("URI"):
+            m.dataset_name.append(dataset)
+        _data_variables(m, net)
+        for loss in net.losses:
+            m.monitor_variable.add(type="Error", variable_name=loss)
+
+
+def _executors(sdc: SdcProject, proto, networks, datasets) -> None:
+    for items in _sections(sdc, "Executor"):
+        name = items.get("Executor_Name", "Executor")
+        net = _network(sdc, networks, items.get("Executor_NetworkName", "MainRuntime"), f"executor {name}")
+        e = proto.executor.add(name=name, network_name=net.proto.name)
+        e.num_evaluations = _int(sdc, items.get("NumEvaluations", "1"), "NumEvaluations")
+        e.repeat_evaluation_type = "last" if items.get("RepeatEvaluationType", "0") == "1" else "mean"
+        e.need_back_propagation = items.get("NeedBackPropagation", "0") == "1"
+        dataset = datasets.get(items.get("Executor_DatasetName", ""), next(iter(datasets.values()), {}))
+        e.no_image_normalization = dataset.get("ImageNormalization", "1") != "1"
+        _data_variables(e, net, targets=False)
+        for out, data in net.outputs():
+            e.output_variable.add(variable_name=out, data_name=data)
+        for param, _ in net.parameters:
+            e.parameter_variable.add(variable_name=param)

@@ -1,0 +1,328 @@
+"""NNC's layer types as NNC's converter compiles them: each type's NNabla function, the ``*_param`` fields its properties
+fill, its parameters' shapes and its output shape. Shapes here leave out the batch axis (NNC's ``Size``/``Output``).
+
+Facts read from NNC's layer catalogue (``settings/NNabla/layer_component/*/*.txt`` and the editor's
+``nnabla-corelib-defs.js``) and checked against the converter's output for NNC's samples; written here in our form.
+A property's axis counts from the first non-batch axis: the converter adds 1 (``AXIS``)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional, Tuple
+
+Shape = Tuple[int, ...]
+
+AXIS, BATCH, ZERO_FIRST = "axis", "batch", "zero_first"  # +1 per axis; a leading -1 (batch); a leading 0 (batch axis)
+
+
+@dataclass(frozen=True)
+class Arg:
+    """A property and the ``*_param`` field it fills (``AXIS``/``BATCH``/``ZERO_FIRST``: how the converter shifts it)."""
+
+    prop: str
+    field: str
+    how: str = ""
+    default: Optional[str] = None  # the catalogue's value when a project omits the property
+
+
+@dataclass(frozen=True)
+class LayerType:
+    """How one layer type compiles. ``out``: (properties, input shapes) -> output shape; ``params``: -> [(short name,
+    shape)] in input order; ``target``: the loss's T input shape from its input shape (a loss layer)."""
+
+    message: Optional[str]
+    args: Tuple[Arg, ...] = ()
+    out: Callable = None  # type: ignore[assignment]
+    params: Optional[Callable] = None
+    target: Optional[Callable] = None
+    function: Optional[str] = None  # NNabla's type name when it is not the layer's
+    skip_at_test: bool = False  # dropped from the validation network NNC derives (SkipAtTest, default True)
+    skip_at_inspection: bool = False  # dropped from the runtime network (SkipAtInspection, default True)
+    extra: Dict[str, str] = field(default_factory=dict)
+    at_test: Dict[str, str] = field(default_factory=dict)  # property values in a derived validation/runtime network
+
+
+# -- shape rules -----------------------------------------------------------------------------------------------------
+
+
+def ints(text: str) -> List[int]:
+    return [int(float(v)) for v in text.split(",") if v.strip() != ""]
+
+
+def same(p, shapes) -> Shape:
+    return tuple(shapes[0])
+
+
+def broadcast(p, shapes) -> Shape:
+    a, b = list(shapes[0]), list(shapes[1])
+    n = max(len(a), len(b))
+    a, b = [1] * (n - len(a)) + a, [1] * (n - len(b)) + b
+    return tuple(max(x, y) if 1 in (x, y) else x for x, y in zip(a, b))
+
+
+def scalar(p, shapes) -> Shape:
+    return (1,)
+
+
+def reduce_axis(p, shapes) -> Shape:
+    """A loss over classes (CategoricalCrossEntropy, SoftmaxCrossEntropy, TopNError): the class axis becomes 1."""
+    shape = list(shapes[0])
+    shape[int(p.get("Axis", str(len(shape) - 1)))] = 1
+    return tuple(shape)
+
+
+def _spatial(p, shapes, rule) -> Shape:
+    x = list(shapes[0])
+    kernel = ints(p["KernelShape"])
+    stride = ints(p.get("Strides") or ",".join("1" for _ in kernel))
+    pad = ints(p.get("Padding") or ",".join("0" for _ in kernel))
+    dilation = ints(p.get("Dilation") or ",".join("1" for _ in kernel))
+    n = len(kernel)
+    return tuple(x[:-n]), [rule(i, k, s, q, d) for i, k, s, q, d in zip(x[-n:], kernel, stride, pad, dilation)]
+
+
+def convolution(maps: Callable) -> Callable:
+    def out(p, shapes) -> Shape:
+        lead, spatial = _spatial(p, shapes, lambda i, k, s, q, d: (i + 2 * q - d * (k - 1) - 1) // s + 1)
+        return (maps(p, shapes),) + tuple(spatial)
+    return out
+
+
+def deconvolution(p, shapes) -> Shape:
+    lead, spatial = _spatial(p, shapes, lambda i, k, s, q, d: s * (i - 1) + d * (k - 1) + 1 - 2 * q)
+    return (int(p["OutMaps"]),) + tuple(spatial)
+
+
+def pooling(p, shapes) -> Shape:
+    ignore = p.get("IgnoreBorder", "True") == "True"
+    lead, spatial = _spatial(dict(p, Strides=p.get("Strides") or p["KernelShape"]), shapes,
+                             lambda i, k, s, q, d: (i + 2 * q - k) // s + 1 if ignore else (i + q - 1) // s + 1)
+    return tuple(lead) + tuple(spatial)
+
+
+def affine_out(p, shapes) -> Shape:
+    return tuple(ints(p["OutShape"]))
+
+
+def _affine_in(p, shapes) -> int:
+    return math.prod(shapes[0][int(p.get("BaseAxis", "0")):])
+
+
+def affine_params(p, shapes):
+    w = (_affine_in(p, shapes),) + affine_out(p, shapes)
+    return [("W", w)] + ([("b", affine_out(p, shapes))] if p.get("WithBias", "True") == "True" else [])
+
+
+def binary_affine_params(p, shapes):
+    w = (_affine_in(p, shapes),) + affine_out(p, shapes)
+    return [("W", w), ("Wb", w)] + ([("b", affine_out(p, shapes))] if p.get("WithBias", "True") == "True" else [])
+
+
+def conv_params(p, shapes):
+    maps, group = int(p["OutMaps"]), int(p.get("Group", "1"))
+    w = (maps, shapes[0][0] // group) + tuple(ints(p["KernelShape"]))
+    return [("W", w)] + ([("b", (maps,))] if p.get("WithBias", "True") == "True" else [])
+
+
+def binary_conv_params(p, shapes):
+    (w_name, w), *rest = conv_params(p, shapes)
+    return [("W", w), ("Wb", w)] + rest
+
+
+def deconv_params(p, shapes):
+    maps, group = int(p["OutMaps"]), int(p.get("Group", "1"))
+    w = (shapes[0][0], maps // group) + tuple(ints(p["KernelShape"]))
+    return [("W", w)] + ([("b", (maps,))] if p.get("WithBias", "True") == "True" else [])
+
+
+def depthwise_maps(p, shapes) -> int:
+    return shapes[0][0] * int(p.get("Multiplier", "1"))
+
+
+def depthwise_params(p, shapes):
+    maps = depthwise_maps(p, shapes)
+    return [("W", (maps,) + tuple(ints(p["KernelShape"])))] + \
+        ([("b", (maps,))] if p.get("WithBias", "True") == "True" else [])
+
+
+def bn_params(p, shapes):
+    axes = ints(p.get("Axes", "0"))
+    shape = (1,) + tuple(n if i in axes else 1 for i, n in enumerate(shapes[0]))
+    return [(short, shape) for short in ("beta", "gamma", "mean", "var")]
+
+
+def prelu_params(p, shapes):
+    return [("slope", () if p.get("Shared", "False") == "True" else (shapes[0][int(p.get("BaseAxis", "0"))],))]
+
+
+def concatenate(p, shapes) -> Shape:
+    axis = int(p.get("Axis", "0"))
+    out = list(shapes[0])
+    out[axis] = sum(s[axis] for s in shapes)
+    return tuple(out)
+
+
+def reduce(p, shapes) -> Shape:
+    axes = ints(p.get("Axes", ",".join(str(i) for i in range(len(shapes[0])))))
+    keep = p.get("KeepDims", "False") == "True"
+    out = [1 if i in axes else n for i, n in enumerate(shapes[0])] if keep else \
+        [n for i, n in enumerate(shapes[0]) if i not in axes]
+    return tuple(out) or (1,)
+
+
+def slice_out(p, shapes) -> Shape:
+    start, stop, step = ints(p["Start"]), ints(p["Stop"]), ints(p["Step"])
+    x = list(shapes[0])
+    lead = len(x) - len(start)
+    return tuple(x[:lead]) + tuple(len(range(a, b, c)) for a, b, c in zip(start, stop, step))
+
+
+def transpose(p, shapes) -> Shape:
+    return tuple(shapes[0][a] for a in ints(p["Axes"]))
+
+
+def unpooling(p, shapes) -> Shape:
+    kernel = ints(p["KernelShape"])
+    x = list(shapes[0])
+    n = len(kernel)
+    return tuple(x[:-n]) + tuple(i * k for i, k in zip(x[-n:], kernel))
+
+
+def pad_out(p, shapes) -> Shape:
+    width = ints(p["PadWidth"])
+    x = list(shapes[0])
+    n = len(width) // 2
+    return tuple(x[:-n]) + tuple(i + width[2 * k] + width[2 * k + 1] for k, i in enumerate(x[-n:]))
+
+
+def outshape(p, shapes) -> Shape:
+    return tuple(ints(p["OutShape"]))
+
+
+def one_hot(p, shapes) -> Shape:
+    return tuple(shapes[0][:-1]) + tuple(ints(p["Shape"]))
+
+
+def image_augmentation(p, shapes) -> Shape:
+    return tuple(ints(p["Shape"]))
+
+
+def identity_target(shape: Shape) -> Shape:
+    return shape
+
+
+def class_target(axis_default: Optional[int] = None) -> Callable:
+    return lambda shape: tuple(shape[:-1]) + (1,)
+
+
+_LOSS_OUT = {"SquaredError": same, "AbsoluteError": same, "BinaryCrossEntropy": same, "SigmoidCrossEntropy": same,
+             "HuberLoss": same, "EpsilonInsensitiveLoss": same, "BinaryError": same,
+             "CategoricalCrossEntropy": reduce_axis, "SoftmaxCrossEntropy": reduce_axis, "TopNError": reduce_axis}
+
+
+def _a(spec: str, message: str) -> Tuple[Arg, ...]:
+    """``Prop:field[:how][=default]`` items, space separated."""
+    out = []
+    for item in spec.split():
+        body, _, default = item.partition("=")
+        prop, name, *how = body.split(":")
+        out.append(Arg(prop, f"{message}.{name}", how[0] if how else "", default or None))
+    return tuple(out)
+
+
+def _t(message: Optional[str], args: str = "", out: Callable = same, **kw) -> LayerType:
+    return LayerType(message, _a(args, message) if message else (), out, **kw)
+
+
+_CONV = ("Padding:pad Strides:stride=1,1 Dilation:dilation=1,1 Group:group=1 ChannelLast:channel_last "
+         "BaseAxis:base_axis:axis=0")
+_POOL = "KernelShape:kernel Strides:stride IgnoreBorder:ignore_border Padding:pad ChannelLast:channel_last"
+ELEMENTWISE = ("Abs", "Exp", "Log", "Sigmoid", "Tanh", "Round", "Sign", "BinarySigmoid", "BinaryTanh", "Identity",
+               "Unlink", "Sin", "Cos", "Sqrt", "Square" "Softsign", "SoftPlus", "LogSigmoid", "TanhShrink", "Sinc",
+               "Swish", "Mish", "GELU", "ReLU6", "HardSigmoid", "HardTanh", "SELU", "CELU", "CReLU", "Ceil", "Floor",
+               "LogicalNot", "Abs")
+TWO_INPUTS = ("Add2", "Sub2", "Mul2", "Div2", "Pow2", "Maximum2", "Minimum2", "Equal", "NotEqual", "Greater",
+              "GreaterEqual", "Less", "LessEqual", "LogicalAnd", "LogicalOr", "LogicalXor")
+SCALAR = {"AddScalar": "add_scalar_param", "MulScalar": "mul_scalar_param", "RSubScalar": "r_sub_scalar_param",
+          "RDivScalar": "r_div_scalar_param", "PowScalar": "pow_scalar_param", "RPowScalar": "r_pow_scalar_param",
+          "MaximumScalar": "maximum_scalar_param", "MinimumScalar": "minimum_scalar_param",
+          "EqualScalar": "equal_scalar_param", "NotEqualScalar": "not_equal_scalar_param",
+          "GreaterScalar": "greater_scalar_param", "GreaterEqualScalar": "greater_equal_scalar_param",
+          "LessScalar": "less_scalar_param", "LessEqualScalar": "less_equal_scalar_param",
+          "LogicalAndScalar": "logical_and_scalar_param", "LogicalOrScalar": "logical_or_scalar_param",
+          "LogicalXorScalar": "logical_xor_scalar_param"}
+
+LAYER_TYPES: Dict[str, LayerType] = {
+    "Affine": _t("affine_param", "BaseAxis:base_axis:axis=0", affine_out, params=affine_params),
+    "BinaryConnectAffine": _t("binary_connect_affine_param", "BaseAxis:base_axis:axis=0", affine_out,
+                              params=binary_affine_params),
+    "BinaryWeightAffine": _t("binary_weight_affine_param", "BaseAxis:base_axis:axis=0", affine_out,
+                             params=binary_affine_params),
+    "Convolution": _t("convolution_param", _CONV, convolution(lambda p, s: int(p["OutMaps"])), params=conv_params),
+    "BinaryConnectConvolution": _t("binary_connect_convolution_param", _CONV,
+                                   convolution(lambda p, s: int(p["OutMaps"])), params=binary_conv_params),
+    "BinaryWeightConvolution": _t("binary_weight_convolution_param", _CONV,
+                                  convolution(lambda p, s: int(p["OutMaps"])), params=binary_conv_params),
+    "DepthwiseConvolution": _t("depthwise_convolution_param",
+                               "Padding:pad Strides:stride Dilation:dilation Multiplier:multiplier BaseAxis:base_axis:axis=0",
+                               convolution(depthwise_maps), params=depthwise_params),
+    "Deconvolution": _t("deconvolution_param", _CONV, deconvolution, params=deconv_params),
+    "MaxPooling": _t("max_pooling_param", _POOL, pooling),
+    "AveragePooling": _t("average_pooling_param", _POOL + " IncludingPad:including_pad", pooling),
+    "SumPooling": _t("sum_pooling_param", _POOL, pooling),
+    "Unpooling": _t("unpooling_param", "KernelShape:kernel", unpooling),
+    "BatchNormalization": _t("batch_normalization_param",
+                             "Axes:axes:axis DecayRate:decay_rate Epsilon:eps BatchStat:batch_stat", params=bn_params,
+                             at_test={"BatchStat": "False"}),
+    "PReLU": _t("prelu_param", "BaseAxis:base_axis:axis=0", params=prelu_params),
+    "ReLU": _t("relu_param", "InPlace:inplace"),
+    "LeakyReLU": _t("leaky_relu_param", "Alpha:alpha InPlace:inplace"),
+    "ELU": _t("elu_param", "Alpha:alpha"),
+    "Softmax": _t("softmax_param", "Axis:axis:axis"),
+    "Dropout": _t("dropout_param", "P:p Seed:seed", skip_at_test=True, skip_at_inspection=True),
+    "Concatenate": _t("concatenate_param", "Axis:axis:axis", concatenate),
+    "Reshape": _t("reshape_param", "OutShape:shape:batch", outshape),
+    "Broadcast": _t("broadcast_param", "OutShape:shape:batch", outshape),
+    "Transpose": _t("transpose_param", "Axes:axes:axis", transpose, extra={"zero_first": "axes"}),
+    "Flip": _t("flip_param", "Axes:axes:axis"),
+    "Slice": _t("slice_param", "Start:start Stop:stop Step:step", slice_out),
+    "Pad": _t("pad_param", "PadWidth:pad_width Mode:mode ConstantValue:constant_value", pad_out),
+    "OneHot": _t("one_hot_param", "Shape:shape", one_hot),
+    "Mean": _t("mean_param", "Axes:axes:axis KeepDims:keep_dims", reduce),
+    "Sum": _t("sum_param", "Axes:axes:axis KeepDims:keep_dims", reduce),
+    "Max": _t("max_param", "Axes:axes:axis KeepDims:keep_dims WithIndex:with_index OnlyIndex:only_index", reduce),
+    "Min": _t("min_param", "Axes:axes:axis KeepDims:keep_dims WithIndex:with_index OnlyIndex:only_index", reduce),
+    "RandomShift": _t("random_shift_param", "Shift:shifts BorderMode:border_mode BaseAxis:base_axis:axis=0 Seed:seed",
+                      skip_at_test=True, skip_at_inspection=True),
+    "RandomFlip": _t("random_flip_param", "Axes:axes:axis BaseAxis:base_axis:axis=0 Seed:seed",
+                     skip_at_test=True, skip_at_inspection=True),
+    "ImageAugmentation": _t("image_augmentation_param",
+                            "Shape:shape Pad:pad=0,0 MinScale:min_scale MaxScale:max_scale Angle:angle "
+                            "AspectRatio:aspect_ratio Distortion:distortion FlipLR:flip_lr FlipUD:flip_ud "
+                            "Brightness:brightness BrightnessEach:brightness_each Contrast:contrast "
+                            "ContrastCenter:contrast_center ContrastEach:contrast_each Noise:noise Seed:seed",
+                            image_augmentation, skip_at_test=True, skip_at_inspection=True),
+    "HuberLoss": _t("huber_loss_param", "Delta:delta", same, target=identity_target),
+    "CategoricalCrossEntropy": _t("categorical_cross_entropy_param", "Axis:axis:axis", reduce_axis,
+                                  target=class_target()),
+    "SoftmaxCrossEntropy": _t("softmax_cross_entropy_param", "Axis:axis:axis", reduce_axis, target=class_target()),
+    "TopNError": _t("top_n_error_param", "Axis:axis:axis N:n", reduce_axis, target=class_target()),
+    "KLMultinomial": _t("kl_multinomial_param", "BaseAxis:base_axis:axis=0",
+                        lambda p, s: tuple(s[0][:int(p.get("BaseAxis", "0"))]) + (1,)),
+    "VATNoise": _t("vat_noise_param", "BaseAxis:base_axis:axis=0 Epsilon:eps"),
+}
+for _name in ELEMENTWISE:
+    LAYER_TYPES.setdefault(_name, _t(None))
+for _name in TWO_INPUTS:
+    LAYER_TYPES.setdefault(_name, _t(f"{_name.lower()}_param" if _name in ("Add2",) else None,
+                                     "InPlace:inplace" if _name == "Add2" else "", broadcast))
+for _name, _message in SCALAR.items():
+    LAYER_TYPES.setdefault(_name, _t(_message, "Value:val"))
+for _name in ("SquaredError", "AbsoluteError", "BinaryCrossEntropy", "SigmoidCrossEntropy", "BinaryError",
+              "EpsilonInsensitiveLoss"):
+    LAYER_TYPES.setdefault(_name, _t(None, out=same, target=identity_target))
+
+
+def layer_type(name: str) -> Optional[LayerType]:
+    return LAYER_TYPES.get(name)

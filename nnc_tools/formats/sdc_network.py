@@ -1,0 +1,208 @@
+"""One network of an ``.sdcproj`` compiled into NNabla's ``Network`` message, as NNC's converter writes it: Units
+expanded (``nnc_graph``), every function with its NNabla type and ``*_param``, every variable with its shape (batch
+-1) and every parameter with its initializer. ``drop`` names the layers the derived validation and runtime networks
+leave out; a dropped layer's readers read its input instead."""
+
+from __future__ import annotations
+
+from typing import Dict, List, Sequence, Set, Tuple
+
+from nnabla.utils import nnabla_pb2
+
+from ..errors import NncToolsError
+from .nnc_graph import Function, Wire
+from .sdc_layers import AXIS, BATCH, Shape, layer_type
+from .sdc_values import Values, expressions, int_list, number
+
+_AUTO_IN_PLACE = ("*AutoInPlace", "*AutoInPlaceOnce")
+
+
+class CompiledNetwork:
+    """The network message and what the project sections need of it: data inputs, loss targets, outputs."""
+
+    def __init__(self, name: str, batch_size: int):
+        self.proto = nnabla_pb2.Network(name=name, batch_size=batch_size)
+        self.shapes: Dict[str, Shape] = {}
+        self.inputs: List[Tuple[str, str]] = []  # (variable, dataset variable) of the Input layers
+        self.targets: List[Tuple[str, str]] = []  # (variable, dataset variable) of the losses' T inputs
+        self.losses: List[str] = []  # functions with no reader
+        self.parameters: List[Tuple[str, float]] = []  # (name, multiplier) in order of first use
+        self.readers: Dict[str, int] = {}
+        self.generators: Dict[str, Tuple[str, float]] = {}  # a variable a generator fills: (type, multiplier)
+        self.dropped_losses: Dict[str, str] = {}  # a variable a dropped loss read -> that loss's T dataset variable
+
+    def outputs(self) -> List[Tuple[str, str]]:
+        """The executor's outputs: the variables nothing reads, each with its data name (``y'`` for the one a
+        dropped loss compared with ``y``; else its own name)."""
+        return [(name, f"{self.dropped_losses[name]}'" if name in self.dropped_losses else name) for name in self.losses]
+
+    def variable(self, name: str, shape: Shape, kind: str = "Buffer", batch: bool = True):
+        if name in self.shapes:
+            return None
+        self.shapes[name] = tuple(shape)
+        var = self.proto.variable.add(name=name, type=kind)
+        var.shape.dim.extend(([-1] if batch else []) + [int(n) for n in shape])
+        return var
+
+
+def compile_network(path, name: str, batch_size: int, functions: Sequence[Function], wires: Sequence[Wire],
+                    drop: Set[str] = frozenset(), argument=lambda units, macro: None,
+                    test: bool = False) -> CompiledNetwork:
+    """``argument(units, macro)``: a macro's value where the Unit chain ``units`` (outermost first) defines it;
+    ``test``: a network NNC derives for validation or runtime (Batch Normalization on running statistics)."""
+    net = CompiledNetwork(name, batch_size)
+    net.test = test
+    sources: Dict[str, List[Tuple[int, str, int]]] = {}
+    for wire in wires:
+        sources.setdefault(wire.dest, []).append((wire.dest_pin, wire.source, wire.source_pin))
+    for items in sources.values():
+        items.sort(key=lambda item: item[0])  # by input pin; links into one pin keep their order
+    alias: Dict[str, str] = {}  # a dropped layer's output: the variable it passes on
+    readers: Dict[str, int] = {}
+    for f in functions:
+        if f.is_function and f.name not in drop:
+            for _, src, _ in sources.get(f.name, []):  # (a Unit's Input layer reads the caller's value)
+                readers[alias.get(src, src)] = readers.get(alias.get(src, src), 0) + 1
+        if f.name in drop or (f.layer.type == "Input" and sources.get(f.name)):
+            ins = sources.get(f.name, [])
+            alias[f.name] = alias.get(ins[0][1], ins[0][1]) if ins else f.name
+    net.readers = readers
+    alias.clear()
+    for f in functions:
+        ins = [alias.get(src, src) for _, src, _ in sources.get(f.name, [])]
+        if f.layer.type == "Input" and ins:  # a called network's Input: the caller's value
+            alias[f.name] = ins[0]
+            continue
+        if f.name in drop:
+            alias[f.name] = ins[0] if ins else f.name
+            if "T.Dataset" in f.layer.properties and ins:
+                net.dropped_losses.setdefault(ins[0], f.layer.properties["T.Dataset"])
+            continue
+        if not f.is_function:
+            _variable_layer(path, net, f)
+            continue
+        _function(path, net, f, ins, argument)
+    fed = {src for src, n in readers.items() if n}
+    net.losses = [f.name for f in functions if f.is_function and f.name not in drop and f.name not in fed]
+    return net
+
+
+def _variable_layer(path, net: CompiledNetwork, f: Function) -> None:
+    layer = f.layer
+    if layer.type == "Input":
+        net.variable(f.name, [int(n) for n in layer.properties.get("Size", "1").split(",")])
+        net.inputs.append((f.name, layer.properties.get("Dataset", "x")))
+        _generator(net, f.name, layer.properties, "")
+    elif layer.type in ("Parameter", "WorkingMemory"):
+        shape = [int(n) for n in layer.properties.get("Size", "1").split(",")]
+        for site in f.parameters:
+            _parameter(net, site.name, shape, layer.properties, "", site.multiplier())
+
+
+def _generator(net: CompiledNetwork, variable: str, properties: Dict[str, str], prefix: str) -> None:
+    kind = properties.get(f"{prefix}Generator", "None")
+    if kind != "None":
+        net.generators[variable] = (kind, float(number(properties.get(f"{prefix}GeneratorMultiplier", "1"))))
+
+
+def _parameter(net: CompiledNetwork, name: str, shape, properties, short: str, multiplier: float) -> None:
+    prefix = f"{short}." if short else ""
+    var = net.variable(name, shape, "Parameter", batch=False)
+    if var is None:
+        return
+    var.initializer.type = properties.get(f"{prefix}Initializer", "Constant")
+    var.initializer.multiplier = float(properties.get(f"{prefix}InitializerMultiplier", "0"))
+    net.parameters.append((name, multiplier))
+
+
+def _function(path, net: CompiledNetwork, f: Function, ins: List[str], argument) -> None:
+    layer = f.layer
+    kind = layer_type(layer.type)
+    if kind is None:
+        raise NncToolsError(path, f"layer {f.name}: type {layer.type} is not one NNabla can run")
+    for src in ins:
+        if src not in net.shapes:
+            raise NncToolsError(path, f"layer {f.name}: its input {src} has no value before it (a cycle?)")
+    shapes = [net.shapes[src] for src in ins]
+    if not shapes:
+        raise NncToolsError(path, f"layer {f.name} ({layer.type}) has no input link")
+    values = Values(path, f.name, layer.properties, shapes[0], lambda macro: argument(f.units, macro))
+    props = values.resolved()
+    if net.test:
+        props.update({key: value for key, value in kind.at_test.items() if key in props})
+    for key, value in props.items():
+        props[key] = expressions(value, shapes[0], lambda name: argument(f.units, name))
+    for key in ("OutShape", "Shape", "Stop", "Start"):
+        if key in props and props[key] and not props[key].startswith("*"):
+            try:
+                props[key] = int_list(props[key], shapes[0])
+            except ValueError:
+                raise NncToolsError(path, f"layer {f.name}: {key}={props[key]!r} is not a shape") from None
+    try:
+        out = kind.out(props, shapes)
+        if any(n <= 0 for n in out):
+            raise ValueError(f"it would be {list(out)}")
+    except (KeyError, ValueError, IndexError, ZeroDivisionError) as e:
+        raise NncToolsError(path, f"layer {f.name} ({layer.type}): its output shape does not follow from input "
+                            f"{list(shapes[0])} ({e})") from None
+    fn = net.proto.function.add(name=f.name, type=kind.function or layer.type)
+    fn.input.extend(ins)
+    if kind.target is not None and "T.Dataset" in layer.properties and len(ins) == 1:  # T not linked: from data
+        target = f"{f.name}_T"
+        net.variable(target, kind.target(shapes[0]))
+        net.targets.append((target, layer.properties["T.Dataset"]))
+        _generator(net, target, layer.properties, "T.")
+        fn.input.append(target)
+    if kind.params is not None:
+        replaced = len(ins) - 1
+        for i, (short, shape) in enumerate(kind.params(props, shapes)):
+            if i < replaced:
+                continue
+            site = next((s for s in f.parameters if s.short == short), None)
+            if site is not None:
+                _parameter(net, site.name, shape, layer.properties, short, site.multiplier())
+                fn.input.append(site.name)
+    fn.output.append(f.name)
+    net.variable(f.name, out)
+    if kind.message is not None:
+        _param_message(path, net, fn, kind, props, ins)
+
+
+def _param_message(path, net: CompiledNetwork, fn, kind, props: Dict[str, str], ins: List[str]) -> None:
+    message = getattr(fn, kind.message)
+    message.SetInParent()
+    for arg in kind.args:
+        value = props.get(arg.prop, arg.default)
+        if value is None:
+            continue
+        if value in _AUTO_IN_PLACE:
+            value = str(net.readers.get(ins[0], 0) <= 1)
+        if value.startswith("*"):
+            raise NncToolsError(path, f"layer {fn.name}: {arg.prop}={value} names nothing the project defines")
+        _set_field(path, fn.name, message, arg, value, kind)
+
+
+def _set_field(path, where: str, message, arg, value: str, kind) -> None:
+    name = arg.field.split(".", 1)[1]
+    descriptor = message.DESCRIPTOR.fields_by_name[name]
+    try:
+        if descriptor.message_type is not None:  # a Shape
+            dims = [int(float(v)) for v in value.split(",") if v.strip()]
+            dims = [d + 1 for d in dims] if arg.how == AXIS else dims
+            getattr(message, name).dim.extend(([-1] if arg.how == BATCH else []) + dims)
+        elif descriptor.label == descriptor.LABEL_REPEATED:
+            items = [int(float(v)) for v in value.split(",") if v.strip()]
+            items = [i + 1 for i in items] if arg.how == AXIS else items
+            if kind.extra.get("zero_first") == name:
+                items = [0] + items
+            getattr(message, name).extend(items)
+        elif descriptor.type == descriptor.TYPE_BOOL:
+            setattr(message, name, value.strip().lower() == "true")
+        elif descriptor.type in (descriptor.TYPE_FLOAT, descriptor.TYPE_DOUBLE):
+            setattr(message, name, number(value))
+        elif descriptor.type == descriptor.TYPE_STRING:
+            setattr(message, name, value)
+        else:
+            setattr(message, name, int(float(value)) + (1 if arg.how == AXIS else 0))
+    except ValueError:
+        raise NncToolsError(path, f"layer {where}: {arg.prop}={value!r} is not a valid {name}") from None
