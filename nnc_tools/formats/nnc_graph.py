@@ -56,6 +56,8 @@ class Function:
     parameters: List[ParameterSite] = field(default_factory=list)
     is_function: bool = True
     units: Tuple[Layer, ...] = ()  # the Unit layers on the way in, outermost first
+    repeats: Tuple[str, ...] = ()  # the Repeat blocks holding it, outermost first, named as the converter's repeat_id
+    repeat_end_of: Optional[str] = None  # a RepeatEnd: its block's id
 
 
 @dataclass
@@ -64,6 +66,7 @@ class _Call:
 
     units: Tuple[Layer, ...] = ()
     scopes: Tuple[str, ...] = ()
+    repeats: Tuple[str, ...] = ()  # the Repeat blocks the Unit layers on the way sit in (``Unit/RepeatStart``)
 
 
 @dataclass(frozen=True)
@@ -98,7 +101,9 @@ def expand_with_wires(sdc: SdcProject, network: str) -> Tuple[List[Function], Li
     ordered = network_order(graph.nodes, graph.links, given)
     functions = {node.id: Function(_function_name(node.call, node.layer), node.layer,
                                    _sites(node.layer, node.call, node.repeat, node.fed_pins, sdc.encoding),
-                                   not is_variable_layer(node), node.call.units)
+                                   not is_variable_layer(node), node.call.units,
+                                   node.call.repeats + tuple(_repeat_id(node.call, b) for b in node.chain),
+                                   _repeat_id(node.call, node.end_of) if node.end_of else None)
                  for node in ordered}
     position = {node.id: i for i, node in enumerate(ordered)}
     readers: Dict[str, List[str]] = {}
@@ -129,6 +134,8 @@ class _Node:
     layer: Layer
     call: _Call
     repeat: Optional[str]  # the innermost Repeat block of its own network holding it, if any
+    chain: Tuple[str, ...] = ()  # the Repeat blocks of its own network holding it, outermost first
+    end_of: Optional[str] = None  # a RepeatEnd: its block's RepeatStart
     fed_pins: set = field(default_factory=set)  # input pins a link feeds: pin k > 0 of a parameterised layer replaces
     # its (k - 1)-th parameter (an Affine whose W comes from a Parameter layer has no W of its own)
 
@@ -147,14 +154,16 @@ class _Graph:
         """Add one instance of ``network``; returns its entry points (per input pin) and its exits."""
         layers = self.sdc.file_layers(network)
         links = self.sdc.links(network)
-        repeats = _repeat_blocks(layers, links)
+        repeats, chains, end_of = _repeat_blocks(layers, links)
         ends: Dict[str, Tuple[Dict[int, List[str]], List[str]]] = {}
         for layer in layers:
             if layer.type == UNIT:
                 inner, target = self._unit_call(layer, call, repeats.get(layer.id), stack)
+                inner.repeats = call.repeats + tuple(_repeat_id(call, b) for b in chains.get(layer.id, ()))
                 ends[layer.id] = self.add(target, inner, stack + (target,), f"{prefix}{layer.id}/")
             else:
-                node = _Node(prefix + layer.id, layer, call, repeats.get(layer.id))
+                node = _Node(prefix + layer.id, layer, call, repeats.get(layer.id), tuple(chains.get(layer.id, ())),
+                             end_of.get(layer.id))
                 self.nodes.append(node)
                 self.by_id[node.id] = node
                 ends[layer.id] = ({0: [prefix + layer.id]}, [prefix + layer.id])
@@ -190,9 +199,10 @@ class _Graph:
         return _Call(call.units + (unit,), call.scopes + ((scope,) if scope else ())), target
 
 
-def _repeat_blocks(layers: List[Layer], links: Sequence) -> Dict[str, str]:
+def _repeat_blocks(layers: List[Layer], links: Sequence) -> Tuple[Dict[str, str], Dict[str, List[str]], Dict[str, str]]:
     """The innermost Repeat block (its RepeatStart's name) holding each layer of one network: the layers after a
-    RepeatStart and before the nearest RepeatEnd it reaches."""
+    RepeatStart and before the nearest RepeatEnd it reaches; every block holding it, outermost first; and each
+    RepeatEnd's block."""
     successors: Dict[str, List[str]] = {layer.id: [] for layer in layers}
     predecessors: Dict[str, List[str]] = {layer.id: [] for layer in layers}
     for link in links:
@@ -200,17 +210,21 @@ def _repeat_blocks(layers: List[Layer], links: Sequence) -> Dict[str, str]:
             successors[link.source].append(link.dest)
             predecessors[link.dest].append(link.source)
     by_id = {layer.id: layer for layer in layers}
-    blocks = []
+    blocks, end_of = [], {}
     for start in (layer for layer in layers if layer.type == REPEAT_START):
         after = _reach(start.id, successors)
         end = next((x for x in _reach(start.id, successors, ordered=True) if by_id[x].type == REPEAT_END), None)
         inside = (after & _reach(end, predecessors)) - {end} if end is not None else set()
         blocks.append((len(inside), start.name, inside | {start.id}))
+        if end is not None:
+            end_of[end] = start.name
     holder: Dict[str, str] = {}
+    chains: Dict[str, List[str]] = {}
     for _, name, inside in sorted(blocks, reverse=True):  # larger blocks first: an inner block overwrites
         for x in inside:
             holder[x] = name
-    return holder
+            chains.setdefault(x, []).append(name)
+    return holder, chains, end_of
 
 
 def _reach(start: str, edges: Dict[str, List[str]], ordered: bool = False):
@@ -227,6 +241,10 @@ def _reach(start: str, edges: Dict[str, List[str]], ordered: bool = False):
 
 def _function_name(call: _Call, layer: Layer) -> str:
     return "/".join([u.name for u in call.units] + [layer.name])
+
+
+def _repeat_id(call: _Call, repeat: str) -> str:
+    return "/".join([u.name for u in call.units] + [repeat])
 
 
 def _repeat_suffix(call: _Call, repeat: str) -> str:

@@ -13,6 +13,7 @@ from ..errors import NncToolsError
 from .nnc_graph import expand_with_wires
 from .sdc_layers import layer_type
 from .sdc_network import CompiledNetwork, compile_network
+from .sdc_values import expressions
 from .sdcproj import SdcProject
 
 
@@ -93,14 +94,16 @@ def _arguments(sdc: SdcProject, network: str):
         if depth > 64:
             return None
         if not units:
-            return argument_layer(network, macro)
+            value = argument_layer(network, macro)
+            return _plain(value, lambda name: lookup((), name, depth + 1) if name != macro else None)
         unit = units[-1]
         value = unit.properties.get(macro)
-        if value is None:
+        if value is None:  # the called network's default, in its own terms
             value = argument_layer(unit.properties.get("Network", ""), macro)
-        if value is not None and value.startswith("*") and value[1:] != "Name":
+            return _plain(value, lambda name: lookup(units, name, depth + 1) if name != macro else None)
+        if value.startswith("*") and value[1:] != "Name":
             return lookup(units[:-1], value[1:], depth + 1)
-        return value
+        return _plain(value, lambda name: lookup(units[:-1], name, depth + 1))  # the caller's terms
 
     return lookup
 
@@ -126,6 +129,11 @@ def _runtime_drop(functions, wires, inspect) -> set:
             stack += successors.get(name, [])
     losses = {f.name for f in functions if "T.Dataset" in f.layer.properties}
     return {f.name for f in functions if f.name not in reach or f.name in losses or f.name in inspect}
+
+
+def _plain(value, names):
+    """A Unit argument's value with the names in it (``Stage2Maps``, ``Maps/4``) evaluated where they are defined."""
+    return None if value is None else expressions(value, (), names)
 
 
 def _datasets(sdc: SdcProject, proto, batch: int) -> Dict[str, Dict[str, str]]:

@@ -310,6 +310,8 @@ LAYER_TYPES: Dict[str, LayerType] = {
     "TopNError": _t("top_n_error_param", "Axis:axis:axis N:n", reduce_axis, target=class_target()),
     "KLMultinomial": _t("kl_multinomial_param", "BaseAxis:base_axis:axis=0",
                         lambda p, s: tuple(s[0][:int(p.get("BaseAxis", "0"))]) + (1,)),
+    "RepeatStart": _t("repeat_param"),
+    "RepeatEnd": _t("repeat_param"),  # its times: the RepeatStart's Times
     "VATNoise": _t("vat_noise_param", "BaseAxis:base_axis:axis=0 Epsilon:eps"),
 }
 for _name in ELEMENTWISE:

@@ -28,7 +28,9 @@ class CompiledNetwork:
         self.losses: List[str] = []  # functions with no reader
         self.parameters: List[Tuple[str, float]] = []  # (name, multiplier) in order of first use
         self.readers: Dict[str, int] = {}
-        self.generators: Dict[str, Tuple[str, float]] = {}  # a variable a generator fills: (type, multiplier)
+        self.generators: Dict[str, Tuple[str, float]] = {}
+        self.block_last: Dict[str, str] = {}
+        self.block_times: Dict[str, str] = {}  # a variable a generator fills: (type, multiplier)
         self.dropped_losses: Dict[str, str] = {}  # a variable a dropped loss read -> that loss's T dataset variable
 
     def outputs(self) -> List[Tuple[str, str]]:
@@ -36,11 +38,12 @@ class CompiledNetwork:
         dropped loss compared with ``y``; else its own name)."""
         return [(name, f"{self.dropped_losses[name]}'" if name in self.dropped_losses else name) for name in self.losses]
 
-    def variable(self, name: str, shape: Shape, kind: str = "Buffer", batch: bool = True):
+    def variable(self, name: str, shape: Shape, kind: str = "Buffer", batch: bool = True, repeats=()):
         if name in self.shapes:
             return None
         self.shapes[name] = tuple(shape)
         var = self.proto.variable.add(name=name, type=kind)
+        var.repeat_id.extend(repeats)
         var.shape.dim.extend(([-1] if batch else []) + [int(n) for n in shape])
         return var
 
@@ -67,6 +70,10 @@ def compile_network(path, name: str, batch_size: int, functions: Sequence[Functi
             ins = sources.get(f.name, [])
             alias[f.name] = alias.get(ins[0][1], ins[0][1]) if ins else f.name
     net.readers = readers
+    net.block_last = {f.repeat_end_of: sources[f.name][0][1] for f in functions
+                      if f.repeat_end_of and sources.get(f.name)}  # a Repeat block's id -> its last layer's output
+    net.block_times = {f.repeats[-1]: f.layer.properties.get("Times", "1") for f in functions
+                       if f.layer.type == "RepeatStart" and f.repeats}
     alias.clear()
     for f in functions:
         ins = [alias.get(src, src) for _, src, _ in sources.get(f.name, [])]
@@ -99,15 +106,29 @@ def _variable_layer(path, net: CompiledNetwork, f: Function) -> None:
             _parameter(net, site.name, shape, layer.properties, "", site.multiplier())
 
 
+def overridden(f: Function) -> Dict[str, str]:
+    """The layer's properties as the Units calling it set them: a Unit's ``<Layer>.<Property>`` (through inner Units
+    ``<Unit>.<Layer>.<Property>``) overrides the layer's own, the outermost that exists winning (as for multipliers)."""
+    properties = dict(f.layer.properties)
+    for key in list(properties):
+        for k, unit in enumerate(f.units):
+            path = ".".join([u.name for u in f.units[k + 1:]] + [f.layer.name, key])
+            if path in unit.properties:
+                properties[key] = unit.properties[path]
+                break
+    return properties
+
+
 def _generator(net: CompiledNetwork, variable: str, properties: Dict[str, str], prefix: str) -> None:
     kind = properties.get(f"{prefix}Generator", "None")
     if kind != "None":
         net.generators[variable] = (kind, float(number(properties.get(f"{prefix}GeneratorMultiplier", "1"))))
 
 
-def _parameter(net: CompiledNetwork, name: str, shape, properties, short: str, multiplier: float) -> None:
+def _parameter(net: CompiledNetwork, name: str, shape, properties, short: str, multiplier: float,
+               repeats=()) -> None:
     prefix = f"{short}." if short else ""
-    var = net.variable(name, shape, "Parameter", batch=False)
+    var = net.variable(name, shape, "Parameter", batch=False, repeats=repeats)
     if var is None:
         return
     var.initializer.type = properties.get(f"{prefix}Initializer", "Constant")
@@ -120,13 +141,17 @@ def _function(path, net: CompiledNetwork, f: Function, ins: List[str], argument)
     kind = layer_type(layer.type)
     if kind is None:
         raise NncToolsError(path, f"layer {f.name}: type {layer.type} is not one NNabla can run")
-    for src in ins:
+    if layer.type == "RepeatStart":  # its second input: the block's last output, from the previous repetition
+        ins = ins[:1] + [net.block_last[f.repeats[-1]]] if f.repeats and f.repeats[-1] in net.block_last else ins
+    known = ins[:1] if layer.type == "RepeatStart" else ins
+    for src in known:
         if src not in net.shapes:
             raise NncToolsError(path, f"layer {f.name}: its input {src} has no value before it (a cycle?)")
-    shapes = [net.shapes[src] for src in ins]
+    shapes = [net.shapes[src] for src in known]
     if not shapes:
         raise NncToolsError(path, f"layer {f.name} ({layer.type}) has no input link")
-    values = Values(path, f.name, layer.properties, shapes[0], lambda macro: argument(f.units, macro))
+    properties = overridden(f)
+    values = Values(path, f.name, properties, shapes[0], lambda macro: argument(f.units, macro))
     props = values.resolved()
     if net.test:
         props.update({key: value for key, value in kind.at_test.items() if key in props})
@@ -146,6 +171,7 @@ def _function(path, net: CompiledNetwork, f: Function, ins: List[str], argument)
         raise NncToolsError(path, f"layer {f.name} ({layer.type}): its output shape does not follow from input "
                             f"{list(shapes[0])} ({e})") from None
     fn = net.proto.function.add(name=f.name, type=kind.function or layer.type)
+    fn.repeat_id.extend(f.repeats)
     fn.input.extend(ins)
     if kind.target is not None and "T.Dataset" in layer.properties and len(ins) == 1:  # T not linked: from data
         target = f"{f.name}_T"
@@ -160,12 +186,22 @@ def _function(path, net: CompiledNetwork, f: Function, ins: List[str], argument)
                 continue
             site = next((s for s in f.parameters if s.short == short), None)
             if site is not None:
-                _parameter(net, site.name, shape, layer.properties, short, site.multiplier())
+                _parameter(net, site.name, shape, properties, short, site.multiplier(), f.repeats)
                 fn.input.append(site.name)
     fn.output.append(f.name)
-    net.variable(f.name, out)
+    net.variable(f.name, out, repeats=f.repeats)
     if kind.message is not None:
         _param_message(path, net, fn, kind, props, ins)
+    if layer.type in ("RepeatStart", "RepeatEnd"):
+        block = f.repeats[-1] if layer.type == "RepeatStart" else f.repeat_end_of
+        fn.repeat_param.repeat_id = block or ""
+        if layer.type == "RepeatEnd":
+            try:
+                fn.repeat_param.times = int(expressions(net.block_times.get(block, "1"), shapes[0],
+                                                        lambda name: argument(f.units, name)))
+            except ValueError:
+                raise NncToolsError(path, f"layer {f.name}: its RepeatStart's Times is not a count") from None
+            net.proto.repeat_info.add(id=block or "", times=fn.repeat_param.times)
 
 
 def _param_message(path, net: CompiledNetwork, fn, kind, props: Dict[str, str], ins: List[str]) -> None:
@@ -176,7 +212,8 @@ def _param_message(path, net: CompiledNetwork, fn, kind, props: Dict[str, str], 
         if value is None:
             continue
         if value in _AUTO_IN_PLACE:
-            value = str(net.readers.get(ins[0], 0) <= 1)
+            data = ins[:1] if value == "*AutoInPlaceOnce" else ins  # in place when nothing else reads them
+            value = str(all(net.readers.get(name, 0) <= 1 for name in data))
         if value.startswith("*"):
             raise NncToolsError(path, f"layer {fn.name}: {arg.prop}={value} names nothing the project defines")
         _set_field(path, fn.name, message, arg, value, kind)

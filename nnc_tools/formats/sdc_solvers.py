@@ -44,12 +44,12 @@ def _float(sdc, text: str, what: str) -> float:
 
 
 def _schedule(sdc, solver, items: Dict[str, str], config) -> None:
-    """NNC's intervals count epochs unless ``LearningRateUpdateIntervalUnit=1`` (iterations); the converter writes
-    iterations. Cosine and Polynomial run over the whole training."""
+    """NNC's intervals count epochs with ``LearningRateUpdateIntervalUnit=0``, else (1, or absent in older projects)
+    iterations; the converter writes iterations. Cosine and Polynomial run over the whole training."""
     kind = items.get("LearningRateScheduler", "Exponential")
     gamma = _float(sdc, items.get("LearningRateMultiplier", "1"), "LearningRateMultiplier")
     interval = int(_float(sdc, items.get("LearningRateUpdateInterval", "1"), "LearningRateUpdateInterval"))
-    per_epoch = 1 if items.get("LearningRateUpdateIntervalUnit", "0") == "1" else config.iter_per_epoch
+    per_epoch = 1 if items.get("LearningRateUpdateIntervalUnit", "1") == "1" else config.iter_per_epoch
     interval *= max(per_epoch, 1)
     whole = config.max_epoch * config.iter_per_epoch
     solver.lr_scheduler_type = kind
