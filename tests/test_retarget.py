@@ -203,7 +203,7 @@ def _no_loss(x, classes, test):
     ("image shape", "is 1x6x6 (channels x height x width); results.nnp's input is 1x8x8"),
     ("head not parameterised", "--head ReLU: a ReLU, which has no parameters to resize"),
     ("head unknown", "--head Afine_9: no such layer (closest: Affine"),
-    ("sdcproj target", "an .sdcproj is retargeted into an .sdcproj"),
+    ("sdcproj target", "an .sdcproj is written from an .sdcproj"),
     ("no parameters", "holds no trained parameters"),
 ])
 def test_bad_inputs_are_one_line_and_write_nothing(cli, tmp_path, case, message):
@@ -392,7 +392,6 @@ def test_a_head_inside_a_unit_and_its_weight_references(cli, tmp_path):
 
 @needs_samples
 @pytest.mark.parametrize("case, message", [
-    ("to nnp", "an .sdcproj is retargeted into an .sdcproj"),
     ("in place", "is the source project"),
     ("image shape", "is 1x8x8 (channels x height x width); LeNet.sdcproj's input is 1x28x28"),
 ])
@@ -405,7 +404,7 @@ def test_sdcproj_retarget_refusals(cli, tmp_path, case, message):
     csv.write_text("x:image,y:label;a;b;c\nx.npy,0\n")
     if case == "image shape":
         csv = write_image_csv(tmp_path, 3, classes=3, size=8, name="small")
-    target = {"to nnp": tmp_path / "t.nnp", "in place": source}.get(case, tmp_path / "t.sdcproj")
+    target = source if case == "in place" else tmp_path / "t.sdcproj"
     extra = []
     before = source.read_bytes()
     result = cli("retarget", source, "-o", target, "--train-csv", csv, "--val-csv", csv, *extra)

@@ -213,3 +213,55 @@ def test_an_sdcproj_without_networks_worth_compiling_is_refused(tmp_path):
     path.write_text("[Engine]\nSDeepEngineType=NNabla\n[Config]\nBatchSize=x\n")
     with pytest.raises(NncToolsError, match="BatchSize"):
         compile_sdcproj(SdcProject(path, path.read_bytes()))
+
+
+def _rgb_csvs(tmp_path, size: int, channels: int = 3, n: int = 12):
+    from .conftest import write_image_csv
+
+    return (write_image_csv(tmp_path, n, classes=3, size=size, channels=channels, name="training"),
+            write_image_csv(tmp_path, 6, classes=3, size=size, channels=channels, seed=1, name="validation"))
+
+
+@needs_samples
+@pytest.mark.slow
+def test_an_sdcproj_is_retargeted_and_trained_by_nnc_tl_and_nnabla_cli(cli, tmp_path):
+    """NNC's LeNet.sdcproj, compiled here: retargeted to 3 classes (no weights: it says every parameter starts from its
+    initializer), then one epoch under nnc-tl train and under nnabla_cli train."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    train_csv, val_csv = _rgb_csvs(tmp_path, 28, channels=1)
+    out = tmp_path / "lenet.nnp"
+    result = cli("retarget", next(p for p in nnc_samples("LeNet.sdcproj")), "-o", out, "--train-csv", train_csv,
+                 "--val-csv", val_csv, "--epochs", "1", "--batch-size", "4")
+    assert result.code == 0, result.err
+    assert "10 -> 3 classes" in result.out and "the head starts from its initializer" in result.out
+    assert "LeNet.sdcproj holds no weights" in result.err and "8 parameters have no values" in result.out
+    result = cli("train", out, "-o", tmp_path / "r")
+    assert result.code == 0, result.err
+    (tmp_path / "cli").mkdir()
+    ran = subprocess.run([str(Path(sys.executable).with_name("nnabla_cli")), "train", "-c", str(out), "-o",
+                          str(tmp_path / "cli")], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert ran.returncode == 0 and "Training Completed" in ran.stdout + ran.stderr, ran.stderr[-2000:]
+
+
+@needs_samples
+@pytest.mark.slow
+@pytest.mark.parametrize("name,extra", [
+    ("resnet-18", ["--input-size", "32"]),
+    pytest.param("vgg-11", [], marks=pytest.mark.skipif(not __import__("os").environ.get("NNC_TL_BIG_MODELS"),
+                                                         reason="VGG-11 at 224x224 trains about 80 s: NNC_TL_BIG_MODELS=1")),
+])
+def test_nncs_imagenet_sdcproj_retargets_into_an_nnp_that_trains(cli, tmp_path, name, extra):
+    """The ImageNet projects leave their datasets without a URI (the converter then leaves them out): retarget names
+    them from the project's sections and points them at the user's CSVs."""
+    train_csv, val_csv = _rgb_csvs(tmp_path, 40 if extra else 224, n=12 if extra else 4)
+    out = tmp_path / f"{name}.nnp"
+    result = cli("retarget", next(p for p in nnc_samples(f"{name}.sdcproj")), "-o", out, "--train-csv", train_csv,
+                 "--val-csv", val_csv, "--epochs", "1", "--batch-size", "2", *extra)
+    assert result.code == 0, result.err
+    assert "dataset Training: " in result.out
+    result = cli("train", out, "-o", tmp_path / "r")
+    assert result.code == 0, result.err
+    assert (tmp_path / "r" / "results.nnp").is_file()

@@ -30,9 +30,11 @@ def _cmd_retarget(args: argparse.Namespace) -> int:
               f"names {new}. The head scored the old classes, so it is drawn anew")
     if result.is_sdcproj:  # its lines that changed
         return _print_sdcproj_retarget(args, result)
-    if result.reinitialised:
-        print(f"{head.classes} -> {result.classes} classes ({result.classes_from}) in {', '.join(result.networks)}; "
-              f"re-initialised {', '.join(result.reinitialised)}")
+    if result.networks or result.reinitialised:
+        drawn = f"re-initialised {', '.join(result.reinitialised)}" if result.reinitialised else \
+            "the head starts from its initializer"
+        where = f" in {', '.join(result.networks)}" if result.networks else ""
+        print(f"{head.classes} -> {result.classes} classes ({result.classes_from}){where}; {drawn}")
     else:
         print(f"{result.classes} classes ({result.classes_from}): the head is kept (--reset-head draws it anew)")
     print(f"copied {result.copied} parameters bit for bit")

@@ -39,6 +39,26 @@ def compile_sdcproj(sdc: SdcProject) -> nnabla_pb2.NNablaProtoBuf:
     return proto
 
 
+def name_datasets(proto: nnabla_pb2.NNablaProtoBuf, sdc: SdcProject) -> List[str]:
+    """Give the optimizers and monitors the datasets their sections name where the converter left them out (a dataset
+    without a URI, as in NNC's ImageNet projects), as datasets that point nowhere yet: a retarget points them at the
+    user's CSVs. Returns the datasets added."""
+    batch = _int(sdc, (sdc.section_items("Config") if "Config" in sdc.sections() else {}).get("BatchSize", "64"),
+                 "[Config] BatchSize")
+    declared = {d.name for d in proto.dataset}
+    added: List[str] = []
+    for prefix, messages in (("Optimizer", proto.optimizer), ("Monitor", proto.monitor)):
+        for items, message in zip(_sections(sdc, prefix), messages):
+            name = items.get(f"{prefix}_DatasetName", "")
+            if name and not message.dataset_name:
+                message.dataset_name.append(name)
+                if name not in declared:
+                    declared.add(name)
+                    added.append(name)
+                    proto.dataset.add(name=name, batch_size=batch, shuffle=prefix == "Optimizer")
+    return added
+
+
 def _int(sdc: SdcProject, text: str, what: str) -> int:
     try:
         return int(float(text))

@@ -63,10 +63,11 @@ def initial_values(variable: nnabla_pb2.Variable, old: Parameter, rng: np.random
 
 def reinitialise(proto: nnabla_pb2.NNablaProtoBuf, params: Parameters, seed: int,
                  names: Optional[Iterable[str]] = None) -> List[str]:
-    """``names`` (default: every parameter the networks declare) drawn anew with ``initial_values``; returns them."""
+    """``names`` (default: every parameter the networks declare) drawn anew with ``initial_values``; returns them. A
+    name without values is left out: training draws it from its initializer."""
     rng = np.random.RandomState(seed)
     variables = {v.name: v for n in proto.network for v in n.variable if v.type == "Parameter"}
-    chosen = [name for name in (params if names is None else names) if name in variables]
+    chosen = [name for name in (params if names is None else names) if name in variables and name in params]
     for name in chosen:
         params[name] = initial_values(variables[name], params[name], rng)
     return chosen

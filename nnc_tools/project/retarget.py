@@ -17,6 +17,8 @@ from ..fileio import PathLike
 from ..formats.naming import PROJECT_EXTS, SDCPROJ_EXT, is_statistic, repeat_expansions
 from ..formats.nnc_csv import check_split_csvs, class_count_for
 from ..formats.nnp import Project, load_project, multipliers, save_project
+from ..formats.sdc_compile import name_datasets
+from ..formats.sdcproj import load_sdcproj
 from .freeze import apply_to_proto
 from .heads import find_head, other_heads, output_count_for, renamed_classes, resize_head, training_class_names
 from .image_inputs import fit_to_csvs, fixed_training_crop, set_input_size
@@ -32,22 +34,26 @@ __all__ = ["RetargetOptions", "RetargetResult", "retarget"]
 def retarget(source: PathLike, target: PathLike, options: RetargetOptions) -> RetargetResult:
     """Write ``target``: ``source`` retargeted as the module docstring says; nothing is written when anything is wrong."""
     source, target = resolve_source(source), Path(target)
-    if SDCPROJ_EXT in (source.suffix.lower(), target.suffix.lower()):
-        if source.suffix.lower() != target.suffix.lower():
-            raise NncToolsError(target, "an .sdcproj is retargeted into an .sdcproj (NNC's own format, edited); from an NNabla "
+    if target.suffix.lower() == SDCPROJ_EXT:
+        if source.suffix.lower() != SDCPROJ_EXT:
+            raise NncToolsError(target, "an .sdcproj is written from an .sdcproj (NNC's own format, edited); from an NNabla "
                                 "project write .nnp or .nntxt, which NNC imports")
         return retarget_sdcproj(source, target, options)
+    # an .sdcproj into an NNabla project: read compiled as NNC's converter compiles it (formats.sdc_compile)
     if target.suffix.lower() not in PROJECT_EXTS:
         raise NncToolsError(target, f"retarget writes {', '.join(PROJECT_EXTS)} or, from an .sdcproj, .sdcproj")
     project = load_project(source, [options.weights] if options.weights else ())
     proto = project.proto
+    if source.suffix.lower() == SDCPROJ_EXT:  # its datasets without a URI, which the converter leaves out, to point
+        name_datasets(proto, load_sdcproj(source))
     if not proto.optimizer:
         raise NncToolsError(source, "has no optimizer: not a training project")
     classes, classes_from = class_count_for(options.classes, options.train_csv)
     head = find_head(proto, source, options.head)
     params = OrderedDict(project.parameters)
     missing = [p for p in head.parameters if p not in params]
-    if len(params) == 0 or missing:
+    untrained = source.suffix.lower() == SDCPROJ_EXT and not params  # NNC's project without --weights: from scratch
+    if (len(params) == 0 or missing) and not (options.scratch or untrained):
         raise NncToolsError(source, "holds no trained parameters" if not params else f"has no values for {', '.join(missing)}"
                             " (pass the parameter file with --weights)")
     classes = output_count_for(head, classes, options.train_csv)
@@ -81,6 +87,9 @@ def retarget(source: PathLike, target: PathLike, options: RetargetOptions) -> Re
                             copied=len(params) - len(reinitialised), dropped=dropped, left=left, renamed=renamed,
                             fitted=fitted)
     result.written = save_project(out, target, inputs=[source] + ([options.weights] if options.weights else []))
+    if untrained:
+        result.warnings.append(f"{source.name} holds no weights (NNC keeps them in its results): every parameter starts "
+                               "from its initializer; pass --weights results.nnp to start from NNC's trained ones")
     odd = fractional(changes)
     if odd:
         result.warnings.append(f"{len(odd)} multipliers other than 0 or 1: NNC and nnabla_cli train every non-zero "
