@@ -22,10 +22,7 @@ RECURRENT = "recurrent layers (RecurrentInput, RecurrentOutput, Delay) are not c
 NOT_YET = {
     **{name: RECURRENT for name in ("LSTM_auto_encoder", "bidirectional_elman_net", "elman_net", "elman_net_with_attention",
                                     "gated_recurrent_unitGRU", "long_short_term_memoryLSTM", "stacked_GRU")},
-    "01_visualize_weight_of_feature": "the runtime network keeps a layer the converter drops",
-    "sin_wave_anomaly_detection": "the runtime network keeps a layer the converter drops",
     "02_l1_regularization": "a Parameter layer feeding a layer's weight pin",
-    "03_attention": "a scalar layer whose Value is an input (Value=Input)",
     "densenet-161": "Concatenate inputs through Units in the converter's order",
     "mnist_dcgan": "an Input layer read before the converter's order reaches it",
     "resnet-110-mixup": "an Input layer with a generator in a network without data (SetData)",

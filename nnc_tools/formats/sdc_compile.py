@@ -136,8 +136,9 @@ def _skipped(layer, key: str) -> bool:
 
 
 def _runtime_drop(functions, wires, inspect) -> set:
-    """The runtime network: what the data inputs reach, without losses (layers with a target) and the layers
-    skipped at inspection; layers that then feed nothing but dropped ones stay (their values are the outputs)."""
+    """The runtime network: what the data inputs reach, without the losses (every layer nothing reads: compared with a
+    target or not, a regularisation term) and the layers skipped at inspection; then, repeatedly, without the layers
+    that fed only dropped ones, except what a loss compared with a target (that value is the output, ``y'``)."""
     successors: Dict[str, List[str]] = {}
     for w in wires:
         successors.setdefault(w.source, []).append(w.dest)
@@ -147,8 +148,29 @@ def _runtime_drop(functions, wires, inspect) -> set:
         if name not in reach:
             reach.add(name)
             stack += successors.get(name, [])
-    losses = {f.name for f in functions if "T.Dataset" in f.layer.properties}
-    return {f.name for f in functions if f.name not in reach or f.name in losses or f.name in inspect}
+    for name in list(successors):  # a skipped layer is bypassed: its readers read what it read
+        successors[name] = _through(successors, name, inspect)
+    layers = [f for f in functions if f.is_function]
+    drop = {f.name for f in layers if f.name not in reach or f.name in inspect or not successors.get(f.name)
+            or "T.Dataset" in f.layer.properties}
+    compared = {w.source for w in wires if w.dest in drop and "T.Dataset" in _layer(functions, w.dest).properties}
+    while True:
+        more = {f.name for f in layers if f.name not in drop and f.name not in compared and successors.get(f.name)
+                and all(d in drop for d in successors[f.name])}
+        if not more:
+            return drop
+        drop |= more
+
+
+def _through(successors, name: str, skipped, depth: int = 0) -> List[str]:
+    out: List[str] = []
+    for d in successors.get(name, []):
+        out += _through(successors, d, skipped, depth + 1) if d in skipped and depth < 256 else [d]
+    return out
+
+
+def _layer(functions, name: str):
+    return next(f.layer for f in functions if f.name == name)
 
 
 def _plain(value, names):

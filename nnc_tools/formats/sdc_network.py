@@ -5,6 +5,7 @@ leave out; a dropped layer's readers read its input instead."""
 
 from __future__ import annotations
 
+import math
 from typing import Dict, List, Sequence, Set, Tuple
 
 from nnabla.utils import nnabla_pb2
@@ -34,9 +35,10 @@ class CompiledNetwork:
         self.dropped_losses: Dict[str, str] = {}  # a variable a dropped loss read -> that loss's T dataset variable
 
     def outputs(self) -> List[Tuple[str, str]]:
-        """The executor's outputs: the variables nothing reads, each with its data name (``y'`` for the one a
-        dropped loss compared with ``y``; else its own name)."""
-        return [(name, f"{self.dropped_losses[name]}'" if name in self.dropped_losses else name) for name in self.losses]
+        """The executor's outputs: the variables nothing reads and those a dropped loss compared with a target, each
+        with its data name (``y'`` for the one compared with ``y``; else its own name)."""
+        names = self.losses + [name for name in self.dropped_losses if name not in self.losses and name in self.shapes]
+        return [(name, f"{self.dropped_losses[name]}'" if name in self.dropped_losses else name) for name in names]
 
     def variable(self, name: str, shape: Shape, kind: str = "Buffer", batch: bool = True, repeats=()):
         if name in self.shapes:
@@ -155,6 +157,8 @@ def _function(path, net: CompiledNetwork, f: Function, ins: List[str], argument)
     props = values.resolved()
     if net.test:
         props.update({key: value for key, value in kind.at_test.items() if key in props})
+    if props.get("Value") == "Input":  # a scalar layer's value: the size of its input (03_attention's 14x14 = 196)
+        props["Value"] = str(math.prod(shapes[0]))
     for key, value in props.items():
         props[key] = expressions(value, shapes[0], lambda name: argument(f.units, name))
     for key in ("OutShape", "Shape", "Stop", "Start"):
