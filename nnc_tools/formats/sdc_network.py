@@ -153,20 +153,7 @@ def _function(path, net: CompiledNetwork, f: Function, ins: List[str], argument)
     if not shapes:
         raise NncToolsError(path, f"layer {f.name} ({layer.type}) has no input link")
     properties = overridden(f)
-    values = Values(path, f.name, properties, shapes[0], lambda macro: argument(f.units, macro))
-    props = values.resolved()
-    if net.test:
-        props.update({key: value for key, value in kind.at_test.items() if key in props})
-    if props.get("Value") == "Input":  # a scalar layer's value: the size of its input (03_attention's 14x14 = 196)
-        props["Value"] = str(math.prod(shapes[0]))
-    for key, value in props.items():
-        props[key] = expressions(value, shapes[0], lambda name: argument(f.units, name))
-    for key in ("OutShape", "Shape", "Stop", "Start"):
-        if key in props and props[key] and not props[key].startswith("*"):
-            try:
-                props[key] = int_list(props[key], shapes[0])
-            except ValueError:
-                raise NncToolsError(path, f"layer {f.name}: {key}={props[key]!r} is not a shape") from None
+    props = _properties(path, net, f, kind, properties, shapes[0], argument)
     try:
         out = kind.out(props, shapes)
         if any(n <= 0 for n in out):
@@ -177,35 +164,63 @@ def _function(path, net: CompiledNetwork, f: Function, ins: List[str], argument)
     fn = net.proto.function.add(name=f.name, type=kind.function or layer.type)
     fn.repeat_id.extend(f.repeats)
     fn.input.extend(ins)
-    if kind.target is not None and "T.Dataset" in layer.properties and len(ins) == 1:  # T not linked: from data
+    _target_and_parameters(net, fn, f, kind, props, properties, ins, shapes)
+    fn.output.append(f.name)
+    net.variable(f.name, out, repeats=f.repeats)
+    if kind.message is not None:
+        _param_message(path, net, fn, kind, props, ins)
+    if layer.type in ("RepeatStart", "RepeatEnd"):
+        _repeat(path, net, fn, f, shapes[0], argument)
+
+
+def _properties(path, net: CompiledNetwork, f: Function, kind, properties, shape, argument) -> Dict[str, str]:
+    """The layer's properties as the converter reads them: macros resolved, the values a derived network sets,
+    expressions evaluated, shapes as plain integers."""
+    props = Values(path, f.name, properties, shape, lambda macro: argument(f.units, macro)).resolved()
+    if net.test:
+        props.update({key: value for key, value in kind.at_test.items() if key in props})
+    if props.get("Value") == "Input":  # a scalar layer's value: the size of its input (03_attention's 14x14 = 196)
+        props["Value"] = str(math.prod(shape))
+    for key, value in props.items():
+        props[key] = expressions(value, shape, lambda name: argument(f.units, name))
+    for key in ("OutShape", "Shape", "Stop", "Start"):
+        if key in props and props[key] and not props[key].startswith("*"):
+            try:
+                props[key] = int_list(props[key], shape)
+            except ValueError:
+                raise NncToolsError(path, f"layer {f.name}: {key}={props[key]!r} is not a shape") from None
+    return props
+
+
+def _target_and_parameters(net: CompiledNetwork, fn, f: Function, kind, props, properties, ins, shapes) -> None:
+    """A loss's target from the data (its T pin not linked), then the layer's parameters (those a link feeds left
+    out: an Affine whose W comes from a Parameter layer)."""
+    layer = f.layer
+    if kind.target is not None and "T.Dataset" in layer.properties and len(ins) == 1:
         target = f"{f.name}_T"
         net.variable(target, kind.target(shapes[0]))
         net.targets.append((target, layer.properties["T.Dataset"]))
         _generator(net, target, layer.properties, "T.")
         fn.input.append(target)
     if kind.params is not None:
-        replaced = len(ins) - 1
         for i, (short, shape) in enumerate(kind.params(props, shapes)):
-            if i < replaced:
-                continue
             site = next((s for s in f.parameters if s.short == short), None)
-            if site is not None:
+            if i >= len(ins) - 1 and site is not None:
                 _parameter(net, site.name, shape, properties, short, site.multiplier(), f.repeats)
                 fn.input.append(site.name)
-    fn.output.append(f.name)
-    net.variable(f.name, out, repeats=f.repeats)
-    if kind.message is not None:
-        _param_message(path, net, fn, kind, props, ins)
-    if layer.type in ("RepeatStart", "RepeatEnd"):
-        block = f.repeats[-1] if layer.type == "RepeatStart" else f.repeat_end_of
-        fn.repeat_param.repeat_id = block or ""
-        if layer.type == "RepeatEnd":
-            try:
-                fn.repeat_param.times = int(expressions(net.block_times.get(block, "1"), shapes[0],
-                                                        lambda name: argument(f.units, name)))
-            except ValueError:
-                raise NncToolsError(path, f"layer {f.name}: its RepeatStart's Times is not a count") from None
-            net.proto.repeat_info.add(id=block or "", times=fn.repeat_param.times)
+
+
+def _repeat(path, net: CompiledNetwork, fn, f: Function, shape, argument) -> None:
+    """A Repeat block's ends: the block's id on both, its count on the RepeatEnd and in the network's repeat_info."""
+    block = f.repeats[-1] if f.layer.type == "RepeatStart" else f.repeat_end_of
+    fn.repeat_param.repeat_id = block or ""
+    if f.layer.type == "RepeatEnd":
+        try:
+            fn.repeat_param.times = int(expressions(net.block_times.get(block, "1"), shape,
+                                                    lambda name: argument(f.units, name)))
+        except ValueError:
+            raise NncToolsError(path, f"layer {f.name}: its RepeatStart's Times is not a count") from None
+        net.proto.repeat_info.add(id=block or "", times=fn.repeat_param.times)
 
 
 def _param_message(path, net: CompiledNetwork, fn, kind, props: Dict[str, str], ins: List[str]) -> None:

@@ -42,12 +42,8 @@ def retarget(source: PathLike, target: PathLike, options: RetargetOptions) -> Re
     # an .sdcproj into an NNabla project: read compiled as NNC's converter compiles it (formats.sdc_compile)
     if target.suffix.lower() not in PROJECT_EXTS:
         raise NncToolsError(target, f"retarget writes {', '.join(PROJECT_EXTS)} or, from an .sdcproj, .sdcproj")
-    project = load_project(source, [options.weights] if options.weights else ())
+    project = _load_source(source, options)
     proto = project.proto
-    if source.suffix.lower() == SDCPROJ_EXT:  # its datasets without a URI, which the converter leaves out, to point
-        name_datasets(proto, load_sdcproj(source))
-    if not proto.optimizer:
-        raise NncToolsError(source, "has no optimizer: not a training project")
     classes, classes_from = class_count_for(options.classes, options.train_csv)
     head = find_head(proto, source, options.head)
     params = OrderedDict(project.parameters)
@@ -105,6 +101,17 @@ def _fit_images(proto, options: RetargetOptions, source: Path) -> List[str]:
     if options.fixed_crop:
         fitted += fixed_training_crop(proto) or ["--fixed-crop: the training network draws no random crop to fix"]
     return fitted
+
+
+def _load_source(source: Path, options: RetargetOptions) -> Project:
+    """The source project (an ``.sdcproj`` compiled as NNC's converter compiles it, with the datasets the converter
+    leaves out for want of a URI named, to be pointed), with ``--weights``; one with no optimizer is refused."""
+    project = load_project(source, [options.weights] if options.weights else ())
+    if source.suffix.lower() == SDCPROJ_EXT:
+        name_datasets(project.proto, load_sdcproj(source))
+    if not project.proto.optimizer:
+        raise NncToolsError(source, "has no optimizer: not a training project")
+    return project
 
 
 def _left_to_initializer(proto, params) -> List[str]:
