@@ -23,6 +23,7 @@ from .sdcproj import (
 )
 
 REPEAT_START, REPEAT_END, UNIT = "RepeatStart", "RepeatEnd", "Unit"
+BLOCK_ENDS = {REPEAT_START: REPEAT_END, "RecurrentInput": "RecurrentOutput"}  # a block's first layer -> its last
 
 
 @dataclass
@@ -58,6 +59,7 @@ class Function:
     units: Tuple[Layer, ...] = ()  # the Unit layers on the way in, outermost first
     repeats: Tuple[str, ...] = ()  # the Repeat blocks holding it, outermost first, named as the converter's repeat_id
     repeat_end_of: Optional[str] = None  # a RepeatEnd: its block's id
+    recurrent: Tuple[str, ...] = ()  # those of ``repeats`` that are recurrent blocks (their steps share parameters)
 
 
 @dataclass
@@ -103,7 +105,8 @@ def expand_with_wires(sdc: SdcProject, network: str) -> Tuple[List[Function], Li
                                    _sites(node.layer, node.call, node.repeat, node.fed_pins, sdc.encoding),
                                    not is_variable_layer(node), node.call.units,
                                    node.call.repeats + tuple(_repeat_id(node.call, b) for b in node.chain),
-                                   _repeat_id(node.call, node.end_of) if node.end_of else None)
+                                   _repeat_id(node.call, node.end_of) if node.end_of else None,
+                                   tuple(_repeat_id(node.call, b) for b in node.chain if b in node.recurrent))
                  for node in ordered}
     position = {node.id: i for i, node in enumerate(ordered)}
     readers: Dict[str, List[str]] = {}
@@ -136,6 +139,7 @@ class _Node:
     repeat: Optional[str]  # the innermost Repeat block of its own network holding it, if any
     chain: Tuple[str, ...] = ()  # the Repeat blocks of its own network holding it, outermost first
     end_of: Optional[str] = None  # a RepeatEnd: its block's RepeatStart
+    recurrent: frozenset = frozenset()  # the recurrent blocks of its own network (by their RecurrentInput's name)
     fed_pins: set = field(default_factory=set)  # input pins a link feeds: pin k > 0 of a parameterised layer replaces
     # its (k - 1)-th parameter (an Affine whose W comes from a Parameter layer has no W of its own)
 
@@ -163,7 +167,7 @@ class _Graph:
                 ends[layer.id] = self.add(target, inner, stack + (target,), f"{prefix}{layer.id}/")
             else:
                 node = _Node(prefix + layer.id, layer, call, repeats.get(layer.id), tuple(chains.get(layer.id, ())),
-                             end_of.get(layer.id))
+                             end_of.get(layer.id), frozenset(x.name for x in layers if x.type == "RecurrentInput"))
                 self.nodes.append(node)
                 self.by_id[node.id] = node
                 ends[layer.id] = ({0: [prefix + layer.id]}, [prefix + layer.id])
@@ -201,8 +205,8 @@ class _Graph:
 
 def _repeat_blocks(layers: List[Layer], links: Sequence) -> Tuple[Dict[str, str], Dict[str, List[str]], Dict[str, str]]:
     """The innermost Repeat block (its RepeatStart's name) holding each layer of one network: the layers after a
-    RepeatStart and before the nearest RepeatEnd it reaches; every block holding it, outermost first; and each
-    RepeatEnd's block."""
+    RepeatStart and before the nearest RepeatEnd it reaches; every block holding it, outermost first, recurrent ones
+    (RecurrentInput … RecurrentOutput) included; and each block end's block."""
     successors: Dict[str, List[str]] = {layer.id: [] for layer in layers}
     predecessors: Dict[str, List[str]] = {layer.id: [] for layer in layers}
     for link in links:
@@ -211,18 +215,20 @@ def _repeat_blocks(layers: List[Layer], links: Sequence) -> Tuple[Dict[str, str]
             predecessors[link.dest].append(link.source)
     by_id = {layer.id: layer for layer in layers}
     blocks, end_of = [], {}
-    for start in (layer for layer in layers if layer.type == REPEAT_START):
+    for start in (layer for layer in layers if layer.type in BLOCK_ENDS):
         after = _reach(start.id, successors)
-        end = next((x for x in _reach(start.id, successors, ordered=True) if by_id[x].type == REPEAT_END), None)
+        end = next((x for x in _reach(start.id, successors, ordered=True)
+                    if by_id[x].type == BLOCK_ENDS[start.type]), None)
         inside = (after & _reach(end, predecessors)) - {end} if end is not None else set()
-        blocks.append((len(inside), start.name, inside | {start.id}))
+        blocks.append((len(inside), start.name, inside | {start.id}, start.type == REPEAT_START))
         if end is not None:
             end_of[end] = start.name
     holder: Dict[str, str] = {}
     chains: Dict[str, List[str]] = {}
-    for _, name, inside in sorted(blocks, reverse=True):  # larger blocks first: an inner block overwrites
+    for _, name, inside, names_parameters in sorted(blocks, reverse=True):  # larger first: an inner block overwrites
         for x in inside:
-            holder[x] = name
+            if names_parameters:  # a recurrent block's parameters are shared by its steps: no {block} in their names
+                holder[x] = name
             chains.setdefault(x, []).append(name)
     return holder, chains, end_of
 

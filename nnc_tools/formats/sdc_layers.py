@@ -311,6 +311,11 @@ LAYER_TYPES: Dict[str, LayerType] = {
     "KLMultinomial": _t("kl_multinomial_param", "BaseAxis:base_axis:axis=0",
                         lambda p, s: tuple(s[0][:int(p.get("BaseAxis", "0"))]) + (1,)),
     "RepeatStart": _t("repeat_param"),
+    "RecurrentInput": _t("recurrent_param", "Axis:axis:axis", lambda p, s: tuple(
+        n for i, n in enumerate(s[0]) if i != int(p.get("Axis", "0")))),
+    "RecurrentOutput": _t("recurrent_param", "Axis:axis:axis", lambda p, s: tuple(
+        s[0][:int(p.get("Axis", "0"))]) + (int(p["Length"]),) + tuple(s[0][int(p.get("Axis", "0")):])),
+    "Delay": _t("recurrent_param", out=lambda p, s: tuple(ints(p["Size"]))),
     "RepeatEnd": _t("repeat_param"),  # its times: the RepeatStart's Times
     "VATNoise": _t("vat_noise_param", "BaseAxis:base_axis:axis=0 Epsilon:eps"),
 }

@@ -77,9 +77,14 @@ def compile_network(path, name: str, batch_size: int, functions: Sequence[Functi
     net.block_times = {f.repeats[-1]: f.layer.properties.get("Times", "1") for f in functions
                        if f.layer.type == "RepeatStart" and f.repeats}
     alias.clear()
+    given = [f for f in functions if f.layer.type == "Input" and not sources.get(f.name)]
+    for f in given:  # the data come first, wherever the converter's order puts their layers
+        _variable_layer(path, net, f)
     for f in functions:
         ins = [alias.get(src, src) for _, src, _ in sources.get(f.name, [])]
-        if f.layer.type == "Input" and ins:  # a called network's Input: the caller's value
+        if f in given:
+            continue
+        if f.layer.type == "Input":  # a called network's Input: the caller's value
             alias[f.name] = ins[0]
             continue
         if f.name in drop:
@@ -145,7 +150,9 @@ def _function(path, net: CompiledNetwork, f: Function, ins: List[str], argument)
         raise NncToolsError(path, f"layer {f.name}: type {layer.type} is not one NNabla can run")
     if layer.type == "RepeatStart":  # its second input: the block's last output, from the previous repetition
         ins = ins[:1] + [net.block_last[f.repeats[-1]]] if f.repeats and f.repeats[-1] in net.block_last else ins
-    known = ins[:1] if layer.type == "RepeatStart" else ins
+    if layer.type == "Delay":  # the step's previous value (linked from later in the block), then its initial one
+        ins = ins[:1] + [_delay_initial(net, f)]
+    known = ins[:1] if layer.type == "RepeatStart" else ins[1:] if layer.type == "Delay" else ins
     for src in known:
         if src not in net.shapes:
             raise NncToolsError(path, f"layer {f.name}: its input {src} has no value before it (a cycle?)")
@@ -154,6 +161,8 @@ def _function(path, net: CompiledNetwork, f: Function, ins: List[str], argument)
         raise NncToolsError(path, f"layer {f.name} ({layer.type}) has no input link")
     properties = overridden(f)
     props = _properties(path, net, f, kind, properties, shapes[0], argument)
+    if layer.type == "RecurrentOutput":
+        props["Length"] = net.block_times.get(f.repeat_end_of or "", "1")
     try:
         out = kind.out(props, shapes)
         if any(n <= 0 for n in out):
@@ -171,6 +180,8 @@ def _function(path, net: CompiledNetwork, f: Function, ins: List[str], argument)
         _param_message(path, net, fn, kind, props, ins)
     if layer.type in ("RepeatStart", "RepeatEnd"):
         _repeat(path, net, fn, f, shapes[0], argument)
+    elif layer.type in ("RecurrentInput", "RecurrentOutput", "Delay"):
+        _recurrent(net, fn, f, props, shapes[0])
 
 
 def _properties(path, net: CompiledNetwork, f: Function, kind, properties, shape, argument) -> Dict[str, str]:
@@ -206,8 +217,32 @@ def _target_and_parameters(net: CompiledNetwork, fn, f: Function, kind, props, p
         for i, (short, shape) in enumerate(kind.params(props, shapes)):
             site = next((s for s in f.parameters if s.short == short), None)
             if i >= len(ins) - 1 and site is not None:
-                _parameter(net, site.name, shape, properties, short, site.multiplier(), f.repeats)
+                shared = tuple(r for r in f.repeats if r not in f.recurrent)  # one value for every step
+                _parameter(net, site.name, shape, properties, short, site.multiplier(), shared)
                 fn.input.append(site.name)
+
+
+def _delay_initial(net: CompiledNetwork, f: Function) -> str:
+    """A Delay's first value: ``<Delay>_Initial``, from its ``Initial.Dataset`` or ``Initial.Generator``."""
+    name = f"{f.name}_Initial"
+    net.variable(name, [int(n) for n in f.layer.properties.get("Size", "1").split(",")])
+    net.inputs.append((name, f.layer.properties.get("Initial.Dataset", "")))
+    _generator(net, name, f.layer.properties, "Initial.")
+    return name
+
+
+def _recurrent(net: CompiledNetwork, fn, f: Function, props, shape) -> None:
+    """A recurrent block: its id on RecurrentInput, Delay and RecurrentOutput, its steps (the input's size along the
+    axis) in repeat_info and as the RecurrentOutput's length."""
+    kind = f.layer.type
+    block = f.repeat_end_of if kind == "RecurrentOutput" else f.repeats[-1] if f.repeats else ""
+    fn.recurrent_param.repeat_id = block or ""
+    if kind == "RecurrentInput":
+        steps = shape[int(props.get("Axis", "0"))]
+        net.block_times[block] = str(steps)
+        net.proto.repeat_info.add(id=block, times=steps)
+    elif kind == "RecurrentOutput":
+        fn.recurrent_param.length = int(props["Length"])
 
 
 def _repeat(path, net: CompiledNetwork, fn, f: Function, shape, argument) -> None:
