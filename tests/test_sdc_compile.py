@@ -129,7 +129,11 @@ def test_a_small_project_compiles_runs_in_nnabla_and_keeps_its_multipliers(tmp_p
     assert [(v.variable_name, v.data_name) for v in proto.executor[0].output_variable] == [("Softmax", "y'")]
     text = tmp_path / "p.nntxt"
     text.write_text(network_text(proto))
+    import nnabla as nn
+
+    nn.clear_parameters()  # NNabla's loader registers parameters globally: another test's Convolution/conv/W would clash
     info = load([str(text)], prepare_data_iterator=False)
+    nn.clear_parameters()
     assert set(info.networks) == {"Main", "MainRuntime"}
     assert info.networks["MainRuntime"].variables["Softmax"].variable_instance.shape == (8, 9)
 
