@@ -219,17 +219,24 @@ def _data_variables(message, net: CompiledNetwork, targets: bool = True) -> None
             message.generator_variable.add(variable_name=variable, type=generator[0], multiplier=generator[1])
 
 
+def _section_message(sdc: SdcProject, messages, items: Dict[str, str], prefix: str, default: str, networks, datasets):
+    """A new optimizer or monitor from its ``[<Prefix>_i]`` section: name, network, and its dataset when that has a URI
+    (the converter leaves a URI-less one out)."""
+    name = items.get(f"{prefix}_Name", prefix)
+    net = _network(sdc, networks, items.get(f"{prefix}_NetworkName", default), f"{prefix.lower()} {name}")
+    message = messages.add(name=name, network_name=net.proto.name)
+    dataset = items.get(f"{prefix}_DatasetName", "")
+    if datasets.get(dataset, {}).get("URI"):
+        message.dataset_name.append(dataset)
+    return message, net
+
+
 def _optimizers(sdc: SdcProject, proto, networks, datasets) -> None:
     from .sdc_solvers import set_solver  # the solver table is its own module
 
     for items in _sections(sdc, "Optimizer"):
-        name = items.get("Optimizer_Name", "Optimizer")
-        net = _network(sdc, networks, items.get("Optimizer_NetworkName", "Main"), f"optimizer {name}")
-        o = proto.optimizer.add(name=name, network_name=net.proto.name)
+        o, net = _section_message(sdc, proto.optimizer, items, "Optimizer", "Main", networks, datasets)
         o.update_interval = _int(sdc, items.get("UpdateInterval", "1"), "UpdateInterval")
-        dataset = items.get("Optimizer_DatasetName", "")
-        if datasets.get(dataset, {}).get("URI"):
-            o.dataset_name.append(dataset)
         set_solver(sdc, o.solver, items, proto.training_config)
         _data_variables(o, net)
         for loss in net.losses:
@@ -240,12 +247,7 @@ def _optimizers(sdc: SdcProject, proto, networks, datasets) -> None:
 
 def _monitors(sdc: SdcProject, proto, networks, datasets) -> None:
     for items in _sections(sdc, "Monitor"):
-        name = items.get("Monitor_Name", "Monitor")
-        net = _network(sdc, networks, items.get("Monitor_NetworkName", "MainValidation"), f"monitor {name}")
-        m = proto.monitor.add(name=name, network_name=net.proto.name)
-        dataset = items.get("Monitor_DatasetName", "")
-        if datasets.get(dataset, {}).get("URI"):
-            m.dataset_name.append(dataset)
+        m, net = _section_message(sdc, proto.monitor, items, "Monitor", "MainValidation", networks, datasets)
         _data_variables(m, net)
         for loss in net.losses:
             m.monitor_variable.add(type="Error", variable_name=loss)
