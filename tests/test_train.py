@@ -616,8 +616,9 @@ def test_sigterm_is_ctrl_c_and_two_runs_into_one_folder_are_told_apart(tmp_path)
     goes on; a second train into a folder a running one holds is one line naming the holder, and touches nothing."""
     project = tiny_project(tmp_path, n_train=480, epochs=100000)  # far more than any machine runs before the signal
     out = tmp_path / "r"
+    err = (tmp_path / "stderr.txt").open("w")  # a file, not a pipe: a long run's progress lines would fill a pipe
     proc = subprocess.Popen(TRAIN + [str(project), "-o", str(out), "--workers", "1"], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=err, text=True)
     deadline = time.time() + 120
     while time.time() < deadline and not (out / "checkpoint.zip").exists():
         time.sleep(0.01)
@@ -625,7 +626,9 @@ def test_sigterm_is_ctrl_c_and_two_runs_into_one_folder_are_told_apart(tmp_path)
     assert second.returncode == 2 and "is in use by nnc-tl train (pid" in second.stderr, second.stderr
     assert proc.poll() is None, "the first run ended before it could be stopped"
     proc.send_signal(signal.SIGTERM)
-    assert proc.wait(timeout=120) == 130 and "interrupted" in proc.stderr.read()
+    code = proc.wait(timeout=120)
+    err.close()
+    assert code == 130 and "interrupted" in (tmp_path / "stderr.txt").read_text()
     assert not [p.name for p in out.rglob("*.tmp")] and not (out / ".nnc-tl.lock").exists()
     import zipfile
 
