@@ -264,3 +264,13 @@ def test_nncs_imagenet_sdcproj_retargets_into_an_nnp_that_trains(cli, tmp_path, 
     result = cli("train", out, "-o", tmp_path / "r")
     assert result.code == 0, result.err
     assert (tmp_path / "r" / "results.nnp").is_file()
+
+
+@pytest.mark.parametrize("kind", ["Square", "SoftSign", "Abs", "Tanh"])
+def test_elementwise_layer_types_compile_with_their_input_shape(tmp_path, kind):
+    """Each element-wise type is in the table under NNC's name (``Square`` and ``SoftSign`` once ran together into one
+    bogus name and were refused)."""
+    path = _project(tmp_path, [("Input", "Input", {"Size": "2,5"}), (kind, "Layer", {})], [(0, 1)])
+    proto = compile_sdcproj(load_sdcproj(path))
+    shapes = {v.name: list(v.shape.dim) for v in proto.network[0].variable}
+    assert shapes["Layer"] == [-1, 2, 5] and proto.network[0].function[0].type == kind

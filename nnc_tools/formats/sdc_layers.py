@@ -212,8 +212,9 @@ def identity_target(shape: Shape) -> Shape:
     return shape
 
 
-def class_target(axis_default: Optional[int] = None) -> Callable:
-    return lambda shape: tuple(shape[:-1]) + (1,)
+def class_target(shape: Shape) -> Shape:
+    """A class-index target: one label per sample (the class axis becomes 1)."""
+    return tuple(shape[:-1]) + (1,)
 
 
 _LOSS_OUT = {"SquaredError": same, "AbsoluteError": same, "BinaryCrossEntropy": same, "SigmoidCrossEntropy": same,
@@ -239,9 +240,9 @@ _CONV = ("Padding:pad Strides:stride=1,1 Dilation:dilation=1,1 Group:group=1 Cha
          "BaseAxis:base_axis:axis=0")
 _POOL = "KernelShape:kernel Strides:stride IgnoreBorder:ignore_border Padding:pad ChannelLast:channel_last"
 ELEMENTWISE = ("Abs", "Exp", "Log", "Sigmoid", "Tanh", "Round", "Sign", "BinarySigmoid", "BinaryTanh", "Identity",
-               "Unlink", "Sin", "Cos", "Sqrt", "Square" "Softsign", "SoftPlus", "LogSigmoid", "TanhShrink", "Sinc",
+               "Unlink", "Sin", "Cos", "Sqrt", "Square", "SoftSign", "SoftPlus", "LogSigmoid", "TanhShrink", "Sinc",
                "Swish", "Mish", "GELU", "ReLU6", "HardSigmoid", "HardTanh", "SELU", "CELU", "CReLU", "Ceil", "Floor",
-               "LogicalNot", "Abs")
+               "LogicalNot")
 TWO_INPUTS = ("Add2", "Sub2", "Mul2", "Div2", "Pow2", "Maximum2", "Minimum2", "Equal", "NotEqual", "Greater",
               "GreaterEqual", "Less", "LessEqual", "LogicalAnd", "LogicalOr", "LogicalXor")
 SCALAR = {"AddScalar": "add_scalar_param", "MulScalar": "mul_scalar_param", "RSubScalar": "r_sub_scalar_param",
@@ -305,9 +306,9 @@ LAYER_TYPES: Dict[str, LayerType] = {
                             image_augmentation, skip_at_test=True, skip_at_inspection=True),
     "HuberLoss": _t("huber_loss_param", "Delta:delta", same, target=identity_target),
     "CategoricalCrossEntropy": _t("categorical_cross_entropy_param", "Axis:axis:axis", reduce_axis,
-                                  target=class_target()),
-    "SoftmaxCrossEntropy": _t("softmax_cross_entropy_param", "Axis:axis:axis", reduce_axis, target=class_target()),
-    "TopNError": _t("top_n_error_param", "Axis:axis:axis N:n", reduce_axis, target=class_target()),
+                                  target=class_target),
+    "SoftmaxCrossEntropy": _t("softmax_cross_entropy_param", "Axis:axis:axis", reduce_axis, target=class_target),
+    "TopNError": _t("top_n_error_param", "Axis:axis:axis N:n", reduce_axis, target=class_target),
     "KLMultinomial": _t("kl_multinomial_param", "BaseAxis:base_axis:axis=0",
                         lambda p, s: tuple(s[0][:int(p.get("BaseAxis", "0"))]) + (1,)),
     "RepeatStart": _t("repeat_param"),
