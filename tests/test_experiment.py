@@ -396,3 +396,21 @@ def test_the_learning_curves_have_a_row_per_arm_and_mark_phases(tmp_path):
     plot_learning_curves(runs, tmp_path / "three.png", groups=groups)
     plot_learning_curves({"scratch s0": history}, tmp_path / "one.png", groups={"scratch s0": "scratch"})
     assert Image.open(tmp_path / "three.png").height > 2.5 * Image.open(tmp_path / "one.png").height
+
+
+def test_an_untrained_source_project_is_refused_before_any_stage_runs(cli, tmp_path):
+    """A source project without values (here an exported .nntxt, no parameter file; NNC's .sdcproj without its results
+    is the same case) once trained the scratch arm and then failed at the transfer arm, leaving a half run folder."""
+    from .conftest import write_image_csv
+
+    mine = tmp_path / "mine.nntxt"
+    assert cli("export", "mini_vggnet", "-o", mine).code == 0 and not list(tmp_path.glob("mine.h5"))
+    csvs = {role: write_image_csv(tmp_path, 6, size=32, channels=3, name=role) for role in ("training", "validation")}
+    config = tmp_path / "exp.yaml"
+    config.write_text(f"target_data: {{training: {csvs['training']}, validation: {csvs['validation']}, "
+                      f"test: {csvs['validation']}}}\ntarget_epochs: 2\nbatch_size: 2\nseeds: 1\narms: [scratch, transfer]\n")
+    result = cli("experiment", "transfer", "-c", config, "--source-project", mine, "-o", tmp_path / "run")
+    assert result.code == 2 and not (tmp_path / "run").exists(), result.err
+    error = result.err.strip().splitlines()[-1]
+    assert error.startswith(f"nnc-tl: error: {mine}: holds no values for 24 of its parameters") and \
+        "need a trained source" in error

@@ -30,7 +30,7 @@ from ..formats.nnp import load_project
 from ..project.export import build_project, export_network
 from ..project.freeze import apply_freeze, apply_to_proto
 from ..project.overlay import load_overlay, parse_overlay
-from ..project.retarget import RetargetOptions, retarget
+from ..project.retarget import RetargetOptions, left_to_initializer, retarget
 from ..training.checkpoint import CHECKPOINT
 from ..training.evaluate import evaluate
 from ..training.records import read_summary
@@ -246,12 +246,28 @@ def _check_overlays_fit(config: ExperimentConfig, overlay: Optional[Path], phase
                         else load_overlay(phases))
     if not overlays:
         return
-    proto = load_project(source_project).proto if source_project is not None else build_project(config.network).proto
+    if source_project is not None:
+        project = load_project(source_project)
+        _check_source_trained(project, source_project)
+        proto = project.proto
+    else:
+        proto = build_project(config.network).proto
     for each in overlays:
         for part in [p.overlay for p in each.phases] if each.phases else [each]:
             trial = type(proto)()
             trial.CopyFrom(proto)
             apply_to_proto(trial, part, source_project or config.network)
+
+
+def _check_source_trained(project, path: Path) -> None:
+    """The transfer and fine-tune arms start from the source's values: lacking some (an ``.sdcproj`` without results,
+    a project saved untrained), they would be partly random, found only after the scratch arm trained."""
+    left = left_to_initializer(project.proto, project.parameters)
+    if left:
+        shown = ", ".join(left[:3]) + (", ..." if len(left) > 3 else "")
+        raise NncToolsError(path, f"holds no values for {len(left)} of its parameters ({shown}): the transfer and "
+                            "fine-tune arms need a trained source (give a trained .nnp, or its parameters: convert it "
+                            "with them first)")
 
 
 def _data_name(config: ExperimentConfig, role: str) -> str:

@@ -72,7 +72,7 @@ def retarget(source: PathLike, target: PathLike, options: RetargetOptions) -> Re
     check_input_image(proto, Path(options.train_csv), source)
     set_solver(proto, options.solver, options.lr)
     changes = apply_to_proto(proto, load_overlay(options.overlay), target) if options.overlay else []
-    left = _left_to_initializer(proto, params)
+    left = left_to_initializer(proto, params)
     if not options.allow_frozen_initial:
         _refuse_frozen_left(proto, left, options.weights or source)
     dropped = [m.name for m in project.nnp_members if m.name.lower().endswith(".optimizer")]
@@ -114,7 +114,7 @@ def _load_source(source: Path, options: RetargetOptions) -> Project:
     return project
 
 
-def _left_to_initializer(proto, params) -> List[str]:
+def left_to_initializer(proto, params) -> List[str]:
     """Parameters the networks declare that the project (and ``--weights``) give no values, under the project's name
     or, inside a Repeat block, the loader's per-repetition names: training draws them."""
     declared = dict.fromkeys(v.name for n in proto.network for v in n.variable if v.type == "Parameter")
