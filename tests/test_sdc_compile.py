@@ -22,7 +22,6 @@ NOT_YET = {
     "LSTM_auto_encoder": "a recurrent block read after its end (the decoder's Concatenate) in the converter's order",
     "02_l1_regularization": "a Parameter layer feeding a layer's weight pin",
     "densenet-161": "Concatenate inputs through Units in the converter's order",
-    "mnist_dcgan": "an Exponential schedule's lr_decay_interval the converter leaves out there",
     "resnet-110-mixup": "an Input layer with a generator in a network without data (SetData)",
     "semi_supervised_learning_VAT": "a gradient input (VATNoise's grad)",
     "synthetic_image_object_detection": "expressions over Unit arguments inside shapes",

@@ -50,7 +50,7 @@ def _schedule(sdc, solver, items: Dict[str, str], config) -> None:
     gamma = _float(sdc, items.get("LearningRateMultiplier", "1"), "LearningRateMultiplier")
     interval = int(_float(sdc, items.get("LearningRateUpdateInterval", "1"), "LearningRateUpdateInterval"))
     per_epoch = 1 if items.get("LearningRateUpdateIntervalUnit", "1") == "1" else config.iter_per_epoch
-    interval *= max(per_epoch, 1)
+    interval *= per_epoch  # 0 when the project records no data count (NumData=0): the converter writes 0 too
     whole = config.max_epoch * config.iter_per_epoch
     solver.lr_scheduler_type = kind
     if kind == "Exponential":
