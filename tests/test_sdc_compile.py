@@ -22,7 +22,6 @@ NOT_YET = {
     "LSTM_auto_encoder": "a recurrent block read after its end (the decoder's Concatenate) in the converter's order",
     "02_l1_regularization": "a Parameter layer feeding a layer's weight pin",
     "densenet-161": "Concatenate inputs through Units in the converter's order",
-    "resnet-110-mixup": "an Input layer with a generator in a network without data (SetData)",
     "semi_supervised_learning_VAT": "a gradient input (VATNoise's grad)",
     "synthetic_image_object_detection": "expressions over Unit arguments inside shapes",
     "unetlike_125px": "a Parameter layer sized *GraphOutput",
@@ -273,3 +272,20 @@ def test_elementwise_layer_types_compile_with_their_input_shape(tmp_path, kind):
     proto = compile_sdcproj(load_sdcproj(path))
     shapes = {v.name: list(v.shape.dim) for v in proto.network[0].variable}
     assert shapes["Layer"] == [-1, 2, 5] and proto.network[0].function[0].type == kind
+
+
+def test_working_memory_is_a_batch_buffer_written_by_an_identity(tmp_path):
+    """NNC's WorkingMemory (resnet-110-mixup's X2/Y2): a Buffer with the batch axis, an Identity from its input when
+    linked, in the optimizer at multiplier 0; what only feeds it is not a loss."""
+    path = _project(tmp_path, [("Input", "Input", {"Size": "3,8,8"}), ("ReLU", "ReLU", {}),
+                               ("WorkingMemory", "X2", {"Size": "3,8,8", "Initializer": "Normal",
+                                                        "InitializerMultiplier": "1.0"}),
+                               ("MulScalar", "MulScalar", {"Value": "0"})], [(0, 1), (1, 2), (2, 3)])
+    proto = compile_sdcproj(load_sdcproj(path))
+    main = next(n for n in proto.network if n.name == "Main")
+    x2 = next(v for v in main.variable if v.name == "X2")
+    assert (x2.type, list(x2.shape.dim), x2.initializer.type) == ("Buffer", [-1, 3, 8, 8], "Normal")
+    assert [(f.type, list(f.input)) for f in main.function if f.name == "X2"] == [("Identity", ["ReLU"])]
+    optimizer = proto.optimizer[0]
+    assert [v.variable_name for v in optimizer.loss_variable] == ["MulScalar"]
+    assert [(p.variable_name, p.learning_rate_multiplier) for p in optimizer.parameter_variable] == [("X2", 0.0)]

@@ -65,7 +65,7 @@ def compile_network(path, name: str, batch_size: int, functions: Sequence[Functi
     alias: Dict[str, str] = {}  # a dropped layer's output: the variable it passes on
     readers: Dict[str, int] = {}
     for f in functions:
-        if f.is_function and f.name not in drop:
+        if (f.is_function or f.layer.type == "WorkingMemory") and f.name not in drop:
             for _, src, _ in sources.get(f.name, []):  # (a Unit's Input layer reads the caller's value)
                 readers[alias.get(src, src)] = readers.get(alias.get(src, src), 0) + 1
         if f.name in drop or (f.layer.type == "Input" and sources.get(f.name)):
@@ -93,7 +93,7 @@ def compile_network(path, name: str, batch_size: int, functions: Sequence[Functi
                 net.dropped_losses.setdefault(ins[0], f.layer.properties["T.Dataset"])
             continue
         if not f.is_function:
-            _variable_layer(path, net, f)
+            _variable_layer(path, net, f, ins)
             continue
         _function(path, net, f, ins, argument)
     fed = {src for src, n in readers.items() if n}
@@ -101,13 +101,21 @@ def compile_network(path, name: str, batch_size: int, functions: Sequence[Functi
     return net
 
 
-def _variable_layer(path, net: CompiledNetwork, f: Function) -> None:
+def _variable_layer(path, net: CompiledNetwork, f: Function, ins: Sequence[str] = ()) -> None:
     layer = f.layer
     if layer.type == "Input":
         net.variable(f.name, [int(n) for n in layer.properties.get("Size", "1").split(",")])
         net.inputs.append((f.name, layer.properties.get("Dataset", "x")))
         _generator(net, f.name, layer.properties, "")
-    elif layer.type in ("Parameter", "WorkingMemory"):
+    elif layer.type == "WorkingMemory":  # a buffer with the batch axis, the optimizers' (multiplier 0), written by an
+        var = net.variable(f.name, [int(n) for n in layer.properties.get("Size", "1").split(",")])  # Identity if linked
+        if var is not None:
+            var.initializer.type = layer.properties.get("Initializer", "Constant")
+            var.initializer.multiplier = float(layer.properties.get("InitializerMultiplier", "0"))
+            net.parameters.extend((site.name, site.multiplier()) for site in f.parameters)
+        if ins:
+            net.proto.function.add(name=f.name, type="Identity", input=ins[:1], output=[f.name])
+    elif layer.type == "Parameter":
         shape = [int(n) for n in layer.properties.get("Size", "1").split(",")]
         for site in f.parameters:
             _parameter(net, site.name, shape, layer.properties, "", site.multiplier())
