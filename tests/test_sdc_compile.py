@@ -22,7 +22,6 @@ NOT_YET = {
     "LSTM_auto_encoder": "a recurrent block read after its end (the decoder's Concatenate) in the converter's order",
     "02_l1_regularization": "a Parameter layer feeding a layer's weight pin",
     "densenet-161": "Concatenate inputs through Units in the converter's order",
-    "semi_supervised_learning_VAT": "a gradient input (VATNoise's grad)",
     "synthetic_image_object_detection": "expressions over Unit arguments inside shapes",
     "unetlike_125px": "a Parameter layer sized *GraphOutput",
     "unetlike_125px_person": "Concatenate/Deconvolution shapes through Units",
@@ -289,3 +288,21 @@ def test_working_memory_is_a_batch_buffer_written_by_an_identity(tmp_path):
     optimizer = proto.optimizer[0]
     assert [v.variable_name for v in optimizer.loss_variable] == ["MulScalar"]
     assert [(p.variable_name, p.learning_rate_multiplier) for p in optimizer.parameter_variable] == [("X2", 0.0)]
+
+
+def test_an_executor_that_back_propagates_lists_its_losses_and_multipliers(tmp_path):
+    """``NeedBackPropagation=1`` (semi_supervised_learning_VAT's noise estimate): the executor names a loss and each
+    parameter's multiplier, as the converter writes them (checked with it on this project); without it, neither."""
+    layers = [("Input", "Input", {"Size": "3,8,8"}), ("Convolution", "Conv", _CONV), ("Affine", "Affine",
+              {"OutShape": "3", "WithBias": "False", "ParameterScope": "*Name", "W.LRateMultiplier": "0.5"}),
+              ("Softmax", "Softmax", {}), ("CategoricalCrossEntropy", "Loss", {"T.Dataset": "y"})]
+    links = [(0, 1), (1, 2), (2, 3), (3, 4)]
+    for needed in (True, False):
+        proto = compile_sdcproj(load_sdcproj(_project(tmp_path, layers, links,
+                                                      f"NeedBackPropagation={int(needed)}")))
+        e = proto.executor[0]
+        assert e.need_back_propagation is needed
+        assert len(e.loss_variable) == int(needed)  # the loss's name: the VAT sample's comparison checks it
+        multipliers = {p.variable_name: p.learning_rate_multiplier for p in e.parameter_variable}
+        assert multipliers == ({"Conv/conv/W": 0.0, "Conv/conv/b": 1.0, "Affine/affine/W": 0.5} if needed else
+                               {"Conv/conv/W": 0.0, "Conv/conv/b": 0.0, "Affine/affine/W": 0.0})

@@ -27,7 +27,8 @@ def compile_sdcproj(sdc: SdcProject) -> nnabla_pb2.NNablaProtoBuf:
     datasets = _datasets(sdc, proto, batch)
     tc = proto.training_config
     tc.max_epoch = _int(sdc, config.get("MaxEpoch", "100"), "[Config] MaxEpoch")
-    main = next(iter(datasets.values()), {})
+    main_index = _int(sdc, sdc.get("Dataset", "MainIndex") or "0", "[Dataset] MainIndex")  # the main dataset's size
+    main = list(datasets.values())[main_index] if 0 <= main_index < len(datasets) else {}
     tc.iter_per_epoch = _int(sdc, main.get("NumData", "0"), "NumData") // max(batch, 1)
     tc.save_best = config.get("SaveBest", "1") == "1"
     tc.monitor_interval = _int(sdc, config.get("MonitorInterval", "10"), "[Config] MonitorInterval")
@@ -266,5 +267,9 @@ def _executors(sdc: SdcProject, proto, networks, datasets) -> None:
         _data_variables(e, net, targets=False)
         for out, data in net.outputs():
             e.output_variable.add(variable_name=out, data_name=data)
-        for param, _ in net.parameters:
-            e.parameter_variable.add(variable_name=param)
+        if e.need_back_propagation:  # its losses, and the multipliers its backward pass honours
+            e.loss_variable.extend(nnabla_pb2.LossVariable(variable_name=loss) for loss in net.losses)
+        for param, multiplier in net.parameters:
+            p = e.parameter_variable.add(variable_name=param)
+            if e.need_back_propagation:
+                p.learning_rate_multiplier = multiplier

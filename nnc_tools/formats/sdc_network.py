@@ -77,8 +77,8 @@ def compile_network(path, name: str, batch_size: int, functions: Sequence[Functi
     net.block_times = {f.repeats[-1]: f.layer.properties.get("Times", "1") for f in functions
                        if f.layer.type == "RepeatStart" and f.repeats}
     alias.clear()
-    given = [f for f in functions if f.layer.type == "Input" and not sources.get(f.name)]
-    for f in given:  # the data come first, wherever the converter's order puts their layers
+    given = [f for f in functions if f.layer.type in ("Input", "WorkingMemory") and not sources.get(f.name)]
+    for f in given:  # the data (and unwritten buffers) come first, wherever the converter's order puts their layers
         _variable_layer(path, net, f)
     for f in functions:
         ins = [alias.get(src, src) for _, src, _ in sources.get(f.name, [])]
