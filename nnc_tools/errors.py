@@ -24,6 +24,12 @@ class SettingError(NncToolsError):
         super().__init__(path, f"{setting}: {problem}")
 
 
+def first_few(names: Iterable[str], limit: int = 3) -> str:
+    """The first ``limit`` names, comma-separated, with ``...`` when there are more: a message's examples."""
+    names = list(names)
+    return ", ".join(names[:limit]) + (", ..." if len(names) > limit else "")
+
+
 def about(path: Optional[Union[str, os.PathLike]], error: NncToolsError) -> NncToolsError:
     """``error`` naming ``path`` when it names no file and no flag: every message about a file names the file."""
     if error.path is not None or error.problem.startswith("--") or isinstance(error, SettingError):

@@ -23,7 +23,7 @@ from typing import Dict, Optional
 
 from ..data.models import is_model, model_of
 from ..data.recipes import load_recipe, make_dataset, resolve_source
-from ..errors import NncToolsError
+from ..errors import NncToolsError, first_few
 from ..fileio import PathLike, atomic_output
 from ..formats.nnc_csv import read_header_and_count
 from ..formats.nnp import load_project
@@ -264,9 +264,8 @@ def _check_source_trained(project, path: Path) -> None:
     a project saved untrained), they would be partly random, found only after the scratch arm trained."""
     left = left_to_initializer(project.proto, project.parameters)
     if left:
-        shown = ", ".join(left[:3]) + (", ..." if len(left) > 3 else "")
-        raise NncToolsError(path, f"holds no values for {len(left)} of its parameters ({shown}): the transfer and "
-                            "fine-tune arms need a trained source (give a trained .nnp, or its parameters: convert it "
+        raise NncToolsError(path, f"holds no values for {len(left)} of its parameters ({first_few(left)}): the transfer "
+                            "and fine-tune arms need a trained source (give a trained .nnp, or its parameters: convert it "
                             "with them first)")
 
 

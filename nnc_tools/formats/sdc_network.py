@@ -103,20 +103,19 @@ def compile_network(path, name: str, batch_size: int, functions: Sequence[Functi
 
 def _variable_layer(path, net: CompiledNetwork, f: Function, ins: Sequence[str] = ()) -> None:
     layer = f.layer
+    shape = [int(n) for n in layer.properties.get("Size", "1").split(",")]
     if layer.type == "Input":
-        net.variable(f.name, [int(n) for n in layer.properties.get("Size", "1").split(",")])
+        net.variable(f.name, shape)
         net.inputs.append((f.name, layer.properties.get("Dataset", "x")))
         _generator(net, f.name, layer.properties, "")
     elif layer.type == "WorkingMemory":  # a buffer with the batch axis, the optimizers' (multiplier 0), written by an
-        var = net.variable(f.name, [int(n) for n in layer.properties.get("Size", "1").split(",")])  # Identity if linked
+        var = net.variable(f.name, shape)  # Identity if linked
         if var is not None:
-            var.initializer.type = layer.properties.get("Initializer", "Constant")
-            var.initializer.multiplier = float(layer.properties.get("InitializerMultiplier", "0"))
+            _initializer(var, layer.properties, "")
             net.parameters.extend((site.name, site.multiplier()) for site in f.parameters)
         if ins:
             net.proto.function.add(name=f.name, type="Identity", input=ins[:1], output=[f.name])
     elif layer.type == "Parameter":
-        shape = [int(n) for n in layer.properties.get("Size", "1").split(",")]
         for site in f.parameters:
             _parameter(net, site.name, shape, layer.properties, "", site.multiplier())
 
@@ -146,9 +145,13 @@ def _parameter(net: CompiledNetwork, name: str, shape, properties, short: str, m
     var = net.variable(name, shape, "Parameter", batch=False, repeats=repeats)
     if var is None:
         return
+    _initializer(var, properties, prefix)
+    net.parameters.append((name, multiplier))
+
+
+def _initializer(var, properties: Dict[str, str], prefix: str) -> None:
     var.initializer.type = properties.get(f"{prefix}Initializer", "Constant")
     var.initializer.multiplier = float(properties.get(f"{prefix}InitializerMultiplier", "0"))
-    net.parameters.append((name, multiplier))
 
 
 def _function(path, net: CompiledNetwork, f: Function, ins: List[str], argument) -> None:

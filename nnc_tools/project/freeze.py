@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
-from ..errors import NncToolsError
+from ..errors import NncToolsError, first_few
 from ..fileio import PathLike, atomic_outputs, same_file
 from ..formats.naming import PROJECT_EXTS, SDCPROJ_EXT
 from ..formats.nnc_graph import ParameterSite, expand, parameters
@@ -229,7 +229,7 @@ def apply_freeze(
         warnings.append(f"{overlay_path} has {len(rules.phases)} phases: applied the first; nnc-tl train --phases runs them all")
     odd = fractional(changes)
     if odd:
-        examples = ", ".join(f"{c.target} x{c.new:g}" for c in odd[:3]) + (", ..." if len(odd) > 3 else "")
+        examples = first_few(f"{c.target} x{c.new:g}" for c in odd)
         warnings.append(
             f"{len(odd)} multipliers other than 0 or 1 ({examples}): NNC and nnabla_cli train every non-zero multiplier "
             "at the full rate; nnc-tl train applies them exactly"

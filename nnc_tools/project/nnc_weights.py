@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
-from ..errors import NncToolsError
+from ..errors import NncToolsError, first_few
 from ..fileio import PathLike, file_digest
 from ..formats.naming import is_statistic, repeat_expansions
 from ..formats.nnc_graph import ParameterSite, expand
@@ -115,7 +115,7 @@ def refuse_frozen_without_weights(sdc: SdcProject, assignment: WeightAssignment,
                                 for s in f.parameters if s.name in left and not is_statistic(s.name) and s.multiplier() == 0))
     if not frozen:
         return
-    shown = ", ".join(frozen[:3]) + (", ..." if len(frozen) > 3 else "")
+    shown = first_few(frozen)
     repeat = [n for n in frozen if n in assignment.expanded]
     why = (f"; {Path(weights).name} holds {repeat[0]} only as {', '.join(assignment.expanded[repeat[0]][:2])}"
            f"{' ...' if len(assignment.expanded[repeat[0]]) > 2 else ''} (NNabla's loader names each repetition of a "

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import List
 
 from ..data.models import resolve_source
-from ..errors import NncToolsError
+from ..errors import NncToolsError, first_few
 from ..fileio import PathLike
 from ..formats.naming import PROJECT_EXTS, SDCPROJ_EXT, is_statistic, repeat_expansions
 from ..formats.nnc_csv import check_split_csvs, class_count_for
@@ -125,6 +125,6 @@ def _refuse_frozen_left(proto, left: List[str], where: Path) -> None:
     """A parameter an optimizer freezes (multiplier 0; BN statistics aside) with no values would train frozen at random."""
     frozen = [n for n in left if not is_statistic(n) and any(multipliers(o).get(n, 1.0) == 0 for o in proto.optimizer)]
     if frozen:
-        shown = ", ".join(frozen[:3]) + (", ..." if len(frozen) > 3 else "")
+        shown = first_few(frozen)
         raise NncToolsError(where, f"gives no values to {len(frozen)} parameters the project freezes ({shown}): they would "
                             "train frozen at their random initial values; pass --allow-frozen-initial to write it anyway")
