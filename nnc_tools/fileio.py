@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import filecmp
 import hashlib
 import os
 import tempfile
@@ -119,3 +120,19 @@ def folder_lock(folder: Path, what: str) -> Iterator[None]:
             yield
         finally:
             path.unlink(missing_ok=True)  # still holding the lock: nobody else is using the file
+
+
+def link_if_identical(copy: Path, original: Path) -> bool:
+    """Make ``copy`` a hard link to ``original`` when their bytes are equal (one copy on disk; both names stay); False
+    when they differ, one is missing or the file system has no hard links (the copy is left as it was)."""
+    try:
+        if os.path.samefile(copy, original):
+            return True
+        if not filecmp.cmp(copy, original, shallow=False):
+            return False
+        temp = temp_beside(copy)
+        os.link(original, temp)
+    except OSError:
+        return False
+    os.replace(temp, copy)
+    return True

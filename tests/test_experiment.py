@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import re
 import shutil
@@ -118,6 +119,10 @@ def test_config_errors(tmp_path):
         load_config(bad)
     config = load_config(None, seeds=3)
     assert config.seeds == 3 and config.network == "mini_vggnet_mark2" and config.target_epochs == 50
+    bad.write_text("monitor_interval: 0\n")
+    with pytest.raises(NncToolsError, match="monitor_interval"):
+        load_config(bad)
+    assert config.monitor_interval is None
     assert config.path(config.overlay).is_file()  # the checkout's networks/ overlay
 
 
@@ -307,11 +312,16 @@ def test_the_fine_tune_arm_trains_in_phases_and_is_reported(tmp_path, monkeypatc
     config_file.write_text(
         "network: resnet20\nsource_recipe: cifar10\ntarget_recipe: cifar100-aquatic\noverlay: o.yaml\nsource_epochs: 1\n"
         "target_epochs: 2\nbatch_size: 8\nsolver: Momentum\nlr: 0.01\nseeds: 1\nsynthetic_per_class: {source: 8, target: 5}\n"
-        "arms: [scratch, transfer, fine-tune]\nfine_tune: ft.yaml\n")
+        "arms: [scratch, transfer, fine-tune]\nfine_tune: ft.yaml\nmonitor_interval: 2\n")
     run = tmp_path / "run"
     run_transfer(run, load_config(config_file), synthetic=True)
     log = (run / "fine-tune-s0" / "result" / "training_log.csv").read_text().splitlines()
     assert [line.split(",")[-1] for line in log[1:]] == ["1", "2"]
+    # monitor_interval: 2 — the training-set monitor (a forward pass over every training image) runs at epoch 2 only,
+    # where the default rule (about ten points) would run it every epoch; the validation monitor runs every epoch
+    for arm in ("scratch-s0", "fine-tune-s0"):
+        rows = list(csv.DictReader((run / arm / "result" / "training_log.csv").open()))
+        assert [bool(r["train_error"]) for r in rows] == [False, True] and all(r["valid_error"] for r in rows)
     md = (run / "report.md").read_text()
     assert "| fine-tune (phases) | 1 |" in md and md.count("| fine-tune (phases) |") == 3  # arm, seed, difference rows
     # what each phase froze, as the transfer arm's overlay: the first phase as o.yaml, the second nothing

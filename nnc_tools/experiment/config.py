@@ -12,7 +12,8 @@ from ..yamlfile import MAX_COUNT, finite_number, name, names, read_yaml, whole_n
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CONFIG_KEYS = {"network", "source_recipe", "target_recipe", "overlay", "source_epochs", "target_epochs", "batch_size", "solver",
-               "lr", "seeds", "synthetic_per_class", "source_project", "source_data", "target_data", "arms", "fine_tune"}
+               "lr", "seeds", "synthetic_per_class", "source_project", "source_data", "target_data", "arms", "fine_tune",
+               "monitor_interval"}
 ARMS = ("scratch", "transfer", "fine-tune")
 
 
@@ -36,6 +37,8 @@ class ExperimentConfig:
     # the target runs compared: from scratch, transfer (the overlay, frozen), fine-tune (the fine_tune phases overlay)
     arms: List[str] = field(default_factory=lambda: ["scratch", "transfer"])
     fine_tune: Optional[str] = None
+    # the training-set monitor's interval in epochs (it also runs at a run's end); None: about ten points over a run
+    monitor_interval: Optional[int] = None
     base: Path = Path(".")  # where relative paths in the config are resolved
     given: FrozenSet[str] = frozenset()  # the settings the config file names
     flags: FrozenSet[str] = frozenset()  # the settings flags gave
@@ -80,7 +83,7 @@ def _checked(key: str, value, path) -> object:
     """A setting of the right type and range (the YAML reader's checks): counts are whole numbers >= 1 (the batch at most
     MAX_BATCH), the learning rate a finite number > 0, names are strings, ``synthetic_per_class`` maps source/target to
     counts."""
-    if key in ("source_epochs", "target_epochs", "batch_size", "seeds"):
+    if key in ("source_epochs", "target_epochs", "batch_size", "seeds", "monitor_interval"):
         return whole_number(value, path, key, high=MAX_BATCH if key == "batch_size" else MAX_COUNT)
     if key == "lr":
         return finite_number(value, path, key)

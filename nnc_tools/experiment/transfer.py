@@ -23,30 +23,31 @@ from typing import Dict, Optional
 
 from ..data.models import is_model, model_of
 from ..data.recipes import load_recipe, make_dataset, resolve_source
-from ..errors import NncToolsError, first_few
-from ..fileio import PathLike, atomic_output
+from ..errors import NncToolsError
+from ..fileio import PathLike, atomic_output, link_if_identical
 from ..formats.nnc_csv import read_header_and_count
-from ..formats.nnp import load_project
-from ..project.export import build_project, export_network
-from ..project.freeze import apply_freeze, apply_to_proto
-from ..project.overlay import load_overlay, parse_overlay
-from ..project.retarget import RetargetOptions, left_to_initializer, retarget
+from ..project.export import export_network
+from ..project.freeze import apply_freeze
+from ..project.retarget import RetargetOptions, retarget
 from ..training.checkpoint import CHECKPOINT
 from ..training.evaluate import evaluate
 from ..training.records import read_summary
 from ..training.train import TrainOptions, train
-from .config import REPO_ROOT, ExperimentConfig
+from .config import ExperimentConfig
 from .datasets import class_count_of, csv_of, user_csvs, user_data_record, user_data_settings
+from .overlays import DERIVED, check_overlays_fit, derived_overlays, fine_tune_phases
 from .report import write_report
 from .stages import StageRecord, finished_stages, read_stage, write_stage
 
 log = logging.getLogger(__name__)
 
 
-def monitor_interval(epochs: int) -> int:
-    """The training-set monitor's interval: about ten points over the run (nnabla_cli's default of 10 epochs would give a
-    short run one point, at its end)."""
-    return max(1, epochs // 10)
+def monitor_interval(config: ExperimentConfig, epochs: int) -> int:
+    """The training-set monitor's interval: the config's ``monitor_interval``, else about ten points over the run
+    (nnabla_cli's default of 10 epochs would give a short run one point, at its end). It runs a forward pass over every
+    training image (as nnabla_cli's does), which on a small run costs a third as much as training: a short demo sets it
+    sparser. It changes what the learning curves show, never the trained weights, so it is no stage setting."""
+    return config.monitor_interval or max(1, epochs // 10)
 
 
 def _finished_stage(folder: Path, settings: Dict, remove: bool = True) -> Optional[StageRecord]:
@@ -92,6 +93,7 @@ def _train_stage(folder: Path, project: Path, epochs: int, batch_size: int, seed
     test = evaluate(result_dir / "results.nnp", test_csv, folder / "test", batch_size=batch_size, cache=folder / "cache")
     record = write_stage(folder, StageRecord(settings, summary=read_summary(result_dir), test_accuracy=test.accuracy,
                                              result_dir="result", test_dir="test"))
+    link_if_identical(result_dir / "results_current.nnp", result_dir / "results.nnp")  # the last epoch was the best
     for leftover in (result_dir / CHECKPOINT, result_dir / "cache", folder / "cache"):  # a finished stage never resumes
         if leftover.is_dir():
             shutil.rmtree(leftover, ignore_errors=True)
@@ -116,13 +118,13 @@ def run_transfer(run_dir: PathLike, config: ExperimentConfig, *, synthetic: bool
     source_project = model.path if model is not None else source_project
     given = _given_source(source_weights, source_project)
     _check_unused_settings(config, synthetic, given is not None)
-    derived = _derived_overlays(config, source_project is not None)
+    derived = derived_overlays(config, source_project is not None)
     overlay = None if "transfer" in derived else config.path(config.overlay)
     if overlay is not None and not overlay.is_file():
         raise NncToolsError(overlay, "freeze overlay not found")
-    phases = None if "fine-tune" in derived else _fine_tune_phases(config)
+    phases = None if "fine-tune" in derived else fine_tune_phases(config)
     _check_archives(run_dir, config, synthetic, archives, verify, with_source=given is None)
-    _check_overlays_fit(config, overlay, phases, derived, source_project)
+    check_overlays_fit(config, overlay, phases, derived, source_project)
     created = not run_dir.exists()
     try:
         return _run_stages(run_dir, config, synthetic, archives, verify, source_weights, source_project, given,
@@ -182,43 +184,6 @@ def _run_stages(run_dir: Path, config: ExperimentConfig, synthetic: bool, archiv
     return write_report(run_dir, config)
 
 
-# The overlays a run states for the user's own network (``--source-project``) when none was given for it: the transfer
-# arm freezes every parameterised layer but the last (the head); the fine-tune arm trains the head alone for a fifth of
-# the target epochs, then every layer at a tenth of the rate.
-DERIVED = {"transfer": "derived-transfer.yaml", "fine-tune": "derived-fine-tune.yaml"}
-DERIVED_TRANSFER = "# derived by nnc-tl for --source-project: every parameterised layer but the last frozen\n" \
-                   "rules:\n  - all_but_last: 1\n    multiplier: 0\n"
-
-
-def _derived_overlays(config: ExperimentConfig, own_source: bool) -> Dict[str, str]:
-    """Arm -> the overlay text derived for it: with the user's own project as the source, the zoo's overlays (this
-    checkout's ``networks/``, the default and what the reference configs name) name another network's layers; one the
-    user gives (a flag, or a file of theirs the config names) is taken as written for this source."""
-    if not own_source:
-        return {}
-    derived = {}
-    for kind, key in (("transfer", "overlay"), ("fine-tune", "fine_tune")):
-        value = getattr(config, key)
-        given = key in config.flags or (key in config.given and value and not _in_the_zoo(config.path(value)))
-        if kind not in config.arms or given:
-            continue
-        if kind == "transfer":
-            derived[kind] = DERIVED_TRANSFER
-            continue
-        if config.target_epochs < 2:
-            raise NncToolsError(config.base, "the fine-tune arm's derived phases need at least 2 target epochs (or give "
-                                "fine_tune: PHASES.yaml for your network)")
-        head = max(1, config.target_epochs // 5)
-        derived[kind] = ("# derived by nnc-tl for --source-project: the head alone, then every layer at a tenth of the rate\n"
-                         f"phases:\n  - epochs: {head}\n    rules:\n      - all_but_last: 1\n        multiplier: 0\n"
-                         f"  - epochs: {config.target_epochs - head}\n    lr_scale: 0.1\n    rules:\n"
-                         "      - all_but_last: 0\n        multiplier: 1\n")
-    for kind in derived:
-        log.info(f"[experiment] {kind}: the config's {'overlay' if kind == 'transfer' else 'phases'} name "
-                 f"{config.network}'s layers, not your project's; using {DERIVED[kind]} (see the report)")
-    return derived
-
-
 def _check_unused_settings(config: ExperimentConfig, synthetic: bool, source_given: bool) -> None:
     """Settings that would be silently ignored are refused: they mean the user expects something else."""
     if source_given and config.source_data is not None:
@@ -231,67 +196,10 @@ def _check_unused_settings(config: ExperimentConfig, synthetic: bool, source_giv
                             "the config); there is nothing to generate")
 
 
-def _check_overlays_fit(config: ExperimentConfig, overlay: Optional[Path], phases: Optional[Path], derived: Dict[str, str],
-                        source_project: Optional[Path]) -> None:
-    """The transfer overlay and every fine-tune phase match the network the arms train, before any stage runs (a
-    mismatch found after the scratch arm trained would leave half a run)."""
-    import yaml
-
-    overlays = []
-    if "transfer" in config.arms:
-        overlays.append(parse_overlay(yaml.safe_load(derived["transfer"]), DERIVED["transfer"]) if "transfer" in derived
-                        else load_overlay(overlay))
-    if "fine-tune" in config.arms:
-        overlays.append(parse_overlay(yaml.safe_load(derived["fine-tune"]), DERIVED["fine-tune"]) if "fine-tune" in derived
-                        else load_overlay(phases))
-    if not overlays:
-        return
-    if source_project is not None:
-        project = load_project(source_project)
-        _check_source_trained(project, source_project)
-        proto = project.proto
-    else:
-        proto = build_project(config.network).proto
-    for each in overlays:
-        for part in [p.overlay for p in each.phases] if each.phases else [each]:
-            trial = type(proto)()
-            trial.CopyFrom(proto)
-            apply_to_proto(trial, part, source_project or config.network)
-
-
-def _check_source_trained(project, path: Path) -> None:
-    """The transfer and fine-tune arms start from the source's values: lacking some (an ``.sdcproj`` without results,
-    a project saved untrained), they would be partly random, found only after the scratch arm trained."""
-    left = left_to_initializer(project.proto, project.parameters)
-    if left:
-        raise NncToolsError(path, f"holds no values for {len(left)} of its parameters ({first_few(left)}): the transfer "
-                            "and fine-tune arms need a trained source (give a trained .nnp, or its parameters: convert it "
-                            "with them first)")
-
-
 def _data_name(config: ExperimentConfig, role: str) -> str:
     """What the progress lines call a role's data: the recipe, or the user's own CSVs."""
     csvs = _user_data(config, role)
     return f"your CSVs in {csvs['training'].parent}" if csvs is not None else getattr(config, f"{role}_recipe")
-
-
-def _in_the_zoo(path: Path) -> bool:
-    zoo = REPO_ROOT / "networks"
-    return path.resolve().parent == zoo.resolve()
-
-
-def _fine_tune_phases(config: ExperimentConfig) -> Optional[Path]:
-    """The fine-tune arm's phases overlay, checked: there, with phases adding up to the target epochs."""
-    if "fine-tune" not in config.arms:
-        return None
-    if config.fine_tune is None:
-        raise NncToolsError(config.base, "arms: fine-tune needs 'fine_tune: PHASES.yaml' (an overlay with phases)")
-    path = config.path(config.fine_tune)
-    overlay = load_overlay(path)
-    total = sum(p.epochs for p in overlay.phases or [])
-    if total != config.target_epochs:
-        raise NncToolsError(path, f"its phases take {total} epochs; the target runs take {config.target_epochs}")
-    return path
 
 
 def _given_source(weights: Optional[PathLike], project: Optional[PathLike]) -> Optional[Path]:
@@ -357,7 +265,7 @@ def _source_stage(folder: Path, config: ExperimentConfig, data: Path, settings: 
         classes = class_count_of(data)
         export_network(config.network, folder / "project.nnp", train_csv=csv_of(data, "training"),
                        val_csv=csv_of(data, "validation"), classes=classes, epochs=config.source_epochs,
-                       monitor_interval=monitor_interval(config.source_epochs), **common)
+                       monitor_interval=monitor_interval(config, config.source_epochs), **common)
         _train_stage(folder, folder / "project.nnp", config.source_epochs, config.batch_size, 0, csv_of(data, "test"),
                      settings)
     return folder / "result" / "results.nnp"
@@ -383,7 +291,7 @@ def _exported(weights: Optional[Path], overlay: Optional[Path], config: Experime
     overlay applied (transfer) or as it is (fine-tune: its phases set the multipliers)."""
     export_network(config.network, project, train_csv=csv_of(data, "training"), val_csv=csv_of(data, "validation"),
                    classes=classes, epochs=config.target_epochs, seed=seed, weights=weights,
-                   monitor_interval=monitor_interval(config.target_epochs), batch_size=config.batch_size,
+                   monitor_interval=monitor_interval(config, config.target_epochs), batch_size=config.batch_size,
                    solver=config.solver, lr=config.lr)
     if overlay is not None:
         apply_freeze(project, overlay)
@@ -396,4 +304,4 @@ def _retargeted(source: Path, overlay: Optional[Path], scratch: bool, config: Ex
     retarget(source, project, RetargetOptions(
         csv_of(data, "training"), csv_of(data, "validation"), classes=classes, overlay=overlay, scratch=scratch,
         epochs=config.target_epochs, batch_size=config.batch_size, solver=config.solver, lr=config.lr, seed=seed,
-        monitor_interval=monitor_interval(config.target_epochs)))
+        monitor_interval=monitor_interval(config, config.target_epochs)))
