@@ -4,6 +4,7 @@ converter made of each; the compiled project runs in NNabla; bad projects are on
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 
 import pytest
 from google.protobuf import text_format
@@ -306,3 +307,15 @@ def test_an_executor_that_back_propagates_lists_its_losses_and_multipliers(tmp_p
         multipliers = {p.variable_name: p.learning_rate_multiplier for p in e.parameter_variable}
         assert multipliers == ({"Conv/conv/W": 0.0, "Conv/conv/b": 1.0, "Affine/affine/W": 0.5} if needed else
                                {"Conv/conv/W": 0.0, "Conv/conv/b": 0.0, "Affine/affine/W": 0.0})
+
+
+FIXTURES = Path(__file__).parent / "sdc_fixtures"
+
+
+@pytest.mark.parametrize("project", sorted(FIXTURES.glob("*.sdcproj")), ids=lambda p: p.stem)
+def test_fixture_compiles_to_what_nncs_converter_makes(project):
+    """Projects we wrote, with what NNC's converter made of them (``sdc_fixtures/README.md``): a property a project
+    omits is the catalogue's value, as the converter has it (a convolution's padding from its BorderMode, 2x2 pooling,
+    each parameter's initializer), not an empty field or a wrong shape."""
+    differences = _differences(project)
+    assert not differences, "\n".join(differences[:10])

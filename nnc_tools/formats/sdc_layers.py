@@ -41,6 +41,18 @@ class LayerType:
     skip_at_inspection: bool = False  # dropped from the runtime network (SkipAtInspection, default True)
     extra: Dict[str, str] = field(default_factory=dict)
     at_test: Dict[str, str] = field(default_factory=dict)  # property values in a derived validation/runtime network
+    # the catalogue's values for properties a project omits (NNC's converter fills them in), beside the args' defaults;
+    # parameters' initializers: short name -> (initializer, multiplier)
+    defaults: Dict[str, str] = field(default_factory=dict)
+    initializers: Dict[str, Tuple[str, str]] = field(default_factory=dict)
+
+    def omitted(self, properties: Dict[str, str]) -> Dict[str, str]:
+        """``properties`` with the catalogue's value of every property it omits (NNC's converter does the same)."""
+        filled = {a.prop: a.default for a in self.args if a.default is not None}
+        filled.update(self.defaults)
+        for short, (initializer, multiplier) in self.initializers.items():
+            filled.update({f"{short}.Initializer": initializer, f"{short}.InitializerMultiplier": multiplier})
+        return {**filled, **properties}
 
 
 # -- shape rules -----------------------------------------------------------------------------------------------------
@@ -236,9 +248,13 @@ def _t(message: Optional[str], args: str = "", out: Callable = same, **kw) -> La
     return LayerType(message, _a(args, message) if message else (), out, **kw)
 
 
-_CONV = ("Padding:pad Strides:stride=1,1 Dilation:dilation=1,1 Group:group=1 ChannelLast:channel_last "
-         "BaseAxis:base_axis:axis=0")
-_POOL = "KernelShape:kernel Strides:stride IgnoreBorder:ignore_border Padding:pad ChannelLast:channel_last"
+_CONV = ("Padding:pad=*ConvolutionPaddingSize Strides:stride=1,1 Dilation:dilation=1,1 Group:group=1 "
+         "ChannelLast:channel_last BaseAxis:base_axis:axis=0")
+_POOL = ("KernelShape:kernel=2,2 Strides:stride=*KernelShape IgnoreBorder:ignore_border=True Padding:pad=0,0 "
+         "ChannelLast:channel_last")
+# Parameters' initializers as the catalogue has them when a project omits them
+_BIAS = {"b": ("Constant", "0.0")}
+_BINARY = {"Wb": ("Constant", "0.0"), **_BIAS}
 ELEMENTWISE = ("Abs", "Exp", "Log", "Sigmoid", "Tanh", "Round", "Sign", "BinarySigmoid", "BinaryTanh", "Identity",
                "Unlink", "Sin", "Cos", "Sqrt", "Square", "SoftSign", "SoftPlus", "LogSigmoid", "TanhShrink", "Sinc",
                "Swish", "Mish", "GELU", "ReLU6", "HardSigmoid", "HardTanh", "SELU", "CELU", "CReLU", "Ceil", "Floor",
@@ -255,34 +271,51 @@ SCALAR = {"AddScalar": "add_scalar_param", "MulScalar": "mul_scalar_param", "RSu
           "LogicalXorScalar": "logical_xor_scalar_param"}
 
 LAYER_TYPES: Dict[str, LayerType] = {
-    "Affine": _t("affine_param", "BaseAxis:base_axis:axis=0", affine_out, params=affine_params),
+    "Affine": _t("affine_param", "BaseAxis:base_axis:axis=0", affine_out, params=affine_params,
+                 defaults={"OutShape": "100", "WithBias": "True"},
+                 initializers={"W": ("NormalAffineGlorot", "1.0"), **_BIAS}),
     "BinaryConnectAffine": _t("binary_connect_affine_param", "BaseAxis:base_axis:axis=0", affine_out,
-                              params=binary_affine_params),
+                              params=binary_affine_params, defaults={"OutShape": "100", "WithBias": "True"},
+                              initializers={"W": ("UniformAffineGlorot", "1.0"), **_BINARY}),
     "BinaryWeightAffine": _t("binary_weight_affine_param", "BaseAxis:base_axis:axis=0", affine_out,
-                             params=binary_affine_params),
-    "Convolution": _t("convolution_param", _CONV, convolution(lambda p, s: int(p["OutMaps"])), params=conv_params),
+                             params=binary_affine_params, defaults={"OutShape": "100", "WithBias": "True"},
+                             initializers={"W": ("UniformAffineGlorot", "1.0"), **_BINARY}),
+    "Convolution": _t("convolution_param", _CONV, convolution(lambda p, s: int(p["OutMaps"])), params=conv_params,
+                      defaults={"OutMaps": "16", "KernelShape": "3,3", "BorderMode": "same", "WithBias": "True"},
+                      initializers={"W": ("NormalConvolutionGlorot", "1.0"), **_BIAS}),
     "BinaryConnectConvolution": _t("binary_connect_convolution_param", _CONV,
-                                   convolution(lambda p, s: int(p["OutMaps"])), params=binary_conv_params),
+                                   convolution(lambda p, s: int(p["OutMaps"])), params=binary_conv_params,
+                                   defaults={"OutMaps": "16", "KernelShape": "5,5", "BorderMode": "valid",
+                                             "WithBias": "True"},
+                                   initializers={"W": ("UniformConvolutionGlorot", "1.0"), **_BINARY}),
     "BinaryWeightConvolution": _t("binary_weight_convolution_param", _CONV,
-                                  convolution(lambda p, s: int(p["OutMaps"])), params=binary_conv_params),
+                                  convolution(lambda p, s: int(p["OutMaps"])), params=binary_conv_params,
+                                  defaults={"OutMaps": "16", "KernelShape": "5,5", "BorderMode": "valid",
+                                            "WithBias": "True"},
+                                  initializers={"W": ("UniformConvolutionGlorot", "1.0"), **_BINARY}),
     "DepthwiseConvolution": _t("depthwise_convolution_param",
                                "Padding:pad Strides:stride Dilation:dilation Multiplier:multiplier BaseAxis:base_axis:axis=0",
                                convolution(depthwise_maps), params=depthwise_params),
-    "Deconvolution": _t("deconvolution_param", _CONV, deconvolution, params=deconv_params),
+    "Deconvolution": _t("deconvolution_param", _CONV.replace("=*ConvolutionPaddingSize", "=0,0"), deconvolution,
+                        params=deconv_params, defaults={"OutMaps": "16", "KernelShape": "5,5", "WithBias": "True"},
+                        initializers={"W": ("NormalConvolutionHeForward", "1.0"), **_BIAS}),
     "MaxPooling": _t("max_pooling_param", _POOL, pooling),
-    "AveragePooling": _t("average_pooling_param", _POOL + " IncludingPad:including_pad", pooling),
+    "AveragePooling": _t("average_pooling_param", _POOL + " IncludingPad:including_pad=True", pooling),
     "SumPooling": _t("sum_pooling_param", _POOL, pooling),
     "Unpooling": _t("unpooling_param", "KernelShape:kernel", unpooling),
     "BatchNormalization": _t("batch_normalization_param",
-                             "Axes:axes:axis DecayRate:decay_rate Epsilon:eps BatchStat:batch_stat", params=bn_params,
-                             at_test={"BatchStat": "False"}),
-    "PReLU": _t("prelu_param", "BaseAxis:base_axis:axis=0", params=prelu_params),
-    "ReLU": _t("relu_param", "InPlace:inplace"),
-    "LeakyReLU": _t("leaky_relu_param", "Alpha:alpha InPlace:inplace"),
-    "ELU": _t("elu_param", "Alpha:alpha"),
-    "Softmax": _t("softmax_param", "Axis:axis:axis"),
-    "Dropout": _t("dropout_param", "P:p Seed:seed", skip_at_test=True, skip_at_inspection=True),
-    "Concatenate": _t("concatenate_param", "Axis:axis:axis", concatenate),
+                             "Axes:axes:axis=0 DecayRate:decay_rate=0.9 Epsilon:eps=0.0001 BatchStat:batch_stat=True",
+                             params=bn_params, at_test={"BatchStat": "False"},
+                             initializers={"beta": ("Constant", "0.0"), "gamma": ("Constant", "1.0"),
+                                           "mean": ("Constant", "0.0"), "var": ("Constant", "0.0")}),
+    "PReLU": _t("prelu_param", "BaseAxis:base_axis:axis=0", params=prelu_params, defaults={"Shared": "False"},
+                initializers={"slope": ("Constant", "0.25")}),
+    "ReLU": _t("relu_param", "InPlace:inplace=*AutoInPlaceOnce"),
+    "LeakyReLU": _t("leaky_relu_param", "Alpha:alpha=0.1 InPlace:inplace=*AutoInPlaceOnce"),
+    "ELU": _t("elu_param", "Alpha:alpha=1.0"),
+    "Softmax": _t("softmax_param", "Axis:axis:axis=0"),
+    "Dropout": _t("dropout_param", "P:p=0.5 Seed:seed=-1", skip_at_test=True, skip_at_inspection=True),
+    "Concatenate": _t("concatenate_param", "Axis:axis:axis=0", concatenate),
     "Reshape": _t("reshape_param", "OutShape:shape:batch", outshape),
     "Broadcast": _t("broadcast_param", "OutShape:shape:batch", outshape),
     "Transpose": _t("transpose_param", "Axes:axes:axis", transpose, extra={"zero_first": "axes"}),
@@ -304,11 +337,11 @@ LAYER_TYPES: Dict[str, LayerType] = {
                             "Brightness:brightness BrightnessEach:brightness_each Contrast:contrast "
                             "ContrastCenter:contrast_center ContrastEach:contrast_each Noise:noise Seed:seed",
                             image_augmentation, skip_at_test=True, skip_at_inspection=True),
-    "HuberLoss": _t("huber_loss_param", "Delta:delta", same, target=identity_target),
-    "CategoricalCrossEntropy": _t("categorical_cross_entropy_param", "Axis:axis:axis", reduce_axis,
+    "HuberLoss": _t("huber_loss_param", "Delta:delta=1.0", same, target=identity_target),
+    "CategoricalCrossEntropy": _t("categorical_cross_entropy_param", "Axis:axis:axis=0", reduce_axis,
                                   target=class_target),
-    "SoftmaxCrossEntropy": _t("softmax_cross_entropy_param", "Axis:axis:axis", reduce_axis, target=class_target),
-    "TopNError": _t("top_n_error_param", "Axis:axis:axis N:n", reduce_axis, target=class_target),
+    "SoftmaxCrossEntropy": _t("softmax_cross_entropy_param", "Axis:axis:axis=0", reduce_axis, target=class_target),
+    "TopNError": _t("top_n_error_param", "Axis:axis:axis=0 N:n=1", reduce_axis, target=class_target),
     "KLMultinomial": _t("kl_multinomial_param", "BaseAxis:base_axis:axis=0",
                         lambda p, s: tuple(s[0][:int(p.get("BaseAxis", "0"))]) + (1,)),
     "RepeatStart": _t("repeat_param"),

@@ -170,7 +170,7 @@ def _function(path, net: CompiledNetwork, f: Function, ins: List[str], argument)
     shapes = [net.shapes[src] for src in known]
     if not shapes:
         raise NncToolsError(path, f"layer {f.name} ({layer.type}) has no input link")
-    properties = overridden(f)
+    properties = kind.omitted(overridden(f))  # what the project omits, as the catalogue has it
     props = _properties(path, net, f, kind, properties, shapes[0], argument)
     if layer.type == "RecurrentOutput":
         props["Length"] = net.block_times.get(f.repeat_end_of or "", "1")
