@@ -12,7 +12,8 @@ from nnabla.utils import nnabla_pb2
 
 from ..errors import NncToolsError
 from .nnc_graph import Function, Wire
-from .sdc_layers import AXIS, BATCH, Shape, layer_type
+from .sdc_layers import AXIS, BATCH, layer_type
+from .sdc_shapes import Shape
 from .sdc_values import Values, expressions, int_list, number
 
 _AUTO_IN_PLACE = ("*AutoInPlace", "*AutoInPlaceOnce")
