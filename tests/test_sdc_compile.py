@@ -138,6 +138,8 @@ def test_a_small_project_compiles_runs_in_nnabla_and_keeps_its_multipliers(tmp_p
 
 @pytest.mark.parametrize("layers,links,needle", [
     ([("Input", "Input", {"Size": "3,8,8"}), ("LSTM", "Cell", {})], [(0, 1)], "type LSTM is not one NNabla can run"),
+    # neither NNC's catalogue nor NNabla has a Square (or Sqrt) function: once compiled to a type NNabla's loader refuses
+    ([("Input", "Input", {"Size": "3,8,8"}), ("Square", "Sq", {})], [(0, 1)], "type Square is not one NNabla can run"),
     ([("Input", "Input", {"Size": "3,8,8"}), ("ReLU", "ReLU", {}), ("ReLU", "ReLU_2", {})], [(0, 1), (2, 1), (1, 2)],
      "a cycle"),
     ([("Input", "Input", {"Size": "3,8,8"}), ("Convolution", "Conv", dict(_CONV, KernelShape="9,9", BorderMode="valid",
@@ -264,10 +266,10 @@ def test_nncs_imagenet_sdcproj_retargets_into_an_nnp_that_trains(cli, tmp_path, 
     assert (tmp_path / "r" / "results.nnp").is_file()
 
 
-@pytest.mark.parametrize("kind", ["Square", "SoftSign", "Abs", "Tanh"])
+@pytest.mark.parametrize("kind", ["SoftSign", "Abs", "Tanh", "ACosh"])
 def test_elementwise_layer_types_compile_with_their_input_shape(tmp_path, kind):
-    """Each element-wise type is in the table under NNC's name (``Square`` and ``SoftSign`` once ran together into one
-    bogus name and were refused)."""
+    """Each element-wise type is in the table under NNC's name (``SoftSign`` once ran together with its neighbour into
+    one bogus name and was refused)."""
     path = _project(tmp_path, [("Input", "Input", {"Size": "2,5"}), (kind, "Layer", {})], [(0, 1)])
     proto = compile_sdcproj(load_sdcproj(path))
     shapes = {v.name: list(v.shape.dim) for v in proto.network[0].variable}
@@ -319,3 +321,31 @@ def test_fixture_compiles_to_what_nncs_converter_makes(project):
     each parameter's initializer), not an empty field or a wrong shape."""
     differences = _differences(project)
     assert not differences, "\n".join(differences[:10])
+
+
+@pytest.mark.parametrize("project", sorted(FIXTURES.glob("*.sdcproj")), ids=lambda p: p.stem)
+def test_fixture_runs_in_nnabla(tmp_path, project):
+    """NNabla's own loader builds every network of each compiled fixture: each catalogue type's function and
+    ``*_param`` as NNabla's kernels take them (a type NNabla lacks, a wrong field, a shape its setup refuses fails)."""
+    import nnabla as nn
+    from nnabla.utils.load import load
+
+    out = tmp_path / "p.nntxt"
+    out.write_text(text_format.MessageToString(compile_sdcproj(load_sdcproj(project))))
+    nn.clear_parameters()  # (NNabla's loader registers parameters in its global scope)
+    info = load([str(out)], prepare_data_iterator=False)
+    assert set(info.networks) == {"Main", "MainRuntime"}
+
+
+@needs_samples
+def test_every_layer_type_the_compiler_knows_is_checked_against_the_converter():
+    """Each type in the compiler's table is in a project NNC's converter compiled for us (a fixture) or in one of NNC's
+    samples, so no type's rules are ours alone."""
+    from nnc_tools.formats.sdc_layers import LAYER_TYPES
+
+    def types(paths):
+        return {line[5:].strip() for p in paths for line in p.read_text(encoding="utf-8").splitlines()
+                if line.startswith("Type=")}
+
+    checked = types(FIXTURES.glob("*.sdcproj")) | types(nnc_samples("*.sdcproj"))
+    assert sorted(set(LAYER_TYPES) - checked) == []

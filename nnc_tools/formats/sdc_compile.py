@@ -153,8 +153,8 @@ def _runtime_drop(functions, wires, inspect) -> set:
         successors[name] = _through(successors, name, inspect)
     layers = [f for f in functions if f.is_function]
     drop = {f.name for f in layers if f.name not in reach or f.name in inspect or not successors.get(f.name)
-            or "T.Dataset" in f.layer.properties}
-    compared = {w.source for w in wires if w.dest in drop and "T.Dataset" in _layer(functions, w.dest).properties}
+            or _is_loss(f.layer)}
+    compared = {w.source for w in wires if w.dest in drop and _is_loss(_layer(functions, w.dest))}
     while True:
         more = {f.name for f in layers if f.name not in drop and f.name not in compared and successors.get(f.name)
                 and all(d in drop for d in successors[f.name])}
@@ -168,6 +168,11 @@ def _through(successors, name: str, skipped, depth: int = 0) -> List[str]:
     for d in successors.get(name, []):
         out += _through(successors, d, skipped, depth + 1) if d in skipped and depth < 256 else [d]
     return out
+
+
+def _is_loss(layer) -> bool:
+    kind = layer_type(layer.type)
+    return kind is not None and kind.is_loss
 
 
 def _layer(functions, name: str):

@@ -33,13 +33,14 @@ class CompiledNetwork:
         self.generators: Dict[str, Tuple[str, float]] = {}
         self.block_last: Dict[str, str] = {}
         self.block_times: Dict[str, str] = {}  # a variable a generator fills: (type, multiplier)
-        self.dropped_losses: Dict[str, str] = {}  # a variable a dropped loss read -> that loss's T dataset variable
+        self.dropped_losses: List[Tuple[str, str]] = []  # (the variable a dropped loss read, its T dataset variable)
 
     def outputs(self) -> List[Tuple[str, str]]:
         """The executor's outputs: the variables nothing reads and those a dropped loss compared with a target, each
         with its data name (``y'`` for the one compared with ``y``; else its own name)."""
-        names = self.losses + [name for name in self.dropped_losses if name not in self.losses and name in self.shapes]
-        return [(name, f"{self.dropped_losses[name]}'" if name in self.dropped_losses else name) for name in names]
+        compared = dict(self.dropped_losses)  # (one output per loss: a variable two losses read is listed twice)
+        return [(name, f"{compared[name]}'" if name in compared else name) for name in self.losses] + \
+            [(name, f"{data}'") for name, data in self.dropped_losses if name not in self.losses and name in self.shapes]
 
     def variable(self, name: str, shape: Shape, kind: str = "Buffer", batch: bool = True, repeats=()):
         if name in self.shapes:
@@ -65,13 +66,17 @@ def compile_network(path, name: str, batch_size: int, functions: Sequence[Functi
         items.sort(key=lambda item: item[0])  # by input pin; links into one pin keep their order
     alias: Dict[str, str] = {}  # a dropped layer's output: the variable it passes on
     readers: Dict[str, int] = {}
-    for f in functions:
-        if (f.is_function or f.layer.type == "WorkingMemory") and f.name not in drop:
-            for _, src, _ in sources.get(f.name, []):  # (a Unit's Input layer reads the caller's value)
+    net.all_readers, called = {}, {}  # readers in the whole network, dropped layers too: an operation is in place only
+    for f in functions:  # if it is the one reader there (decided once for the training network and those derived)
+        for _, src, _ in sources.get(f.name, []) if f.is_function or f.layer.type == "WorkingMemory" else ():
+            net.all_readers[called.get(src, src)] = net.all_readers.get(called.get(src, src), 0) + 1
+            if f.name not in drop:  # (a Unit's Input layer reads the caller's value)
                 readers[alias.get(src, src)] = readers.get(alias.get(src, src), 0) + 1
         if f.name in drop or (f.layer.type == "Input" and sources.get(f.name)):
             ins = sources.get(f.name, [])
             alias[f.name] = alias.get(ins[0][1], ins[0][1]) if ins else f.name
+            if f.layer.type == "Input" and ins:
+                called[f.name] = called.get(ins[0][1], ins[0][1])
     net.readers = readers
     net.block_last = {f.repeat_end_of: sources[f.name][0][1] for f in functions
                       if f.repeat_end_of and sources.get(f.name)}  # a Repeat block's id -> its last layer's output
@@ -81,6 +86,7 @@ def compile_network(path, name: str, batch_size: int, functions: Sequence[Functi
     given = [f for f in functions if f.layer.type in ("Input", "WorkingMemory") and not sources.get(f.name)]
     for f in given:  # the data (and unwritten buffers) come first, wherever the converter's order puts their layers
         _variable_layer(path, net, f)
+    loss_names: Set[str] = set()  # the dropped losses
     for f in functions:
         ins = [alias.get(src, src) for _, src, _ in sources.get(f.name, [])]
         if f in given:
@@ -90,8 +96,11 @@ def compile_network(path, name: str, batch_size: int, functions: Sequence[Functi
             continue
         if f.name in drop:
             alias[f.name] = ins[0] if ins else f.name
-            if "T.Dataset" in f.layer.properties and ins:
-                net.dropped_losses.setdefault(ins[0], f.layer.properties["T.Dataset"])
+            kind = layer_type(f.layer.type)
+            read = sources.get(f.name, [(0, "", 0)])[0][1]  # (a loss of a loss compares nothing the runtime has)
+            if kind is not None and kind.is_loss and ins and read not in loss_names:
+                loss_names.add(f.name)
+                net.dropped_losses.append((ins[0], kind.omitted(f.layer.properties)[f"{kind.pins[0].short}.Dataset"]))
             continue
         if not f.is_function:
             _variable_layer(path, net, f, ins)
@@ -216,15 +225,16 @@ def _properties(path, net: CompiledNetwork, f: Function, kind, properties, shape
 
 
 def _target_and_parameters(net: CompiledNetwork, fn, f: Function, kind, props, properties, ins, shapes) -> None:
-    """A loss's target from the data (its T pin not linked), then the layer's parameters (those a link feeds left
-    out: an Affine whose W comes from a Parameter layer)."""
-    layer = f.layer
-    if kind.target is not None and "T.Dataset" in layer.properties and len(ins) == 1:
-        target = f"{f.name}_T"
-        net.variable(target, kind.target(shapes[0]))
-        net.targets.append((target, layer.properties["T.Dataset"]))
-        _generator(net, target, layer.properties, "T.")
-        fn.input.append(target)
+    """The data pins no link feeds (a loss's target, a constant operand) from the data or a generator, then the
+    layer's parameters (those a link feeds left out: an Affine whose W comes from a Parameter layer)."""
+    for index, pin in enumerate(kind.pins, start=1):
+        if index < len(ins):
+            continue
+        name = f"{f.name}_{pin.short}"
+        net.variable(name, pin.shape(shapes[0]))
+        (net.targets if pin.target else net.inputs).append((name, properties[f"{pin.short}.Dataset"]))
+        _generator(net, name, properties, f"{pin.short}.")
+        fn.input.append(name)
     if kind.params is not None:
         for i, (short, shape) in enumerate(kind.params(props, shapes)):
             site = next((s for s in f.parameters if s.short == short), None)
@@ -278,8 +288,9 @@ def _param_message(path, net: CompiledNetwork, fn, kind, props: Dict[str, str], 
         if value is None:
             continue
         if value in _AUTO_IN_PLACE:
-            data = ins[:1] if value == "*AutoInPlaceOnce" else ins  # in place when nothing else reads them
-            value = str(all(net.readers.get(name, 0) <= 1 for name in data))
+            data = ins[:1] if value == "*AutoInPlaceOnce" else ins  # in place when nothing else reads them and
+            given = {name for name, _ in net.inputs}  # they are not the data
+            value = str(all(net.all_readers.get(name, 0) <= 1 and name not in given for name in data))
         if value.startswith("*"):
             raise NncToolsError(path, f"layer {fn.name}: {arg.prop}={value} names nothing the project defines")
         _set_field(path, fn.name, message, arg, value, kind)

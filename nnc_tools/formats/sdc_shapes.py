@@ -19,7 +19,7 @@ def same(p, shapes) -> Shape:
 
 
 def broadcast(p, shapes) -> Shape:
-    a, b = list(shapes[0]), list(shapes[1])
+    a, b = list(shapes[0]), list(shapes[-1])  # (one input: its other is a data pin of its shape)
     n = max(len(a), len(b))
     a, b = [1] * (n - len(a)) + a, [1] * (n - len(b)) + b
     return tuple(max(x, y) if 1 in (x, y) else x for x, y in zip(a, b))
@@ -179,3 +179,75 @@ def identity_target(shape: Shape) -> Shape:
 def class_target(shape: Shape) -> Shape:
     """A class-index target: one label per sample (the class axis becomes 1)."""
     return tuple(shape[:-1]) + (1,)
+
+
+def double_axis(p, shapes) -> Shape:
+    """CReLU, CELU: the activation of x and of -x, concatenated along ``Axis``."""
+    out = list(shapes[0])
+    out[int(p.get("Axis", "0"))] *= 2
+    return tuple(out)
+
+
+def global_pooling(p, shapes) -> Shape:
+    return (shapes[0][0],) + tuple(1 for _ in shapes[0][1:])
+
+
+def depthwise_deconvolution(p, shapes) -> Shape:
+    lead, spatial = _spatial(p, shapes, lambda i, k, s, q, d: s * (i - 1) + d * (k - 1) + 1 - 2 * q)
+    return (shapes[0][0] // int(p.get("Divisor", "1")),) + tuple(spatial)
+
+
+def depthwise_deconv_params(p, shapes):
+    maps = shapes[0][0] // int(p.get("Divisor", "1"))
+    return [("W", (shapes[0][0],) + tuple(ints(p["KernelShape"])))] + \
+        ([("b", (maps,))] if p.get("WithBias", "True") == "True" else [])
+
+
+def embed(p, shapes) -> Shape:
+    return tuple(shapes[0]) + tuple(ints(p["Shape"]))
+
+
+def embed_params(p, shapes):
+    return [("W", (int(p["NumClass"]),) + tuple(ints(p["Shape"])))]
+
+
+def mean_subtraction_params(p, shapes):
+    return [("mean", tuple(shapes[0][int(p.get("BaseAxis", "0")):])), ("t", (1,))]
+
+
+def tile(p, shapes) -> Shape:
+    reps = ints(p["Reps"])
+    x = list(shapes[0])
+    x = [1] * (len(reps) - len(x)) + x
+    n = len(reps)
+    return tuple(x[:-n]) + tuple(i * r for i, r in zip(x[-n:], reps))
+
+
+def stack(p, shapes) -> Shape:
+    out = list(shapes[0])
+    out.insert(int(p.get("Axis", "0")), len(shapes))
+    return tuple(out)
+
+
+def matrix_diag(p, shapes) -> Shape:
+    return tuple(shapes[0]) + (shapes[0][-1],)
+
+
+def matrix_diag_part(p, shapes) -> Shape:
+    return tuple(shapes[0][:-1])
+
+
+def top_k_data(p, shapes) -> Shape:
+    if p.get("Reduce", "True") != "True":
+        return tuple(shapes[0])
+    return tuple(shapes[0][:int(p.get("BaseAxis", "0"))]) + (int(p.get("K", "1")),)
+
+
+def interpolate(p, shapes) -> Shape:
+    size = ints(p["OutputSize"])
+    return tuple(shapes[0][:-len(size)]) + tuple(size)
+
+
+def batch_matmul(p, shapes) -> Shape:
+    a, b = shapes[0], shapes[-1]
+    return tuple(a[:-1]) + (b[-1],)
