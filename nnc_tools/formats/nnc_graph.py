@@ -263,7 +263,8 @@ def _sites(layer: Layer, call: _Call, repeat: Optional[str], fed_pins=frozenset(
     type_scope, catalogue = LAYER_PARAMETERS.get(layer.type, ("", ()))
     replaced = {catalogue[pin - 1] for pin in fed_pins if 0 < pin <= len(catalogue)}
     own = layer.name if layer.type in VARIABLE_PARAMETERS else layer.scope
-    scope = _ascii(own, encoding) + (_repeat_suffix(call, repeat) if repeat and layer.type != REPEAT_START else "")
+    head, slash, tail = _ascii(own, encoding).partition("/")  # the block after the scope's first part, as NNC names
+    scope = head + (_repeat_suffix(call, repeat) if repeat and layer.type != REPEAT_START else "") + slash + tail
     sites = []
     for short in (p for p in layer.parameter_names() if p not in replaced):
         name = "/".join(part for part in (*call.scopes, scope, type_scope, short) if part)

@@ -85,7 +85,7 @@ def compile_network(path, name: str, batch_size: int, functions: Sequence[Functi
     alias.clear()
     given = [f for f in functions if f.layer.type in ("Input", "WorkingMemory") and not sources.get(f.name)]
     for f in given:  # the data (and unwritten buffers) come first, wherever the converter's order puts their layers
-        _variable_layer(path, net, f)
+        _variable_layer(path, net, f, argument=argument)
     loss_names: Set[str] = set()  # the dropped losses
     for f in functions:
         ins = [alias.get(src, src) for _, src, _ in sources.get(f.name, [])]
@@ -103,7 +103,7 @@ def compile_network(path, name: str, batch_size: int, functions: Sequence[Functi
                 net.dropped_losses.append((ins[0], kind.omitted(f.layer.properties)[f"{kind.pins[0].short}.Dataset"]))
             continue
         if not f.is_function:
-            _variable_layer(path, net, f, ins)
+            _variable_layer(path, net, f, ins, argument)
             continue
         _function(path, net, f, ins, argument)
     fed = {src for src, n in readers.items() if n}
@@ -111,9 +111,20 @@ def compile_network(path, name: str, batch_size: int, functions: Sequence[Functi
     return net
 
 
-def _variable_layer(path, net: CompiledNetwork, f: Function, ins: Sequence[str] = ()) -> None:
+def size(path, f: Function, argument=lambda units, macro: None) -> List[int]:
+    """An Input, Parameter, WorkingMemory or Delay layer's ``Size``: integers, or expressions over the arguments of the
+    Units calling it (``NumAnchor*InputHeight/16``)."""
+    text = overridden(f).get("Size", "1")
+    value = Values(path, f.name, {"Size": text}, None, lambda macro: argument(f.units, macro)).get("Size")
+    try:
+        return [int(n) for n in int_list(expressions(value, (), lambda name: argument(f.units, name)), ()).split(",")]
+    except ValueError:
+        raise NncToolsError(path, f"layer {f.name}: Size={text!r} is not a shape") from None
+
+
+def _variable_layer(path, net: CompiledNetwork, f: Function, ins: Sequence[str] = (), argument=None) -> None:
     layer = f.layer
-    shape = [int(n) for n in layer.properties.get("Size", "1").split(",")]
+    shape = size(path, f, argument or (lambda units, macro: None))
     if layer.type == "Input":
         net.variable(f.name, shape)
         net.inputs.append((f.name, layer.properties.get("Dataset", "x")))
@@ -172,7 +183,7 @@ def _function(path, net: CompiledNetwork, f: Function, ins: List[str], argument)
     if layer.type == "RepeatStart":  # its second input: the block's last output, from the previous repetition
         ins = ins[:1] + [net.block_last[f.repeats[-1]]] if f.repeats and f.repeats[-1] in net.block_last else ins
     if layer.type == "Delay":  # the step's previous value (linked from later in the block), then its initial one
-        ins = ins[:1] + [_delay_initial(net, f)]
+        ins = ins[:2] if len(ins) > 1 else ins[:1] + [_delay_initial(path, net, f)]  # (linked: NNC's import of an nntxt)
     known = ins[:1] if layer.type == "RepeatStart" else ins[1:] if layer.type == "Delay" else ins
     for src in known:
         if src not in net.shapes:
@@ -244,10 +255,10 @@ def _target_and_parameters(net: CompiledNetwork, fn, f: Function, kind, props, p
                 fn.input.append(site.name)
 
 
-def _delay_initial(net: CompiledNetwork, f: Function) -> str:
+def _delay_initial(path, net: CompiledNetwork, f: Function) -> str:
     """A Delay's first value: ``<Delay>_Initial``, from its ``Initial.Dataset`` or ``Initial.Generator``."""
     name = f"{f.name}_Initial"
-    net.variable(name, [int(n) for n in f.layer.properties.get("Size", "1").split(",")])
+    net.variable(name, size(path, f))
     net.inputs.append((name, f.layer.properties.get("Initial.Dataset", "")))
     _generator(net, name, f.layer.properties, "Initial.")
     return name

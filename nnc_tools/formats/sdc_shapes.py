@@ -58,10 +58,17 @@ def deconvolution(p, shapes) -> Shape:
     return (int(p["OutMaps"]),) + tuple(spatial)
 
 
+def _c_division(a: int, b: int) -> int:
+    """Integer division as C++ does it (towards zero), as NNabla's kernels and NNC's converter compute shapes."""
+    return a // b if a >= 0 else -(-a // b)
+
+
 def pooling(p, shapes) -> Shape:
+    """A kernel larger than its (padded) input still gives 1 where the border is ignored: (6 - 7) / 7 + 1 in C++."""
     ignore = p.get("IgnoreBorder", "True") == "True"
     lead, spatial = _spatial(dict(p, Strides=p.get("Strides") or p["KernelShape"]), shapes,
-                             lambda i, k, s, q, d: (i + 2 * q - k) // s + 1 if ignore else (i + q - 1) // s + 1)
+                             lambda i, k, s, q, d: _c_division(i + 2 * q - k, s) + 1 if ignore else
+                             (i + q - 1) // s + 1)
     return tuple(lead) + tuple(spatial)
 
 
