@@ -12,11 +12,10 @@ from nnabla.utils import nnabla_pb2
 
 from ..errors import NncToolsError
 from .nnc_graph import Function, Wire
-from .sdc_layers import AXIS, BATCH, layer_type
+from .sdc_fields import param_message
+from .sdc_layers import layer_type
 from .sdc_shapes import Shape
 from .sdc_values import Values, expressions, int_list, number
-
-_AUTO_IN_PLACE = ("*AutoInPlace", "*AutoInPlaceOnce")
 
 
 class CompiledNetwork:
@@ -33,6 +32,7 @@ class CompiledNetwork:
         self.generators: Dict[str, Tuple[str, float]] = {}
         self.block_last: Dict[str, str] = {}
         self.block_times: Dict[str, str] = {}  # a variable a generator fills: (type, multiplier)
+        self.batchless: Set[str] = set()  # a Parameter layer's value and what is computed from it alone (no batch axis)
         self.dropped_losses: List[Tuple[str, str]] = []  # (the variable a dropped loss read, its T dataset variable)
 
     def outputs(self) -> List[Tuple[str, str]]:
@@ -64,32 +64,20 @@ def compile_network(path, name: str, batch_size: int, functions: Sequence[Functi
         sources.setdefault(wire.dest, []).append((wire.dest_pin, wire.source, wire.source_pin))
     for items in sources.values():
         items.sort(key=lambda item: item[0])  # by input pin; links into one pin keep their order
-    alias: Dict[str, str] = {}  # a dropped layer's output: the variable it passes on
-    readers: Dict[str, int] = {}
-    net.all_readers, called = {}, {}  # readers in the whole network, dropped layers too: an operation is in place only
-    for f in functions:  # if it is the one reader there (decided once for the training network and those derived)
-        for _, src, _ in sources.get(f.name, []) if f.is_function or f.layer.type == "WorkingMemory" else ():
-            net.all_readers[called.get(src, src)] = net.all_readers.get(called.get(src, src), 0) + 1
-            if f.name not in drop:  # (a Unit's Input layer reads the caller's value)
-                readers[alias.get(src, src)] = readers.get(alias.get(src, src), 0) + 1
-        if f.name in drop or (f.layer.type == "Input" and sources.get(f.name)):
-            ins = sources.get(f.name, [])
-            alias[f.name] = alias.get(ins[0][1], ins[0][1]) if ins else f.name
-            if f.layer.type == "Input" and ins:
-                called[f.name] = called.get(ins[0][1], ins[0][1])
-    net.readers = readers
+    readers = _count_readers(net, functions, sources, drop)
     net.block_last = {f.repeat_end_of: sources[f.name][0][1] for f in functions
                       if f.repeat_end_of and sources.get(f.name)}  # a Repeat block's id -> its last layer's output
     net.block_times = {f.repeats[-1]: f.layer.properties.get("Times", "1") for f in functions
                        if f.layer.type == "RepeatStart" and f.repeats}
-    alias.clear()
+    alias: Dict[str, str] = {}  # a dropped layer's output: the variable it passes on
     given = [f for f in functions if f.layer.type in ("Input", "WorkingMemory") and not sources.get(f.name)]
     for f in given:  # the data (and unwritten buffers) come first, wherever the converter's order puts their layers
         _variable_layer(path, net, f, argument=argument)
     loss_names: Set[str] = set()  # the dropped losses
+    sized_later = _SizedByReader(path, net, functions, sources, argument)
     for f in functions:
         ins = [alias.get(src, src) for _, src, _ in sources.get(f.name, [])]
-        if f in given:
+        if f in given or sized_later.waits(f, ins):
             continue
         if f.layer.type == "Input":  # a called network's Input: the caller's value
             alias[f.name] = ins[0]
@@ -105,10 +93,94 @@ def compile_network(path, name: str, batch_size: int, functions: Sequence[Functi
         if not f.is_function:
             _variable_layer(path, net, f, ins, argument)
             continue
+        sized_later.settle_pins(f, ins)
         _function(path, net, f, ins, argument)
+        sized_later.flush()
+    sized_later.check()
     fed = {src for src, n in readers.items() if n}
     net.losses = [f.name for f in functions if f.is_function and f.name not in drop and f.name not in fed]
     return net
+
+
+def _count_readers(net: CompiledNetwork, functions: Sequence[Function], sources, drop: Set[str]) -> Dict[str, int]:
+    """Each variable's readers in the network (dropped layers read through); also ``net.all_readers``: in the whole
+    network, dropped layers too (an operation is in place only if it is the one reader there: decided once for the
+    training network and those derived from it)."""
+    alias: Dict[str, str] = {}  # a dropped layer's output: the variable it passes on
+    readers: Dict[str, int] = {}
+    net.all_readers, called = {}, {}
+    for f in functions:
+        for _, src, _ in sources.get(f.name, []) if f.is_function or f.layer.type == "WorkingMemory" else ():
+            net.all_readers[called.get(src, src)] = net.all_readers.get(called.get(src, src), 0) + 1
+            if f.name not in drop:  # (a Unit's Input layer reads the caller's value)
+                readers[alias.get(src, src)] = readers.get(alias.get(src, src), 0) + 1
+        if f.name in drop or (f.layer.type == "Input" and sources.get(f.name)):
+            ins = sources.get(f.name, [])
+            alias[f.name] = alias.get(ins[0][1], ins[0][1]) if ins else f.name
+            if f.layer.type == "Input" and ins:
+                called[f.name] = called.get(ins[0][1], ins[0][1])
+    net.readers = readers
+    return readers
+
+
+class _SizedByReader:
+    """Parameter layers sized ``*GraphOutput``: the shape of the parameter pin they feed, directly (02_l1's Parameter
+    as an Affine's W) or through element-wise layers (unetlike's Parameter -> AddScalar -> MulScalar -> a
+    Convolution's W). Such a layer, and what reads it, waits until the layer with that pin is compiled."""
+
+    def __init__(self, path, net: CompiledNetwork, functions: Sequence[Function], sources, argument):
+        self.path, self.net, self.argument = path, net, argument
+        by_name = {f.name: f for f in functions}  # a Parameter layer's site: its first reader's (``nnc_graph``)
+        net.layer_sites = {src: site for f in functions for site in f.parameters if site.layer.type == "Parameter"
+                           for _, src, _ in sources.get(f.name, [])
+                           if src in by_name and by_name[src].layer is site.layer}
+        self.pending = {f.name: f for f in functions if f.layer.type == "Parameter"
+                        and overridden(f).get("Size", "").strip() == "*GraphOutput"}
+        self.waiting: Dict[str, Tuple[Function, List[str]]] = {}  # in the converter's order
+        self.settled: Set[str] = set()
+
+    def waits(self, f: Function, ins: List[str]) -> bool:
+        if f.name in self.pending or f.name in self.settled:
+            return True
+        kind = layer_type(f.layer.type)
+        by_pin = kind is not None and kind.params is not None  # (its other inputs: parameter pins, settled by it)
+        if any(name in self.pending or name in self.waiting for name in (ins[:1] if by_pin else ins)):
+            self.waiting[f.name] = (f, ins)
+            return True
+        return False
+
+    def settle_pins(self, f: Function, ins: List[str]) -> None:
+        """The Parameter layers (and the layers between) feeding ``f``'s parameter pins, sized by those pins."""
+        kind = layer_type(f.layer.type)
+        fed = [i for i, name in enumerate(ins) if i and (name in self.pending or name in self.waiting)]
+        if not fed or kind is None or kind.params is None or ins[0] not in self.net.shapes:
+            return
+        shapes = [self.net.shapes[ins[0]]]
+        props = _properties(self.path, self.net, f, kind, kind.omitted(overridden(f)), shapes[0], self.argument)
+        params = kind.params(props, shapes)
+        for i in fed:
+            if i - 1 < len(params):
+                self._settle(ins[i], params[i - 1][1])
+
+    def _settle(self, name: str, shape) -> None:
+        if name in self.pending:
+            self.settled.add(name)
+            _parameter_layer(self.net, self.pending.pop(name), shape)
+        elif name in self.waiting:
+            f, ins = self.waiting.pop(name)
+            self._settle(ins[0], shape)
+            _function(self.path, self.net, f, ins, self.argument)
+
+    def flush(self) -> None:
+        """The waiting layers whose inputs all have values now (what else reads a settled Parameter)."""
+        for name, (f, ins) in list(self.waiting.items()):
+            if name in self.waiting and all(i in self.net.shapes for i in ins):
+                del self.waiting[name]
+                _function(self.path, self.net, f, ins, self.argument)
+
+    def check(self) -> None:
+        for name in list(self.pending) + list(self.waiting):
+            raise NncToolsError(self.path, f"layer {name}: Size *GraphOutput reaches no layer's parameter pin")
 
 
 def size(path, f: Function, argument=lambda units, macro: None) -> List[int]:
@@ -137,8 +209,14 @@ def _variable_layer(path, net: CompiledNetwork, f: Function, ins: Sequence[str] 
         if ins:
             net.proto.function.add(name=f.name, type="Identity", input=ins[:1], output=[f.name])
     elif layer.type == "Parameter":
-        for site in f.parameters:
-            _parameter(net, site.name, shape, layer.properties, "", site.multiplier())
+        _parameter_layer(net, f, shape)
+
+
+def _parameter_layer(net: CompiledNetwork, f: Function, shape) -> None:
+    """A Parameter layer's variable: its site is its first reader's (``nnc_graph`` moves it there)."""
+    for site in f.parameters + ([net.layer_sites[f.name]] if f.name in net.layer_sites else []):
+        _parameter(net, site.name, shape, f.layer.properties, "", site.multiplier())
+        net.batchless.add(site.name)
 
 
 def overridden(f: Function) -> Dict[str, str]:
@@ -207,9 +285,12 @@ def _function(path, net: CompiledNetwork, f: Function, ins: List[str], argument)
     fn.input.extend(ins)
     _target_and_parameters(net, fn, f, kind, props, properties, ins, shapes)
     fn.output.append(f.name)
-    net.variable(f.name, out, repeats=f.repeats)
+    batchless = all(src in net.batchless for src in known)  # (its axes then count from the value's first)
+    if batchless:
+        net.batchless.add(f.name)
+    net.variable(f.name, out, batch=not batchless, repeats=f.repeats)
     if kind.message is not None:
-        _param_message(path, net, fn, kind, props, ins)
+        param_message(path, net, fn, kind, props, ins, shift=not batchless)
     if layer.type in ("RepeatStart", "RepeatEnd"):
         _repeat(path, net, fn, f, shapes[0], argument)
     elif layer.type in ("RecurrentInput", "RecurrentOutput", "Delay"):
@@ -289,45 +370,3 @@ def _repeat(path, net: CompiledNetwork, fn, f: Function, shape, argument) -> Non
         except ValueError:
             raise NncToolsError(path, f"layer {f.name}: its RepeatStart's Times is not a count") from None
         net.proto.repeat_info.add(id=block or "", times=fn.repeat_param.times)
-
-
-def _param_message(path, net: CompiledNetwork, fn, kind, props: Dict[str, str], ins: List[str]) -> None:
-    message = getattr(fn, kind.message)
-    message.SetInParent()
-    for arg in kind.args:
-        value = props.get(arg.prop, arg.default)
-        if value is None:
-            continue
-        if value in _AUTO_IN_PLACE:
-            data = ins[:1] if value == "*AutoInPlaceOnce" else ins  # in place when nothing else reads them and
-            given = {name for name, _ in net.inputs}  # they are not the data
-            value = str(all(net.all_readers.get(name, 0) <= 1 and name not in given for name in data))
-        if value.startswith("*"):
-            raise NncToolsError(path, f"layer {fn.name}: {arg.prop}={value} names nothing the project defines")
-        _set_field(path, fn.name, message, arg, value, kind)
-
-
-def _set_field(path, where: str, message, arg, value: str, kind) -> None:
-    name = arg.field.split(".", 1)[1]
-    descriptor = message.DESCRIPTOR.fields_by_name[name]
-    try:
-        if descriptor.message_type is not None:  # a Shape
-            dims = [int(float(v)) for v in value.split(",") if v.strip()]
-            dims = [d + 1 for d in dims] if arg.how == AXIS else dims
-            getattr(message, name).dim.extend(([-1] if arg.how == BATCH else []) + dims)
-        elif descriptor.label == descriptor.LABEL_REPEATED:
-            items = [int(float(v)) for v in value.split(",") if v.strip()]
-            items = [i + 1 for i in items] if arg.how == AXIS else items
-            if kind.extra.get("zero_first") == name:
-                items = [0] + items
-            getattr(message, name).extend(items)
-        elif descriptor.type == descriptor.TYPE_BOOL:
-            setattr(message, name, value.strip().lower() == "true")
-        elif descriptor.type in (descriptor.TYPE_FLOAT, descriptor.TYPE_DOUBLE):
-            setattr(message, name, number(value))
-        elif descriptor.type == descriptor.TYPE_STRING:
-            setattr(message, name, value)
-        else:
-            setattr(message, name, int(float(value)) + (1 if arg.how == AXIS else 0))
-    except ValueError:
-        raise NncToolsError(path, f"layer {where}: {arg.prop}={value!r} is not a valid {name}") from None
