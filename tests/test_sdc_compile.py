@@ -21,9 +21,6 @@ from .conftest import needs_samples, nnc_samples
 # What the compiler does not do yet, each sample with the reason (strict: one that starts to pass must leave the list).
 NOT_YET = {
     "LSTM_auto_encoder": "a recurrent block read after its end (the decoder's Concatenate) in the converter's order",
-    "densenet-161": "Concatenate inputs through Units in the converter's order",
-    "unetlike_125px": "Concatenate/Deconvolution shapes through Units",
-    "unetlike_125px_person": "Concatenate/Deconvolution shapes through Units",
 }
 
 

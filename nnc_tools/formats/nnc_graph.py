@@ -172,7 +172,7 @@ class _Graph:
                 self.by_id[node.id] = node
                 ends[layer.id] = ({0: [prefix + layer.id]}, [prefix + layer.id])
         units = {layer.id for layer in layers if layer.type == UNIT}
-        for link in links:
+        for link in sorted(links, key=_rewired(layers, units, called=bool(prefix))):  # (the wires' order)
             if link.dest not in units and prefix + link.dest in self.by_id:
                 self.by_id[prefix + link.dest].fed_pins.add(link.dest_pin)
             if link.source in ends and link.dest in ends:
@@ -201,6 +201,20 @@ class _Graph:
         if scope and repeat:
             scope += _repeat_suffix(call, repeat)
         return _Call(call.units + (unit,), call.scopes + ((scope,) if scope else ())), target
+
+
+def _rewired(layers: List[Layer], units: set, called: bool):
+    """The order NNC's converter leaves one network's links in, which orders the inputs of a multi-input pin (a
+    Concatenate's): it expands the Units in file order, and each expansion moves the links at that Unit to the end
+    (re-made to its inner layers); a called network's links from its Input layers move last (re-made to the caller's
+    values when it is expanded). unetlike's skip connection and densenet's ``Concatenate(Convolution_3, InputConv)``."""
+    position = {layer.id: i for i, layer in enumerate(layers)}
+    inputs = {layer.id for layer in layers if layer.type == "Input"} if called else set()
+
+    def key(link) -> int:
+        moved = [position[end] for end in (link.source, link.dest) if end in units]
+        return len(layers) if link.source in inputs else max(moved, default=-1)
+    return key
 
 
 def _repeat_blocks(layers: List[Layer], links: Sequence) -> Tuple[Dict[str, str], Dict[str, List[str]], Dict[str, str]]:

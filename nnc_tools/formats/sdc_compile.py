@@ -12,7 +12,7 @@ from nnabla.utils import nnabla_pb2
 from ..errors import NncToolsError
 from .nnc_graph import expand_with_wires
 from .sdc_layers import layer_type
-from .sdc_network import CompiledNetwork, compile_network
+from .sdc_network import CompiledNetwork, compile_network, unit_key
 from .sdc_values import expressions
 from .sdcproj import SdcProject
 
@@ -111,20 +111,22 @@ def _arguments(sdc: SdcProject, network: str):
         return next((layer.properties.get("Value") for layer in sdc.file_layers(net)
                      if layer.type == "Argument" and layer.name == macro), None)
 
-    def lookup(units, macro: str, depth: int = 0):
+    def lookup(units, macro: str, unit_shapes=None, depth: int = 0):
+        """``unit_shapes``: a Unit's input shape by its call (``unit_key``): its arguments' ``Input[k]``."""
         if depth > 64:
             return None
         if not units:
             value = argument_layer(network, macro)
-            return _plain(value, lambda name: lookup((), name, depth + 1) if name != macro else None)
+            return _plain(value, lambda name: lookup((), name, unit_shapes, depth + 1) if name != macro else None)
         unit = units[-1]
         value = unit.properties.get(macro)
         if value is None:  # the called network's default, in its own terms
             value = argument_layer(unit.properties.get("Network", ""), macro)
-            return _plain(value, lambda name: lookup(units, name, depth + 1) if name != macro else None)
+            return _plain(value, lambda name: lookup(units, name, unit_shapes, depth + 1) if name != macro else None)
         if value.startswith("*") and value[1:] != "Name":
-            return lookup(units[:-1], value[1:], depth + 1)
-        return _plain(value, lambda name: lookup(units[:-1], name, depth + 1))  # the caller's terms
+            return lookup(units[:-1], value[1:], unit_shapes, depth + 1)
+        return _plain(value, lambda name: lookup(units[:-1], name, unit_shapes, depth + 1),  # the caller's terms
+                      (unit_shapes or {}).get(unit_key(units), ()))  # (``Input``: what the Unit layer reads)
 
     return lookup
 
@@ -179,9 +181,10 @@ def _layer(functions, name: str):
     return next(f.layer for f in functions if f.name == name)
 
 
-def _plain(value, names):
-    """A Unit argument's value with the names in it (``Stage2Maps``, ``Maps/4``) evaluated where they are defined."""
-    return None if value is None else expressions(value, (), names)
+def _plain(value, names, shape=()):
+    """A Unit argument's value with the names in it (``Stage2Maps``, ``Maps/4``) evaluated where they are defined,
+    ``Input[k]`` over ``shape`` (the Unit layer's input: unetlike's ``ConvMaps=Input[0]*2``)."""
+    return None if value is None else expressions(value, shape, names)
 
 
 def _datasets(sdc: SdcProject, proto, batch: int) -> Dict[str, Dict[str, str]]:
@@ -215,9 +218,10 @@ def _network(sdc: SdcProject, networks, name: str, what: str) -> CompiledNetwork
     return networks[name]
 
 
-def _data_variables(message, net: CompiledNetwork, targets: bool = True) -> None:
-    """Inputs (and ``targets``) from the dataset, or from a generator (``Generator``/``T.Generator`` not None)."""
-    for variable, data in net.inputs + (net.targets if targets else []):
+def _data_variables(message, net: CompiledNetwork) -> None:
+    """Inputs and the losses' targets (none in a derived runtime network) from the dataset, or from a generator
+    (``Generator``/``T.Generator`` not None)."""
+    for variable, data in net.inputs + net.targets:
         generator = net.generators.get(variable)
         if generator is None:
             message.data_variable.add(variable_name=variable, data_name=data)
@@ -269,7 +273,7 @@ def _executors(sdc: SdcProject, proto, networks, datasets) -> None:
         e.need_back_propagation = items.get("NeedBackPropagation", "0") == "1"
         dataset = datasets.get(items.get("Executor_DatasetName", ""), next(iter(datasets.values()), {}))
         e.no_image_normalization = dataset.get("ImageNormalization", "1") != "1"
-        _data_variables(e, net, targets=False)
+        _data_variables(e, net)  # (a loss kept in its network: its target too)
         for out, data in net.outputs():
             e.output_variable.add(variable_name=out, data_name=data)
         if e.need_back_propagation:  # its losses, and the multipliers its backward pass honours

@@ -53,12 +53,16 @@ class CompiledNetwork:
 
 
 def compile_network(path, name: str, batch_size: int, functions: Sequence[Function], wires: Sequence[Wire],
-                    drop: Set[str] = frozenset(), argument=lambda units, macro: None,
+                    drop: Set[str] = frozenset(), argument=lambda units, macro, unit_shapes: None,
                     test: bool = False) -> CompiledNetwork:
-    """``argument(units, macro)``: a macro's value where the Unit chain ``units`` (outermost first) defines it;
+    """``argument(units, macro, unit_shapes)``: a macro's value where the Unit chain ``units`` (outermost first)
+    defines it, a Unit's ``Input[k]`` over its input shape in ``unit_shapes``;
     ``test``: a network NNC derives for validation or runtime (Batch Normalization on running statistics)."""
     net = CompiledNetwork(name, batch_size)
     net.test = test
+    unit_shapes: Dict[Tuple[int, ...], Shape] = {}  # a Unit call's input shape: its arguments' ``Input[k]``
+    given_argument = argument
+    argument = lambda units, macro: given_argument(units, macro, unit_shapes)  # noqa: E731
     sources: Dict[str, List[Tuple[int, str, int]]] = {}
     for wire in wires:
         sources.setdefault(wire.dest, []).append((wire.dest_pin, wire.source, wire.source_pin))
@@ -81,6 +85,7 @@ def compile_network(path, name: str, batch_size: int, functions: Sequence[Functi
             continue
         if f.layer.type == "Input":  # a called network's Input: the caller's value
             alias[f.name] = ins[0]
+            unit_shapes.setdefault(unit_key(f.units), net.shapes.get(ins[0], ()))
             continue
         if f.name in drop:
             alias[f.name] = ins[0] if ins else f.name
@@ -100,6 +105,11 @@ def compile_network(path, name: str, batch_size: int, functions: Sequence[Functi
     fed = {src for src, n in readers.items() if n}
     net.losses = [f.name for f in functions if f.is_function and f.name not in drop and f.name not in fed]
     return net
+
+
+def unit_key(units) -> Tuple[int, ...]:
+    """One call of a Unit (the chain of Unit layers reaching it), as a key."""
+    return tuple(id(u) for u in units)
 
 
 def _count_readers(net: CompiledNetwork, functions: Sequence[Function], sources, drop: Set[str]) -> Dict[str, int]:
