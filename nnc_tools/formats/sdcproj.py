@@ -301,8 +301,7 @@ def network_order(nodes: Sequence, links: Sequence[Tuple[str, str]], given=lambd
     successors: Dict[str, List[str]] = {node.id: [] for node in nodes}
     indegree = {node.id: 0 for node in nodes}
     recurrent = [node.id for node in nodes if _kind(node) == "RecurrentInput"]
-    delays = [node.id for node in nodes if _kind(node) == "Delay"]
-    for src, dst in list(links) + [(r, d) for r in recurrent for d in delays]:  # a Delay runs after the step's input
+    for src, dst in list(links) + _delay_steps(by_id, links, recurrent):  # a Delay runs after its step's input
         if src in by_id and dst in by_id and (_kind(by_id[dst]) != "Delay" or src in recurrent):
             successors[src].append(dst)
             if not given(by_id[src]):
@@ -320,6 +319,26 @@ def network_order(nodes: Sequence, links: Sequence[Tuple[str, str]], given=lambd
                 ready.append(nxt)
     seen = {node.id for node in order}
     return order + [node for node in nodes if node.id not in seen]
+
+
+def _delay_steps(by_id, links, recurrent: List[str]) -> List[Tuple[str, str]]:
+    """(RecurrentInput, Delay) for each Delay of that RecurrentInput's block: what it reaches before a RecurrentOutput
+    (LSTM_auto_encoder's decoder block starts after the encoder's ends: its Delays wait for its own step only)."""
+    successors: Dict[str, List[str]] = {}
+    for src, dst in links:
+        successors.setdefault(src, []).append(dst)
+    pairs = []
+    for r in recurrent:
+        seen, stack = {r}, [r]
+        while stack:
+            for nxt in successors.get(stack.pop(), []):
+                if nxt not in seen and nxt in by_id:
+                    seen.add(nxt)
+                    if _kind(by_id[nxt]) != "RecurrentOutput":
+                        stack.append(nxt)
+        pairs += [(r, d) for d in by_id if d in seen and _kind(by_id[d]) == "Delay"]  # (in node order)
+    placed = {d for _, d in pairs}  # (a Delay no block's step reaches: after every RecurrentInput, as before)
+    return pairs + [(r, d) for r in recurrent for d in by_id if _kind(by_id[d]) == "Delay" and d not in placed]
 
 
 def _kind(node) -> str:
