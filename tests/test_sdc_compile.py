@@ -131,7 +131,10 @@ def test_a_small_project_compiles_runs_in_nnabla_and_keeps_its_multipliers(tmp_p
 
 
 @pytest.mark.parametrize("layers,links,needle", [
-    ([("Input", "Input", {"Size": "3,8,8"}), ("LSTM", "Cell", {})], [(0, 1)], "type LSTM is not one NNabla can run"),
+    ([("Input", "Input", {"Size": "3,8,8"}), ("Unsupported", "Cell", {})], [(0, 1)],
+     "type Unsupported is not one NNabla can run"),
+    # NNC's LSTM cell concatenates [h, x] along the step's axis: a 3-D input's step cannot be
+    ([("Input", "Input", {"Size": "5,3,2"}), ("LSTM", "Cell", {})], [(0, 1)], "its output shape does not follow"),
     ([("Input", "Input", {"Size": "3,Width*2,8"}), ("ReLU", "R", {})], [(0, 1)], "Size='3,Width*2,8' is not a shape"),
     ([("Input", "Input", {"Size": "4"}), ("Parameter", "P", {"Size": "*GraphOutput"}), ("ReLU", "R", {}),
       ("Add2", "A", {})], [(1, 2), (0, 3), (2, 3)], "layer P: Size *GraphOutput reaches no layer's parameter pin"),

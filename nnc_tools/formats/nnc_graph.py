@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from ..errors import NncToolsError
+from . import sdc_lstm as lstm
 from .sdcproj import (
     DEFAULT_ZERO,
     LAYER_PARAMETERS,
@@ -23,6 +24,7 @@ from .sdcproj import (
 )
 
 REPEAT_START, REPEAT_END, UNIT = "RepeatStart", "RepeatEnd", "Unit"
+CALLS = (UNIT, lstm.LSTM)  # layers that stand for a network
 BLOCK_ENDS = {REPEAT_START: REPEAT_END, "RecurrentInput": "RecurrentOutput"}  # a block's first layer -> its last
 
 
@@ -156,13 +158,13 @@ class _Graph:
 
     def add(self, network: str, call: _Call, stack: Tuple[str, ...], prefix: str) -> Tuple[Dict[int, List[str]], List[str]]:
         """Add one instance of ``network``; returns its entry points (per input pin) and its exits."""
-        layers = self.sdc.file_layers(network)
-        links = self.sdc.links(network)
+        layers, links = lstm.cell() if network == lstm.CELL else (self.sdc.file_layers(network), self.sdc.links(network))
         repeats, chains, end_of = _repeat_blocks(layers, links)
         ends: Dict[str, Tuple[Dict[int, List[str]], List[str]]] = {}
         for layer in layers:
-            if layer.type == UNIT:
-                inner, target = self._unit_call(layer, call, repeats.get(layer.id), stack)
+            if layer.type in CALLS:  # (an LSTM layer calls NNC's cell)
+                unit = lstm.as_call(layer) if layer.type == lstm.LSTM else layer
+                inner, target = self._unit_call(unit, call, repeats.get(layer.id), stack)
                 inner.repeats = call.repeats + tuple(_repeat_id(call, b) for b in chains.get(layer.id, ()))
                 ends[layer.id] = self.add(target, inner, stack + (target,), f"{prefix}{layer.id}/")
             else:
@@ -171,7 +173,7 @@ class _Graph:
                 self.nodes.append(node)
                 self.by_id[node.id] = node
                 ends[layer.id] = ({0: [prefix + layer.id]}, [prefix + layer.id])
-        units = {layer.id for layer in layers if layer.type == UNIT}
+        units = {layer.id for layer in layers if layer.type in CALLS}
         for link in sorted(links, key=_rewired(layers, units, called=bool(prefix))):  # (the wires' order)
             if link.dest not in units and prefix + link.dest in self.by_id:
                 self.by_id[prefix + link.dest].fed_pins.add(link.dest_pin)
@@ -190,7 +192,7 @@ class _Graph:
 
     def _unit_call(self, unit: Layer, call: _Call, repeat: Optional[str], stack: Tuple[str, ...]) -> Tuple[_Call, str]:
         target = unit.properties.get("Network", "")
-        if target not in self.sdc.network_names():
+        if target not in self.sdc.network_names() and target != lstm.CELL:
             raise NncToolsError(self.sdc.path, f"Unit layer {unit.name} calls network '{target}', which the project "
                                 "does not have")
         if target in stack:

@@ -271,7 +271,7 @@ def _function(path, net: CompiledNetwork, f: Function, ins: List[str], argument)
     if layer.type == "RepeatStart":  # its second input: the block's last output, from the previous repetition
         ins = ins[:1] + [net.block_last[f.repeats[-1]]] if f.repeats and f.repeats[-1] in net.block_last else ins
     if layer.type == "Delay":  # the step's previous value (linked from later in the block), then its initial one
-        ins = ins[:2] if len(ins) > 1 else ins[:1] + [_delay_initial(path, net, f)]  # (linked: NNC's import of an nntxt)
+        ins = ins[:2] if len(ins) > 1 else ins[:1] + [_delay_initial(path, net, f, argument)]  # (linked: NNC's import of an nntxt)
     known = ins[:1] if layer.type == "RepeatStart" else ins[1:] if layer.type == "Delay" else ins
     for src in known:
         if src not in net.shapes:
@@ -346,12 +346,14 @@ def _target_and_parameters(net: CompiledNetwork, fn, f: Function, kind, props, p
                 fn.input.append(site.name)
 
 
-def _delay_initial(path, net: CompiledNetwork, f: Function) -> str:
-    """A Delay's first value: ``<Delay>_Initial``, from its ``Initial.Dataset`` or ``Initial.Generator``."""
+def _delay_initial(path, net: CompiledNetwork, f: Function, argument) -> str:
+    """A Delay's first value: ``<Delay>_Initial``, from its ``Initial.Dataset`` or ``Initial.Generator`` (as the Units
+    calling it set them: an LSTM layer's ``H.Initial.Generator``)."""
     name = f"{f.name}_Initial"
-    net.variable(name, size(path, f))
-    net.inputs.append((name, f.layer.properties.get("Initial.Dataset", "")))
-    _generator(net, name, f.layer.properties, "Initial.")
+    properties = overridden(f)
+    net.variable(name, size(path, f, argument))
+    net.inputs.append((name, properties.get("Initial.Dataset", "")))
+    _generator(net, name, properties, "Initial.")
     return name
 
 

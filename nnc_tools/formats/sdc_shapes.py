@@ -130,6 +130,8 @@ def prelu_params(p, shapes):
 def concatenate(p, shapes) -> Shape:
     axis = int(p.get("Axis", "0"))
     out = list(shapes[0])
+    if any(len(s) != len(out) or any(a != b for k, (a, b) in enumerate(zip(s, out)) if k != axis) for s in shapes):
+        raise ValueError(f"inputs {' and '.join(str(list(s)) for s in shapes)} differ off axis {axis}")
     out[axis] = sum(s[axis] for s in shapes)
     return tuple(out)
 

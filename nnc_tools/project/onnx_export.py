@@ -92,7 +92,7 @@ def export_onnx(project: PathLike, output: PathLike, batch_size: Optional[int] =
     exported_batch = batch_size or network.batch_size or 1
     with atomic_output(output) as temp:
         _export(nnp, exported_batch, opset, temp, project, network.name)
-        _finish_model(temp, result, exported_batch)
+        _finish_model(temp, result, exported_batch, Path(output).name)
     return result
 
 
@@ -140,7 +140,7 @@ def _scaling_in_model(network, ex) -> str:
     return ", then ".join(steps)
 
 
-def _finish_model(path: Path, result: OnnxExport, exported_batch: int) -> None:
+def _finish_model(path: Path, result: OnnxExport, exported_batch: int, name: str) -> None:
     """The batch axis made dynamic (unless fixed) and the metadata written; a model whose batch cannot be freed (the
     exporter put it where a Reshape cannot copy it) keeps its fixed batch, and says so."""
     import onnx
@@ -148,7 +148,7 @@ def _finish_model(path: Path, result: OnnxExport, exported_batch: int) -> None:
     model = onnx.load(str(path))
     if result.batch is None and not make_batch_dynamic(model, exported_batch):
         result.batch = exported_batch
-        log.warning(f"{path.name}: the batch stays fixed at {exported_batch} (NNabla's exporter wrote it into the graph)")
+        log.warning(f"{name}: the batch stays fixed at {exported_batch} (NNabla's exporter wrote it into the graph)")
     del model.metadata_props[:]
     for key, value in result.metadata().items():
         entry = model.metadata_props.add()

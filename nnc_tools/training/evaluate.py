@@ -32,8 +32,12 @@ def predict(project: PathLike, dataset, batch_size: int = 64, executor: Optional
         raise NncToolsError(project, "has no executor to evaluate with")
     name = executor or next(iter(info.executors))
     ex = info.executors[name]
-    outputs = [v.variable_instance for v in ex.output_assign] if hasattr(ex, "output_assign") else []
-    out = outputs[0] if outputs else None
+    outputs = list(ex.output_assign.items()) if hasattr(ex, "output_assign") else []
+    # the output a loss compared with the labels (NNC names it y'), not the first of several (elman_net_with_attention
+    # lists its hidden states and attention first)
+    compared = [v for v, (_, data) in outputs if data == "y'"] + [v for v, (_, data) in outputs if data.endswith("'")]
+    out = (compared or [v for v, _ in outputs] or [None])[0]
+    out = out.variable_instance if out is not None else None
     if out is None:
         raise NncToolsError(project, f"executor {name} has no output variable")
     scores = []
@@ -47,6 +51,18 @@ def predict(project: PathLike, dataset, batch_size: int = 64, executor: Optional
         out.forward(clear_buffer=True)
         scores.append(out.d.reshape(batch_size, -1)[: len(idx)].copy())
     return np.concatenate(scores)
+
+
+def yes_or_no(proto, scores: np.ndarray) -> np.ndarray:
+    """One output per row is a yes/no classifier's (NNC's binary samples: a Sigmoid before BinaryCrossEntropy, or
+    the logit SigmoidCrossEntropy reads): two class scores, class 1 where it passes 0.5 (a logit: 0)."""
+    if scores.ndim != 2 or scores.shape[1] != 1:
+        return scores
+    outputs = {v.variable_name for e in proto.executor[:1] for v in e.output_variable}
+    logit = any(f.type == "SigmoidCrossEntropy" and f.input[:1] and f.input[0] in outputs
+                for n in proto.network for f in n.function)
+    margin = scores[:, 0] - (0.0 if logit else 0.5)
+    return np.stack([-margin, margin], axis=1)
 
 
 def _check_executor_columns(proto, dataset, project: Path) -> None:
@@ -120,7 +136,7 @@ def _evaluate(project: Path, csv_path: Path, outdir: Optional[Path], batch_size:
     labels = raw.astype(np.int64)
     _check_executor_columns(proto, dataset, project)
     nn.clear_parameters()
-    scores = predict(project, dataset, batch_size)
+    scores = yes_or_no(proto, predict(project, dataset, batch_size))
     predicted = scores.argmax(axis=1)
     if len(labels) and labels.max() >= scores.shape[1]:
         row = int(np.flatnonzero(labels >= scores.shape[1])[0])
