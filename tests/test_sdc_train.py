@@ -59,8 +59,7 @@ def _write_data(proto, folder: Path, n: int) -> Path:
     for i in range(n):
         row = []
         for name, (variable, shape) in columns.items():
-            if shape == [1] and any(variable in f.input[1:] or variable == f.input[0] and f.type == "Identity"
-                                    for f in network.function):  # a label
+            if shape == [1] and (name == "y" or any(variable in f.input[1:] for f in network.function)):  # a label
                 row.append(str(i % min(3, _classes(network, variable))))
             elif len(shape) == 3 and shape[0] in (1, 3):
                 pixels = rng.randint(0, 256, size=shape[1:] + ([3] if shape[0] == 3 else [])).astype(np.uint8)
