@@ -83,6 +83,15 @@ def _train_one_epoch(cli, tmp_path, name: str) -> None:
     text_format.Merge(compiled.read_text(encoding="utf-8"), proto)
     batch = 2
     csv = _write_data(proto, tmp_path / "data", 2 * batch)
+    shapes = {n.name: {v.name: list(v.shape.dim) for v in n.variable} for n in proto.network}
+    wanted = [shapes[o.network_name][d.variable_name] for o in proto.optimizer for d in o.data_variable][:1]
+    for m in list(proto.monitor):  # (ImageNet projects also validate at 320x320 and 480x480: other data)
+        if [shapes[m.network_name].get(d.variable_name) for d in m.data_variable][:1] != wanted:
+            proto.monitor.remove(m)
+    if not proto.dataset:  # NNC's ImageNet projects' datasets have no URI: the converter leaves them out (and names
+        proto.dataset.add(name="Training", shuffle=True)  # none in the optimizer and monitors)
+        for m in list(proto.optimizer) + list(proto.monitor):
+            m.dataset_name[:] = ["Training"]
     for k, dataset in enumerate(proto.dataset):  # the user's data in place of NNC's sample files
         dataset.uri, dataset.cache_dir, dataset.batch_size = str(csv), str(tmp_path / f"cache{k}"), batch
     for network in proto.network:
