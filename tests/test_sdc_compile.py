@@ -351,3 +351,54 @@ def test_every_layer_type_the_compiler_knows_is_checked_against_the_converter():
 
     checked = types(FIXTURES.glob("*.sdcproj")) | types(nnc_samples("*.sdcproj"))
     assert sorted(set(LAYER_TYPES) - checked) == []
+
+
+def _frozen_conv_project(tmp_path, reference: str):
+    """LeNet-like: a frozen Convolution whose W.File is ``reference`` (NNC's ``<job id>/<name with ~>``)."""
+    conv = dict(_CONV, **{"W.File": reference})
+    return _project(tmp_path, [("Input", "Input", {"Size": "3,8,8", "Dataset": "x"}), ("Convolution", "Convolution", conv),
+                               ("Affine", "Affine", {"OutShape": "2"}), ("Softmax", "Softmax", {}),
+                               ("CategoricalCrossEntropy", "Loss", {})], [(0, 1), (1, 2), (2, 3), (3, 4)])
+
+
+def test_weight_references_load_from_the_projects_results(tmp_path):
+    """``W.File = <job>/<name>``: NNC's runner loads that parameter from results/<job>/results.nnp; so does loading the
+    .sdcproj here (also from <stem>.weights/<job>/, where apply-freeze --weights puts them), and a job not found is a
+    warning, its parameters left to their initializers."""
+    from collections import OrderedDict
+
+    import numpy as np
+
+    from nnc_tools.formats.nnp import Project, load_project, save_project
+    from nnc_tools.formats.parameters import Parameter
+
+    path = _frozen_conv_project(tmp_path, "job_7/Convolution~conv~W")
+    assert load_project(path).parameters == OrderedDict()  # the job's folder is not there yet
+    trained = np.arange(4 * 3 * 3 * 3, dtype=np.float32).reshape(4, 3, 3, 3)
+    for folder in (tmp_path / "p.weights" / "job_7", tmp_path / "results" / "job_7"):
+        folder.mkdir(parents=True)
+        project = Project(compile_sdcproj(load_sdcproj(path)), OrderedDict(
+            [("Convolution/conv/W", Parameter("Convolution/conv/W", trained)),
+             ("Affine/affine/W", Parameter("Affine/affine/W", np.zeros((4 * 8 * 8, 2), np.float32)))]))
+        save_project(project, folder / "results.nnp")
+        loaded = load_project(path)
+        assert list(loaded.parameters) == ["Convolution/conv/W"]  # only what the project references
+        np.testing.assert_array_equal(loaded.parameters["Convolution/conv/W"].data, trained)
+        trained = trained + 1  # results/<job>/ (NNC's own place) is read first
+
+
+def test_training_refuses_a_frozen_parameter_nothing_gives_values(cli, tmp_path):
+    """A frozen layer whose weights are not found would train frozen at random and finish with exit 0: refused in one
+    line before any data is read, unless --allow-frozen-initial."""
+    from .conftest import assert_refused
+
+    path = _frozen_conv_project(tmp_path, "")
+    result = cli("train", path, "-o", tmp_path / "r")
+    assert_refused(result, "p.sdcproj", "1 parameters it keeps frozen", "Convolution/conv/W", "--allow-frozen-initial")
+    assert not (tmp_path / "r").exists()
+    path = _frozen_conv_project(tmp_path, "job_7/Convolution~conv~W")  # a reference to a job not there: said first
+    warning, error = cli("train", path, "-o", tmp_path / "r").err.strip().splitlines()
+    assert "reference NNC job job_7, whose results.nnp is in neither results/job_7/" in warning
+    assert "1 parameters it keeps frozen" in error and not (tmp_path / "r").exists()
+    allowed = cli("train", path, "-o", tmp_path / "r", "--allow-frozen-initial")
+    assert "1 parameters it keeps frozen" not in allowed.err  # (it goes on to the data: train.csv is not there)

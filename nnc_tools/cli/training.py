@@ -18,7 +18,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     options = TrainOptions(epochs=args.epochs, batch_size=args.batch_size, context=args.context, device_id=args.device_id,
                            weights=args.weights, resume=args.resume, seed=args.seed, frozen_bn=args.frozen_bn,
                            cache_frozen=args.cache_frozen, cache_budget=args.cache_budget, workers=args.workers,
-                           phases=args.phases, solver=args.solver, lr=args.lr)
+                           phases=args.phases, solver=args.solver, lr=args.lr,
+                           allow_frozen_initial=args.allow_frozen_initial)
     result = train(args.project, args.output, options)
     s = result.summary
     for name, why in result.reinitialised:
@@ -52,6 +53,8 @@ def _add_train(sub, common: argparse.ArgumentParser) -> None:
     p.add_argument("project", help="a project file, or a training run's result folder (its results.nnp)")
     p.add_argument("-o", "--output", required=True, metavar="RESULT_DIR")
     p.add_argument("--weights", metavar="FROM.nnp", help="start from these parameters where name and shape match")
+    p.add_argument("--allow-frozen-initial", action="store_true", help="train even when a parameter the project keeps "
+                   "frozen has no values (it stays at its random initial value)")
     p.add_argument("--context", default="cpu", choices=["cpu", "cudnn"])
     p.add_argument("--device-id", type=arguments.device, default=0)
     p.add_argument("--epochs", type=arguments.count, help="override the project's max_epoch")

@@ -19,6 +19,12 @@ def is_statistic(name: str) -> bool:
     return name.endswith(("/bn/mean", "/bn/var"))
 
 
+def is_computed(name: str) -> bool:
+    """A parameter the functions compute, not a solver: Batch Normalization's and MeanSubtraction's statistics, a
+    binary layer's binarised weights (``Wb``); NNC's multiplier for them is 0 unless set."""
+    return is_statistic(name) or name.endswith(("/mean_subtraction/mean", "/mean_subtraction/t", "/Wb"))
+
+
 def repeat_expansions(name: str, names) -> list:
     """The names NNabla's loader gives a parameter inside a Repeat block, as found in ``names``: NNC's converter writes
     ``Convolution_2{RepeatStart_3}/conv/W`` (one per layer), the loader creates one per repetition with each ``{…}``

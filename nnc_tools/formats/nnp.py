@@ -114,11 +114,10 @@ def load_project(path: PathLike, parameter_files: Sequence[PathLike] = ()) -> Pr
 
 
 def _load_project(path: Path, parameter_files: Sequence[PathLike]) -> Project:
-    if path.suffix.lower() == SDCPROJ_EXT:  # NNC's project: compiled as NNC's converter would (no parameters yet)
-        from .sdc_compile import compile_sdcproj
-        from .sdcproj import load_sdcproj
+    if path.suffix.lower() == SDCPROJ_EXT:  # NNC's project: compiled as NNC's converter would, with its *.File weights
+        from .sdc_files import compiled_project
 
-        project = Project(compile_sdcproj(load_sdcproj(path)), OrderedDict(), path=path)
+        project = compiled_project(path)
     elif existing_file(path, PROJECT_EXTS, "project file", f"one of {', '.join(PROJECT_EXTS)}") == ".nnp":
         project = _load_nnp(path)
     else:

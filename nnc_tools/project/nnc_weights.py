@@ -20,9 +20,9 @@ from ..errors import NncToolsError, first_few
 from ..fileio import PathLike, file_digest
 from ..formats.naming import is_statistic, repeat_expansions
 from ..formats.nnc_graph import ParameterSite, expand
-from ..formats.sdcproj import MULTIPLIER_SUFFIX, Layer, SdcProject
+from ..formats.sdc_files import file_keys
+from ..formats.sdcproj import SdcProject
 
-FILE_SUFFIX = ".File"
 # A job id as NNC's runner reads it from a reference (``<job id>/<parameter>``) and finds its folder in the results.
 JOB_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 
@@ -37,12 +37,6 @@ class WeightAssignment:
     sites: List[ParameterSite] = field(default_factory=list)
     # left parameters inside a Repeat block that FROM.nnp holds only under the loader's names (``Conv[0]/conv/W`` …)
     expanded: Dict[str, List[str]] = field(default_factory=dict)
-
-
-def _file_keys(site: ParameterSite) -> List[Tuple[Layer, str]]:
-    """The properties that may hold a parameter's weight reference, outermost first (those of its multiplier, ``.File``)."""
-    return [(layer, key[: -len(MULTIPLIER_SUFFIX)] + FILE_SUFFIX if key.endswith(MULTIPLIER_SUFFIX) else "File")
-            for layer, key in site.keys]
 
 
 def assign_weights(sdc: SdcProject, weights: PathLike, output: PathLike, job_dir: Optional[PathLike] = None) -> WeightAssignment:
@@ -88,7 +82,7 @@ def write_references(sdc: SdcProject, assignment: WeightAssignment) -> List[Tupl
     chosen = dict(assignment.assigned)
     groups: Dict[Tuple[str, str], List[ParameterSite]] = {}
     for site in assignment.sites:
-        keys = _file_keys(site)
+        keys = file_keys(site)
         layer, key = next(((lay, k) for lay, k in keys if k in lay.properties), keys[0])
         groups.setdefault((layer.section, key), []).append(site)
     edits = {}
@@ -96,7 +90,7 @@ def write_references(sdc: SdcProject, assignment: WeightAssignment) -> List[Tupl
         wanted = [s for s in group if s.name in chosen]
         values = {chosen.get(s.name) for s in group}
         for site in wanted:
-            keys = _file_keys(site)
+            keys = file_keys(site)
             layer, key = next(((lay, k) for lay, k in keys if k in lay.properties), keys[0]) if len(values) == 1 else keys[0]
             old = layer.properties.get(key, "")
             if old != chosen[site.name]:

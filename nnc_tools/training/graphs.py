@@ -9,8 +9,9 @@ from typing import Dict, List
 import nnabla as nn
 import numpy as np
 
-from ..errors import NncToolsError
-from ..formats.nnp import multipliers
+from ..errors import NncToolsError, first_few
+from ..formats.naming import is_computed, repeat_expansions
+from ..formats.nnp import load_project, multipliers
 from ..formats.schema import network_of, nnabla_pb2
 from .engine import nnabla_load
 
@@ -79,3 +80,19 @@ def training_proto(project, options) -> nnabla_pb2.NNablaProtoBuf:
             if f.type == "BatchNormalization" and len(f.input) >= 3 and f.input[1] in frozen and f.input[2] in frozen:
                 f.batch_normalization_param.batch_stat = options.frozen_bn == "batch"
     return proto
+
+
+def refuse_frozen_at_random(project, proto: nnabla_pb2.NNablaProtoBuf, weights, where) -> None:
+    """A parameter the run keeps frozen (multiplier 0) that neither the project nor ``weights`` gives values would
+    train frozen at its random initial value, a result that looks fine and is not (an ``.sdcproj`` whose ``W.File``
+    references are not found, a text project without its ``.h5``): one line naming them, before any work."""
+    given = set(project.parameters)
+    frozen = [n for n in frozen_parameters(proto, proto.optimizer[0].name)
+              if n not in given and not is_computed(n) and not repeat_expansions(n, given)]
+    if frozen and weights is not None:
+        given = set(load_project(weights).parameters)
+        frozen = [n for n in frozen if n not in given and not repeat_expansions(n, given)]
+    if frozen:
+        raise NncToolsError(where, f"has no values for {len(frozen)} parameters it keeps frozen ({first_few(frozen)}): "
+                            "they would train frozen at their random initial values; give them (--weights FROM.nnp, "
+                            "or the weights the project references) or pass --allow-frozen-initial")

@@ -10,8 +10,8 @@ epochs and batch size. What this module adds:
 - per-epoch checkpoints (``checkpoint``); the data order and the random functions (dropout) of epoch e depend only on
   (seed, e), so a run killed at any moment and resumed ends bit-identical;
 - the files NNC and ``nnabla_cli`` users know: ``results.nnp`` (best validation error), ``results_current.nnp``,
-  ``monitoring_report.yml``, plus ``training_log.csv``, ``learning_curve.png``, ``confusion_matrix.{csv,png}``,
-  ``summary.json`` (``records``).
+  ``monitoring_report.yml``, plus ``training_log.csv``, ``learning_curve.png``, ``confusion_matrix.{csv,png}``, ``summary.json``;
+- a parameter kept frozen with no values to start from is refused (it would train frozen at random).
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ from .checks import check_datasets_named, check_headers, check_labels, check_sch
 from .engine import make_context, quick_array_access, resolve_workers
 from .evaluate import evaluate
 from .frozen_cache import FeatureCache, detach, memory_budget, plan_prefix_cache, shared_cut
-from .graphs import TrainingGraphs, epoch_seed, feed, frozen_parameters, training_proto
+from .graphs import TrainingGraphs, epoch_seed, feed, frozen_parameters, refuse_frozen_at_random, training_proto
 from .monitors import computed_features, due_monitors, image_keys, record_monitors
 from .parallel import DataParallel
 from .phases import PhasePlan, carry_states, phase_at, plan_phases, solver_states
@@ -82,6 +82,7 @@ class TrainOptions:
     phases: Optional[PathLike] = None  # an overlay with phases: the run trains them one after the other
     solver: Optional[str] = None  # replace the project's solver (its multipliers kept)
     lr: Optional[float] = None  # the learning rate (of --solver, or of the project's solver)
+    allow_frozen_initial: bool = False  # train a parameter kept frozen though nothing gives it values
 
 
 @dataclass
@@ -147,12 +148,13 @@ def train(project_path: PathLike, result_dir: PathLike, options: Optional[TrainO
     optimizer_proto = proto.optimizer[0]
     batch_size = options.batch_size or getattr(network_of(proto, optimizer_proto.network_name), "batch_size", 64) or 64
 
+    if not (options.allow_frozen_initial or options.resume):  # (a resumed run has its values in its checkpoint)
+        refuse_frozen_at_random(project, proto, options.weights, project_path)
     check_datasets_named(proto, project_path)
     check_schedules(proto, project_path)
-    base = project_path.resolve().parent
-    uris = {d.name: dataset_path(d.uri, base) for d in proto.dataset}
-    for d in proto.dataset:
-        read_header_and_count(uris[d.name])  # a missing or unreadable CSV fails before anything is written
+    uris = {d.name: dataset_path(d.uri, project_path.resolve().parent) for d in proto.dataset}
+    for uri in uris.values():
+        read_header_and_count(uri)  # a missing or unreadable CSV fails before anything is written
     try:
         check_headers(proto, optimizer_proto, proto.monitor, uris)  # before a million rows are decoded
     except NncToolsError as e:
@@ -161,8 +163,7 @@ def train(project_path: PathLike, result_dir: PathLike, options: Optional[TrainO
     result_dir.mkdir(parents=True, exist_ok=True)
     try:
         with folder_lock(result_dir, "train"):
-            return TrainingRun(project_path, result_dir, options, project, proto, uris, batch_size, context, workers,
-                               phases).run()
+            return TrainingRun(project_path, result_dir, options, project, proto, uris, batch_size, context, workers, phases).run()
     except NncToolsError as e:
         if created:
             shutil.rmtree(result_dir, ignore_errors=True)
