@@ -115,9 +115,10 @@ def load_project(path: PathLike, parameter_files: Sequence[PathLike] = ()) -> Pr
 
 def _load_project(path: Path, parameter_files: Sequence[PathLike]) -> Project:
     if path.suffix.lower() == SDCPROJ_EXT:  # NNC's project: compiled as NNC's converter would, with its *.File weights
-        from .sdc_files import compiled_project
+        from .sdc_files import compiled_with_weights
 
-        project = compiled_project(path)
+        proto, params, sources = compiled_with_weights(path, lambda results: load_project(results).parameters)
+        project = Project(proto, params, path=path, parameter_sources=sources)
     elif existing_file(path, PROJECT_EXTS, "project file", f"one of {', '.join(PROJECT_EXTS)}") == ".nnp":
         project = _load_nnp(path)
     else:

@@ -7,8 +7,9 @@ results (``results/<job id>/``). ``nnc-tl apply-freeze --weights`` writes such r
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 from .nnc_graph import ParameterSite, expand
 from .sdcproj import MULTIPLIER_SUFFIX, Layer, SdcProject
@@ -48,13 +49,10 @@ def job_results(project: Path, job: str) -> Optional[Path]:
     return None
 
 
-def compiled_project(path: Path):
-    """An ``.sdcproj`` as a project: compiled as NNC's converter would, with the weights its references name where
-    the job's ``results.nnp`` is found (a warning for a job or a parameter not found: those start from their
-    initializers; a weight of another shape is refused)."""
-    from collections import OrderedDict
-
-    from .nnp import Project, load_project
+def compiled_with_weights(path: Path, load: Callable[[Path], "OrderedDict"]):
+    """An ``.sdcproj`` compiled as NNC's converter would, with the weights its references name where the job's
+    ``results.nnp`` is found (``load``: a project file's parameters): (proto, parameters, the files read). A job or a
+    parameter not found is a warning (those start from their initializers); a weight of another shape is refused."""
     from .parameters import check_parameter_shapes
     from .sdc_compile import compile_sdcproj
     from .sdcproj import load_sdcproj
@@ -72,7 +70,7 @@ def compiled_project(path: Path):
                         f"results/{job}/ nor {path.with_suffix('.weights').name}/{job}/ beside it: they start from their "
                         "initializers")
             continue
-        given = load_project(results).parameters
+        given = load(results)
         missing = [source for _, source in wanted if source not in given]
         if missing:
             log.warning(f"{results}: has no {', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''} "
@@ -81,4 +79,4 @@ def compiled_project(path: Path):
         check_parameter_shapes(proto, loaded, results, path)
         params.update(loaded)
         sources.append(str(results))
-    return Project(proto, params, path=path, parameter_sources=sources)
+    return proto, params, sources
