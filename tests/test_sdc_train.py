@@ -97,6 +97,9 @@ def _train_one_epoch(cli, tmp_path, name: str) -> None:
     for network in proto.network:
         network.batch_size = batch
     proto.training_config.max_epoch, proto.training_config.iter_per_epoch = 1, 2
+    for o in proto.optimizer:  # (senet-154's cosine schedule spans max_iter: 0 where NNC had no dataset size)
+        if o.solver.lr_scheduler_type == "Cosine":
+            o.solver.cosine_scheduler_param.max_iter = 2
     compiled.write_text(text_format.MessageToString(proto), encoding="utf-8")
 
     result = cli("train", compiled, "-o", tmp_path / "nnc-tl", "-q")
