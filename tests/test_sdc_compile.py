@@ -402,3 +402,16 @@ def test_training_refuses_a_frozen_parameter_nothing_gives_values(cli, tmp_path)
     assert "1 parameters it keeps frozen" in error and not (tmp_path / "r").exists()
     allowed = cli("train", path, "-o", tmp_path / "r", "--allow-frozen-initial")
     assert "1 parameters it keeps frozen" not in allowed.err  # (it goes on to the data: train.csv is not there)
+
+
+def test_an_output_layer_names_an_executor_output_and_is_no_loss(tmp_path):
+    """NNC's Output layer (VariableName z) is no function: the converter lists its input among the runtime outputs as
+    ``z`` (checked with create_prototxt), and also writes ``loss_variable: "Output"``, a variable no network has, which
+    NNabla cannot train with: left out here, the one place the compiler parts from the converter on purpose."""
+    path = _project(tmp_path, [("Input", "Input", {"Size": "4", "Dataset": "x"}), ("ReLU", "ReLU", {}),
+                               ("SquaredError", "SquaredError", {}), ("Output", "Output", {"VariableName": "z"}),
+                               ("Comment", "Comment", {"Comment": "a note"})], [(0, 1), (1, 2), (1, 3)])
+    proto = compile_sdcproj(load_sdcproj(path))
+    assert [(o.variable_name, o.data_name) for o in proto.executor[0].output_variable] == [("ReLU", "y'"), ("ReLU", "z")]
+    assert [v.variable_name for v in proto.optimizer[0].loss_variable] == ["SquaredError"]
+    assert not any(f.type in ("Output", "Comment") for n in proto.network for f in n.function)

@@ -32,6 +32,7 @@ class CompiledNetwork:
         self.generators: Dict[str, Tuple[str, float]] = {}
         self.block_last: Dict[str, str] = {}
         self.block_times: Dict[str, str] = {}  # a variable a generator fills: (type, multiplier)
+        self.named_outputs: List[Tuple[str, str]] = []  # Output layers: (variable, VariableName)
         self.batchless: Set[str] = set()  # a Parameter layer's value and what is computed from it alone (no batch axis)
         self.dropped_losses: List[Tuple[str, str]] = []  # (the variable a dropped loss read, its T dataset variable)
 
@@ -40,7 +41,8 @@ class CompiledNetwork:
         with its data name (``y'`` for the one compared with ``y``; else its own name)."""
         compared = dict(self.dropped_losses)  # (one output per loss: a variable two losses read is listed twice)
         return [(name, f"{compared[name]}'" if name in compared else name) for name in self.losses] + \
-            [(name, f"{data}'") for name, data in self.dropped_losses if name not in self.losses and name in self.shapes]
+            [(name, f"{data}'") for name, data in self.dropped_losses if name not in self.losses and name in self.shapes] + \
+            [(name, data) for name, data in self.named_outputs if name in self.shapes]
 
     def variable(self, name: str, shape: Shape, kind: str = "Buffer", batch: bool = True, repeats=()):
         if name in self.shapes:
@@ -83,6 +85,9 @@ def compile_network(path, name: str, batch_size: int, functions: Sequence[Functi
         ins = [alias.get(src, src) for _, src, _ in sources.get(f.name, [])]
         if f in given or sized_later.waits(f, ins):
             continue
+        if f.layer.type == "Output":  # no function: its input among the executor's outputs, named VariableName
+            net.named_outputs += [(ins[0], f.layer.properties.get("VariableName", "y"))] if ins else []
+            continue
         if f.layer.type == "Input":  # a called network's Input: the caller's value
             alias[f.name] = ins[0]
             unit_shapes.setdefault(unit_key(f.units), net.shapes.get(ins[0], ()))
@@ -103,7 +108,8 @@ def compile_network(path, name: str, batch_size: int, functions: Sequence[Functi
         sized_later.flush()
     sized_later.check()
     fed = {src for src, n in readers.items() if n}
-    net.losses = [f.name for f in functions if f.is_function and f.name not in drop and f.name not in fed]
+    net.losses = [f.name for f in functions if f.is_function and f.name not in drop and f.name not in fed
+                  and f.layer.type != "Output"]  # (NNC's converter lists an Output layer as a loss NNabla lacks)
     return net
 
 
