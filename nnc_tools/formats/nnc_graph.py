@@ -13,6 +13,7 @@ from ..errors import NncToolsError
 from . import sdc_lstm as lstm
 from .sdcproj import (
     DEFAULT_ZERO,
+    EDITOR_LAYERS,
     LAYER_PARAMETERS,
     MULTIPLIER_SUFFIX,
     VARIABLE_PARAMETERS,
@@ -186,7 +187,7 @@ class _Graph:
         inputs = [layer for layer in layers if layer.type == "Input"]
         entry = {k: [prefix + layer.id] for k, layer in enumerate(inputs)}
         fed = {link.source for link in links}
-        exits = [x for layer in layers if layer.id not in fed and layer.type not in ("Comment", "Argument")
+        exits = [x for layer in layers if layer.id not in fed and layer.type not in EDITOR_LAYERS
                  for x in ends[layer.id][1]]
         return entry, exits
 

@@ -47,7 +47,8 @@ DEFAULT_ZERO = {("BatchNormalization", "mean"), ("BatchNormalization", "var"), (
                 ("WorkingMemory", ""), ("BinaryConnectAffine", "Wb"), ("BinaryConnectConvolution", "Wb"),
                 ("BinaryWeightAffine", "Wb"), ("BinaryWeightConvolution", "Wb")}
 # Layers NNC's converter makes variables of, not functions.
-VARIABLE_LAYERS = ("Input", "Argument", "Comment", "Parameter", "WorkingMemory")
+VARIABLE_LAYERS = ("Input", "Argument", "Comment", "Parameter", "WorkingMemory", "TestNetwork", "StructureSearch")
+EDITOR_LAYERS = ("Comment", "Argument", "TestNetwork", "StructureSearch")  # notes and settings: nothing compiled
 # Layers that are a parameter themselves, named by the layer's Name, their multiplier in ``LRateMultiplier``.
 VARIABLE_PARAMETERS = ("Parameter", "WorkingMemory")
 
