@@ -347,3 +347,27 @@ def test_inline_parameters_are_read_fast_and_exactly(tmp_path):
     assert parameters_equal(load_project(tmp_path / "inline.nntxt").parameters, load_project(src).parameters)
     odd = text.replace("  need_grad: true", "  need_grad: true\n  # a comment", 1)
     assert split_inline_parameters(odd) == (odd, None)
+
+
+def test_project_text_writes_every_field_of_a_functions_param():
+    """NNC's import_nntxt reads a missing field as its catalogue's default: proto3 text leaves ``val: 0`` out, and
+    NNC's MulScalar(0) came back as MulScalar(1) (03_attention, checked with NNC's importer); every scalar field of a
+    function's *_param is written, and the text still reads back as the same message."""
+    from google.protobuf import text_format
+    from nnabla.utils import nnabla_pb2
+
+    from nnc_tools.formats.nnp import network_text
+
+    proto = nnabla_pb2.NNablaProtoBuf()
+    net = proto.network.add(name="Main")
+    net.function.add(name="Scale", type="MulScalar", input=["x"], output=["y"]).mul_scalar_param.SetInParent()
+    f = net.function.add(name="Drop", type="Dropout", input=["y"], output=["z"])
+    f.dropout_param.seed = -1
+    f = net.function.add(name="Pool", type="MaxPooling", input=["z"], output=["p"])
+    f.max_pooling_param.kernel.dim.extend([2, 2])
+    text = network_text(proto)
+    assert "mul_scalar_param {\n      val: 0\n      inplace: false\n    }" in text
+    assert "p: 0" in text and "seed: -1" in text and "ignore_border: false" in text and "dim: 2" in text
+    again = nnabla_pb2.NNablaProtoBuf()
+    text_format.Merge(text, again)
+    assert again == proto

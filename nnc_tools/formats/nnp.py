@@ -33,7 +33,7 @@ from .parameters import (
     take_inline_parameters,
     with_parameters,
 )
-from .schema import decode_text, learning_rate_field, merge_binary, merge_text, nnabla_pb2
+from .schema import decode_text, explicit_fields, learning_rate_field, merge_binary, merge_text, nnabla_pb2
 
 
 @dataclass
@@ -216,22 +216,13 @@ def _load_nnp(path: Path) -> Project:
 _BARE_PARAMETER_VARIABLE = re.compile(r'^( *)parameter_variable \{\n( *)(variable_name: "(?:[^"\\]|\\.)*")\n\1\}$', re.M)
 
 
-_BATCH_STAT = re.compile(r"^( *)batch_normalization_param \{\n((?:\1 .*\n)*?)\1\}$", re.M)
-
-
-def _explicit_batch_stat(m: "re.Match") -> str:
-    if re.search(r"^ *batch_stat:", m.group(2), re.M):
-        return m.group(0)
-    return f"{m.group(1)}batch_normalization_param {{\n{m.group(2)}{m.group(1)}  batch_stat: false\n{m.group(1)}}}"
-
-
 def network_text(proto: nnabla_pb2.NNablaProtoBuf) -> str:
-    """The protobuf text of a project, as NNabla's ``save()`` prints it, except for two values proto3 leaves out when
-    they are 0 and NNC's importer then reads as its own default: a frozen optimizer parameter reads
-    ``learning_rate_multiplier: 0`` (absent: 1.0) and a Batch Normalization on running statistics ``batch_stat: false``
-    (absent: BatchStat=True), as NNC's converter writes them."""
+    """The protobuf text of a project, as NNabla's ``save()`` prints it, except for values proto3 leaves out when they
+    are 0 and NNC's importer then reads as its own default: a frozen optimizer parameter reads
+    ``learning_rate_multiplier: 0`` (absent: 1.0), and every function's ``*_param`` lists all its scalar fields
+    (``batch_stat: false``, a MulScalar's ``val: 0``: ``schema.explicit_fields``), as NNC's converter writes them."""
     if not proto.optimizer:
-        return _BATCH_STAT.sub(_explicit_batch_stat, text_format.MessageToString(proto))
+        return text_format.MessageToString(proto, message_formatter=explicit_fields)
     rest = _copy(proto)
     del rest.optimizer[:]
     optimizers = "".join(
@@ -241,7 +232,7 @@ def network_text(proto: nnabla_pb2.NNablaProtoBuf) -> str:
         + "}\n"
         for o in proto.optimizer
     )
-    text = _BATCH_STAT.sub(_explicit_batch_stat, text_format.MessageToString(rest))
+    text = text_format.MessageToString(rest, message_formatter=explicit_fields)
     later = re.search(r"^(monitor|executor) \{$", text, re.M)  # fields numbered after optimizer (400)
     cut = later.start() if later else len(text)
     return text[:cut] + optimizers + text[cut:]

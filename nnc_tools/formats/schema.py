@@ -106,3 +106,19 @@ def executor_classes(proto) -> int:
     shapes = {v.name: list(v.shape.dim) for v in network.variable} if network is not None else {}
     shape = shapes.get(ex.output_variable[0].variable_name) or [0]
     return max(int(shape[-1]), 0)
+
+
+def explicit_fields(message, indent: int, as_one_line: bool) -> Optional[str]:
+    """``text_format``'s ``message_formatter`` for a function's ``*_param``: every scalar field written, 0 and false
+    too. Proto3 text leaves them out, and NNC's importer (``import_nntxt``) reads a missing field as its layer
+    catalogue's default: a MulScalar's ``val: 0`` came back as 1.0, a Batch Normalization's ``batch_stat: false`` as
+    True, a Dropout's ``p: 0`` as 0.5 (as NNC's converter does, which writes every field)."""
+    descriptor = message.DESCRIPTOR
+    if as_one_line or not descriptor.name.endswith("Parameter") or descriptor.file.name != "nnabla.proto":
+        return None
+    present = {field.name for field, _ in message.ListFields()}
+    lines = text_format.MessageToString(message).splitlines() + [
+        f"{field.name}: {'false' if field.type == field.TYPE_BOOL else chr(34) * 2 if field.type == field.TYPE_STRING else 0}"
+        for field in descriptor.fields
+        if field.name not in present and field.label != field.LABEL_REPEATED and field.message_type is None]
+    return ("\n" + " " * indent).join(lines) if lines else None
