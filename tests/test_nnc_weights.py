@@ -57,6 +57,12 @@ def test_every_parameter_gets_the_reference_nnc_loads(cli, tmp_path, name, netwo
     copied = tmp_path / "w.weights" / job / "results.nnp"
     assert copied.read_bytes() == weights.read_bytes()
     assert "0 left to their initializer" in result.out
+    # and the project written reads back with those weights (compiled, each reference loaded from w.weights/<job>/)
+    given, loaded = load_project(weights).parameters, load_project(out).parameters
+    assert set(loaded) == set(refs) and all((loaded[n].data == given[n].data).all() for n in loaded)
+    if name == "LeNet":  # a trained NNC project exports as it is: no random weights
+        result = cli("export-onnx", out, "-o", tmp_path / "w.onnx")
+        assert result.code == 0 and (tmp_path / "w.onnx").is_file(), result.err
 
 
 @needs_samples
