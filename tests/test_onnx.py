@@ -166,3 +166,18 @@ def test_a_project_without_parameters_is_not_exported_with_random_weights(cli, t
     result = cli("export-onnx", tmp_path / "def.nntxt", "-o", tmp_path / "m.onnx")
     assert result.code == 2 and "holds no values for" in result.err and "random" in result.err, result.err
     assert not (tmp_path / "m.onnx").exists()
+
+
+def test_a_text_project_exports_with_its_parameter_file(cli, tmp_path):
+    """A project text with its ``.h5`` beside it exports with its trained weights: the export now goes through an .nnp
+    of the project as loaded (what an .sdcproj needs: NNabla's importer cannot read one and failed with a traceback,
+    ``test_nnc_weights``), and the text's parameter file must still arrive."""
+    project = tiny_project(tmp_path)
+    train(project, tmp_path / "r", TrainOptions(progress=False, epochs=1, workers=1))
+    result = tmp_path / "r" / "results.nnp"
+    assert cli("convert", result, tmp_path / "t.nntxt").code == 0 and (tmp_path / "t.h5").is_file()
+    done = cli("export-onnx", tmp_path / "t.nntxt", "-o", tmp_path / "t.onnx", "--batch-size", "4")
+    assert done.code == 0, done.err
+    dataset, batch = images(tmp_path / "validation.csv", result, 4)
+    np.testing.assert_allclose(onnx_scores(tmp_path / "t.onnx", batch), predict(result, dataset, batch_size=4)[:4],
+                               atol=1e-4)

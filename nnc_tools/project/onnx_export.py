@@ -9,6 +9,7 @@ import contextlib
 import io
 import json
 import logging
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional
@@ -16,7 +17,7 @@ from typing import Dict, List, Optional
 from ..errors import NncToolsError
 from ..fileio import PathLike, atomic_output
 from ..formats.naming import repeat_expansions
-from ..formats.nnp import load_project
+from ..formats.nnp import load_project, save_project
 from ..formats.schema import network_of
 
 log = logging.getLogger(__name__)
@@ -82,8 +83,13 @@ def export_onnx(project: PathLike, output: PathLike, batch_size: Optional[int] =
     _check_parameters(loaded, proto, index, project)
     from nnabla.utils.converter.nnabla import NnpImporter
 
-    with contextlib.redirect_stdout(io.StringIO()) as said:  # NNabla's importer prints its progress
-        nnp = NnpImporter(str(project), expand_network=True, executor_index=index).execute()
+    with contextlib.ExitStack() as stack:
+        source = project  # NNabla's importer reads an .nnp whole; a text project's parameter file or an .sdcproj's
+        if project.suffix.lower() != ".nnp":  # weight references it would not see, and it makes random weights up
+            source = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="nnc-tl-onnx-"))) / "project.nnp"
+            save_project(loaded, source)
+        with contextlib.redirect_stdout(io.StringIO()) as said:  # NNabla's importer prints its progress
+            nnp = NnpImporter(str(source), expand_network=True, executor_index=index).execute()
     log.debug(said.getvalue().strip())
     network = network_of(nnp.protobuf, proto.executor[index].network_name) or nnp.protobuf.network[0]
     ex = proto.executor[index]
