@@ -147,11 +147,12 @@ _INDEX = " WithIndex:with_index=False OnlyIndex:only_index=False"
 # Parameters' initializers as the catalogue has them when a project omits them
 _BIAS = {"b": ("Constant", "0.0")}
 _BINARY = {"Wb": ("Constant", "0.0"), **_BIAS}
+_BN_INIT = {"beta": ("Constant", "0.0"), "gamma": ("Constant", "1.0"), "mean": ("Constant", "0.0"), "var": ("Constant", "0.0")}
 ELEMENTWISE = ("Abs", "Exp", "Log", "Sigmoid", "Tanh", "Round", "BinarySigmoid", "BinaryTanh", "Identity",
                "Unlink", "Sin", "Cos", "SoftSign", "SoftPlus", "LogSigmoid", "TanhShrink", "Sinc",
                "Swish", "Mish", "GELU", "ReLU6", "HardSigmoid", "HardTanh", "Ceil", "Floor",
                "LogicalNot", "Tan", "Sinh", "Cosh", "ASin", "ACos", "ATan", "ASinh", "ACosh", "ATanh", "IsNaN", "IsInf",
-               "ResetNaN", "ResetInf", "BatchInv", "GlobalAveragePooling")
+               "ResetNaN", "ResetInf", "BatchInv")
 RIGHT_PIN = ("Sub2", "Div2", "Pow2", "Greater", "GreaterEqual", "Less", "LessEqual")  # R: a constant 1 unless linked
 _CONSTANT_R = (Pin("R", "", "Constant", "1.0"),)
 TWO_INPUTS = ("Add2", "Sub2", "Mul2", "Div2", "Pow2", "Maximum2", "Minimum2", "Equal", "NotEqual", "Greater",
@@ -204,8 +205,7 @@ LAYER_TYPES: Dict[str, LayerType] = {
     "BatchNormalization": _t("batch_normalization_param",
                              "Axes:axes:axis=0 DecayRate:decay_rate=0.9 Epsilon:eps=0.0001 BatchStat:batch_stat=True",
                              params=bn_params, at_test={"BatchStat": "False"},
-                             initializers={"beta": ("Constant", "0.0"), "gamma": ("Constant", "1.0"),
-                                           "mean": ("Constant", "0.0"), "var": ("Constant", "0.0")}),
+                             initializers=_BN_INIT),
     "PReLU": _t("prelu_param", "BaseAxis:base_axis:axis=0", params=prelu_params, defaults={"Shared": "False"},
                 initializers={"slope": ("Constant", "0.25")}),
     "ReLU": _t("relu_param", "InPlace:inplace=*AutoInPlaceOnce"),
@@ -272,8 +272,7 @@ LAYER_TYPES.update({
                                   "Axes:axes:axis=0 DecayRate:decay_rate=0.9 Epsilon:eps=0.0001 "
                                   "BatchStat:batch_stat=True Nonlinearity:nonlinearity=relu",
                                   params=bn_params, at_test={"BatchStat": "False"},
-                                  initializers={"beta": ("Constant", "0.0"), "gamma": ("Constant", "1.0"),
-                                                "mean": ("Constant", "0.0"), "var": ("Constant", "0.0")}),
+                                  initializers=_BN_INIT),
     "MeanSubtraction": _t("mean_subtraction_param", "BaseAxis:base_axis:axis=0 UpdateRunningMean:update_running_mean="
                           "True", params=mean_subtraction_params, at_test={"UpdateRunningMean": "False"},
                           initializers={"mean": ("Constant", "0.0"), "t": ("Constant", "0.0")}),
